@@ -1,0 +1,17 @@
+//! Skiff's API data: pure types and functions, no IO and no async.
+//!
+//! - [`resource`]: the registry of served resources (group, version, kind, plural, scope, verbs).
+//! - [`status`]: Kubernetes `Status` errors with the right reason and HTTP code.
+//! - [`selector`]: label and field selectors.
+//! - [`schema`]: OpenAPI definitions from k8s-openapi, field validation.
+//! - [`patch`]: JSON, merge and strategic merge patches.
+//! - [`table`]: `kubectl get` columns per kind (meta.k8s.io/v1 Table rows).
+
+pub use k8s_openapi;
+
+pub mod patch;
+pub mod resource;
+pub mod schema;
+pub mod selector;
+pub mod status;
+pub mod table;

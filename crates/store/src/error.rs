@@ -1,0 +1,2 @@
+//! Store errors.
+// (being written by the store work)
