@@ -1,1 +1,32 @@
-//! apiserver
+//! Skiff's Kubernetes-compatible API server: the only writer of the store.
+//!
+//! A request flows through one pipeline (see [`handler`]):
+//! authentication → request info → authorization → admission → per-resource
+//! strategy (defaults, validation) → store. Discovery and OpenAPI documents are
+//! served from the resource registry in the `api` crate.
+
+mod allocator;
+mod authn;
+mod authz;
+mod bootstrap;
+mod config;
+mod discovery;
+mod error;
+mod handler;
+mod namespace_lifecycle;
+mod negotiate;
+mod object;
+mod openapi;
+mod pki;
+mod request;
+pub(crate) mod rest;
+mod serve;
+mod storage;
+mod strategy;
+mod typecheck;
+mod watch;
+
+pub use config::{ApiServerConfig, StaticToken};
+pub use error::Error;
+pub use pki::{Pki, PkiConfig, sign_client_cert, write_kubeconfig};
+pub use serve::{ApiServer, RunningApiServer};

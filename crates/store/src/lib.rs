@@ -19,11 +19,13 @@ mod error;
 pub use error::StoreError;
 
 mod etcd;
+mod feed;
+mod keys;
 mod memory;
 mod sqlite;
 pub use etcd::{EtcdConfig, EtcdStore};
 pub use memory::MemoryStore;
-pub use sqlite::{SqliteConfig, SqliteStore};
+pub use sqlite::{SqliteConfig, SqliteStats, SqliteStore};
 
 /// A global revision number. Revisions start at 1 and only grow.
 pub type Revision = i64;
@@ -113,23 +115,35 @@ pub trait Store: Send + Sync + 'static {
 
     /// Replaces the value of a key whose `mod_revision` equals `expected`.
     /// Fails with [`StoreError::NotFound`] or [`StoreError::Conflict`] (carrying the current state).
-    async fn update(&self, key: &str, value: Bytes, expected: Revision) -> Result<KeyValue, StoreError>;
+    async fn update(
+        &self,
+        key: &str,
+        value: Bytes,
+        expected: Revision,
+    ) -> Result<KeyValue, StoreError>;
 
     /// Deletes a key whose `mod_revision` equals `expected` (any revision when `None`).
     /// Returns the deleted key-value with `mod_revision` set to the deletion revision.
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue, StoreError>;
 
     /// Watches keys under `prefix` for changes after revision `after` (events with
-    /// revision > `after`), first replaying history, then live. A revision at or below
-    /// the compacted one yields [`StoreError::Compacted`] as the first item.
+    /// revision > `after`), first replaying history, then live, in revision order with
+    /// no gaps or duplicates. When events after `after` have been compacted away
+    /// (`after + 1 < compacted_revision()`), the first item is [`StoreError::Compacted`].
+    /// An error ends the stream; the caller starts a new watch (after the last revision
+    /// it saw) or relists.
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream, StoreError>;
 
     /// Forgets history before `revision`: superseded values and deletion records with
-    /// a revision below it. Lists and watches at older revisions then fail with
-    /// [`StoreError::Compacted`].
+    /// a revision below it (the latest value of a live key always stays). Lists at older
+    /// revisions and watches from them then fail with [`StoreError::Compacted`].
+    /// Compacting at or below the compacted revision does nothing; above the current
+    /// revision fails with [`StoreError::FutureRevision`].
     async fn compact(&self, revision: Revision) -> Result<(), StoreError>;
 
-    /// The oldest revision that can still be listed or watched from.
+    /// The oldest revision that can still be listed, and the first revision a watch can
+    /// still replay (`watch(prefix, compacted_revision() - 1)` works). Before any
+    /// compaction: 0 for the memory and SQLite stores, 1 for etcd.
     async fn compacted_revision(&self) -> Result<Revision, StoreError>;
 }
 

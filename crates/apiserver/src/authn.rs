@@ -1,0 +1,82 @@
+//! Authentication: who sent a request. Client certificates (CN = user, O = groups)
+//! verified by the TLS layer against the cluster CA, and static bearer tokens.
+
+use std::collections::HashMap;
+
+use crate::config::StaticToken;
+
+/// An authenticated (or anonymous) user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Identity {
+    pub user: String,
+    pub uid: String,
+    pub groups: Vec<String>,
+}
+
+impl Identity {
+    pub(crate) fn anonymous() -> Self {
+        Self { user: "system:anonymous".into(), uid: String::new(), groups: vec!["system:unauthenticated".into()] }
+    }
+
+    pub(crate) fn is_anonymous(&self) -> bool {
+        self.user == "system:anonymous"
+    }
+
+    fn authenticated(user: String, uid: String, mut groups: Vec<String>) -> Self {
+        if !groups.iter().any(|g| g == "system:authenticated") {
+            groups.push("system:authenticated".into());
+        }
+        Self { user, uid, groups }
+    }
+}
+
+/// The user named by a verified client certificate (DER), if it names one.
+pub(crate) fn identity_from_certificate(der: &[u8]) -> Option<Identity> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let subject = cert.subject();
+    let user = subject.iter_common_name().next()?.as_str().ok()?.to_string();
+    let groups = subject.iter_organization().filter_map(|o| o.as_str().ok().map(String::from)).collect();
+    Some(Identity::authenticated(user, String::new(), groups))
+}
+
+/// Looks up bearer tokens.
+#[derive(Debug, Default)]
+pub(crate) struct TokenAuthenticator {
+    tokens: HashMap<String, StaticToken>,
+}
+
+impl TokenAuthenticator {
+    pub(crate) fn new(tokens: &[StaticToken]) -> Self {
+        Self { tokens: tokens.iter().map(|t| (t.token.clone(), t.clone())).collect() }
+    }
+
+    /// `Some(Ok)` for a known token, `Some(Err)` for an unknown one, `None` without a bearer header.
+    pub(crate) fn authenticate(&self, authorization: Option<&str>) -> Option<Result<Identity, ()>> {
+        let value = authorization?;
+        let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer "))?.trim();
+        Some(match self.tokens.get(token) {
+            Some(t) => Ok(Identity::authenticated(t.user.clone(), t.uid.clone(), t.groups.clone())),
+            None => Err(()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_bearer_token_names_its_user_and_groups() {
+        let a = TokenAuthenticator::new(&[StaticToken {
+            token: "s3cret".into(),
+            user: "alice".into(),
+            uid: "1".into(),
+            groups: vec!["dev".into()],
+        }]);
+        let id = a.authenticate(Some("Bearer s3cret")).expect("bearer").expect("known");
+        assert_eq!(id.user, "alice");
+        assert_eq!(id.groups, vec!["dev", "system:authenticated"]);
+        assert!(a.authenticate(Some("Bearer nope")).expect("bearer").is_err());
+        assert!(a.authenticate(None).is_none());
+    }
+}

@@ -1,0 +1,206 @@
+//! The cluster's certificates: a CA, the API serving certificate and the admin client
+//! certificate, created on first start under `<data-dir>/server/tls/` and reused after.
+
+use std::fs;
+use std::io::Write;
+use std::net::IpAddr;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    SanType,
+};
+
+use crate::Error;
+
+/// PEM files of the cluster PKI.
+#[derive(Debug, Clone)]
+pub struct Pki {
+    /// CA certificate (PEM).
+    pub ca_cert: String,
+    /// CA private key (PEM).
+    pub ca_key: String,
+    /// Serving certificate chain (PEM).
+    pub serving_cert: String,
+    /// Serving key (PEM).
+    pub serving_key: String,
+    /// Admin client certificate (PEM), O=system:masters.
+    pub admin_cert: String,
+    /// Admin client key (PEM).
+    pub admin_key: String,
+}
+
+/// What the serving certificate must name.
+#[derive(Debug, Clone)]
+pub struct PkiConfig {
+    /// Directory holding the PEM files.
+    pub dir: PathBuf,
+    /// Extra DNS names and IPs for the serving certificate.
+    pub sans: Vec<String>,
+}
+
+fn read_or_none(path: &Path) -> Option<String> {
+    fs::read_to_string(path).ok()
+}
+
+fn write_private(path: &Path, contents: &str) -> Result<(), Error> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::Io(path.display().to_string(), e))?;
+    f.write_all(contents.as_bytes()).map_err(|e| Error::Io(path.display().to_string(), e))?;
+    f.sync_all().map_err(|e| Error::Io(path.display().to_string(), e))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(|e| Error::Io(path.display().to_string(), e))
+}
+
+fn ca_params() -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, "skiff-server-ca");
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.not_after = rcgen::date_time_ymd(2036, 1, 1);
+    params
+}
+
+fn pki_err(step: &'static str) -> impl Fn(rcgen::Error) -> Error {
+    move |e| Error::Pki(format!("{step}: {e}"))
+}
+
+/// Signs a client certificate for `user` in `groups` with the cluster CA.
+pub fn sign_client_cert(ca_cert: &str, ca_key: &str, user: &str, groups: &[&str]) -> Result<(String, String), Error> {
+    let ca_key = KeyPair::from_pem(ca_key).map_err(pki_err("loading CA key"))?;
+    let issuer = Issuer::from_ca_cert_pem(ca_cert, ca_key).map_err(pki_err("loading CA certificate"))?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    for g in groups {
+        params.distinguished_name.push(DnType::OrganizationName, *g);
+    }
+    params.distinguished_name.push(DnType::CommonName, user);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.not_after = rcgen::date_time_ymd(2036, 1, 1);
+    let key = KeyPair::generate().map_err(pki_err("generating client key"))?;
+    let cert = params.signed_by(&key, &issuer).map_err(pki_err("signing client certificate"))?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+fn sign_serving_cert(ca_cert: &str, ca_key: &str, sans: &[String]) -> Result<(String, String), Error> {
+    let ca_key = KeyPair::from_pem(ca_key).map_err(pki_err("loading CA key"))?;
+    let issuer = Issuer::from_ca_cert_pem(ca_cert, ca_key).map_err(pki_err("loading CA certificate"))?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+    params.subject_alt_names = sans
+        .iter()
+        .map(|s| match s.parse::<IpAddr>() {
+            Ok(ip) => Ok(SanType::IpAddress(ip)),
+            Err(_) => s.clone().try_into().map(SanType::DnsName),
+        })
+        .collect::<Result<_, _>>()
+        .map_err(pki_err("serving certificate names"))?;
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.not_after = rcgen::date_time_ymd(2036, 1, 1);
+    let key = KeyPair::generate().map_err(pki_err("generating serving key"))?;
+    let cert = params.signed_by(&key, &issuer).map_err(pki_err("signing serving certificate"))?;
+    Ok((format!("{}{}", cert.pem(), ca_cert), key.serialize_pem()))
+}
+
+impl Pki {
+    /// Loads the PKI from `config.dir`, creating whatever is missing. The serving
+    /// certificate is re-issued when the set of names it must carry changed.
+    pub fn load_or_create(config: &PkiConfig) -> Result<Self, Error> {
+        let dir = &config.dir;
+        fs::create_dir_all(dir).map_err(|e| Error::Io(dir.display().to_string(), e))?;
+        let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
+        let path = |n: &str| dir.join(n);
+
+        let (ca_cert, ca_key) = match (read_or_none(&path("ca.crt")), read_or_none(&path("ca.key"))) {
+            (Some(c), Some(k)) => (c, k),
+            _ => {
+                let key = KeyPair::generate().map_err(pki_err("generating CA key"))?;
+                let cert = ca_params().self_signed(&key).map_err(pki_err("self-signing CA"))?;
+                let (c, k) = (cert.pem(), key.serialize_pem());
+                write_private(&path("ca.key"), &k)?;
+                write_private(&path("ca.crt"), &c)?;
+                (c, k)
+            }
+        };
+
+        let sans_line = config.sans.join(",");
+        let (serving_cert, serving_key) = match (
+            read_or_none(&path("serving.crt")),
+            read_or_none(&path("serving.key")),
+            read_or_none(&path("serving.sans")),
+        ) {
+            (Some(c), Some(k), Some(s)) if s == sans_line => (c, k),
+            _ => {
+                let (c, k) = sign_serving_cert(&ca_cert, &ca_key, &config.sans)?;
+                write_private(&path("serving.key"), &k)?;
+                write_private(&path("serving.crt"), &c)?;
+                write_private(&path("serving.sans"), &sans_line)?;
+                (c, k)
+            }
+        };
+
+        let (admin_cert, admin_key) = match (read_or_none(&path("admin.crt")), read_or_none(&path("admin.key"))) {
+            (Some(c), Some(k)) => (c, k),
+            _ => {
+                let (c, k) = sign_client_cert(&ca_cert, &ca_key, "system:admin", &["system:masters"])?;
+                write_private(&path("admin.key"), &k)?;
+                write_private(&path("admin.crt"), &c)?;
+                (c, k)
+            }
+        };
+
+        Ok(Self { ca_cert, ca_key, serving_cert, serving_key, admin_cert, admin_key })
+    }
+}
+
+/// Writes a kubeconfig for `server` with the given client certificate, mode `mode`.
+pub fn write_kubeconfig(
+    path: &Path,
+    server: &str,
+    ca_cert: &str,
+    client_cert: &str,
+    client_key: &str,
+    mode: u32,
+) -> Result<(), Error> {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+    let body = format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: default
+  cluster:
+    server: {server}
+    certificate-authority-data: {ca}
+contexts:
+- name: default
+  context:
+    cluster: default
+    user: default
+current-context: default
+preferences: {{}}
+users:
+- name: default
+  user:
+    client-certificate-data: {cert}
+    client-key-data: {key}
+",
+        ca = b64(ca_cert),
+        cert = b64(client_cert),
+        key = b64(client_key),
+    );
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(|e| Error::Io(parent.display().to_string(), e))?;
+    }
+    let tmp = path.with_extension("tmp");
+    write_private(&tmp, &body)?;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(mode)).map_err(|e| Error::Io(tmp.display().to_string(), e))?;
+    fs::rename(&tmp, path).map_err(|e| Error::Io(path.display().to_string(), e))
+}

@@ -1,0 +1,627 @@
+//! Mutating verbs: create, update (also of the status subresource), patch, delete and
+//! deletecollection, with the generic metadata rules of Kubernetes' registry store.
+
+use api::resource::ResourceInfo;
+use api::status::{ApiError, FieldError};
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use super::{Ctx, meta};
+use crate::handler::Reply;
+use crate::negotiate::{self, BodyType, Output};
+use crate::object::{self, meta_mut};
+use crate::serve::State;
+use crate::storage::parse_rv;
+use crate::strategy::Strategy;
+
+/// Attempts of a read-modify-write before giving up with 409.
+const RETRIES: usize = 8;
+
+/// Options of a delete, from the body (DeleteOptions) and the query.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct DeleteOptions {
+    pub grace_period: Option<i64>,
+    pub propagation: Option<String>,
+    pub precondition_uid: Option<String>,
+    pub precondition_rv: Option<String>,
+    pub dry_run: bool,
+}
+
+impl DeleteOptions {
+    fn parse(ctx: &Ctx<'_>, body: &Bytes) -> Result<Self, ApiError> {
+        let mut o = DeleteOptions { dry_run: ctx.dry_run()?, ..Default::default() };
+        if !body.is_empty() {
+            let v: Value = serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("error decoding DeleteOptions: {e}")))?;
+            o.grace_period = v.get("gracePeriodSeconds").and_then(Value::as_i64);
+            o.propagation = v.get("propagationPolicy").and_then(Value::as_str).map(String::from);
+            if v.get("orphanDependents") == Some(&json!(true)) && o.propagation.is_none() {
+                o.propagation = Some("Orphan".into());
+            }
+            o.precondition_uid = v.pointer("/preconditions/uid").and_then(Value::as_str).map(String::from);
+            o.precondition_rv = v.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(String::from);
+            if let Some(d) = v.get("dryRun").and_then(Value::as_array) {
+                o.dry_run |= d.iter().any(|x| x == "All");
+            }
+        }
+        if let Some(g) = ctx.info.param("gracePeriodSeconds") {
+            o.grace_period = Some(g.parse().map_err(|_| ApiError::bad_request(format!("invalid gracePeriodSeconds: {g:?}")))?);
+        }
+        if let Some(p) = ctx.info.param("propagationPolicy") {
+            o.propagation = Some(p.to_string());
+        }
+        if let Some(p) = &o.propagation
+            && !["Orphan", "Background", "Foreground"].contains(&p.as_str())
+        {
+            return Err(ApiError::invalid(
+                "meta.k8s.io",
+                "DeleteOptions",
+                "",
+                vec![FieldError::not_supported("propagationPolicy", p.as_str(), &["Foreground", "Background", "Orphan", "nil"])],
+            ));
+        }
+        Ok(o)
+    }
+}
+
+fn same_ignoring_rv(a: &Value, b: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        let m = meta_mut(&mut v);
+        m.remove("resourceVersion");
+        m.remove("managedFields");
+        v
+    };
+    strip(a) == strip(b)
+}
+
+/// Everything but metadata and status, for generation bumps.
+fn spec_part(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(m) = v.as_object_mut() {
+        m.remove("metadata");
+        m.remove("status");
+    }
+    v
+}
+
+fn invalid(res: &ResourceInfo, name: &str, errs: Vec<FieldError>) -> ApiError {
+    ApiError::invalid(&res.group, &res.kind, name, errs)
+}
+
+fn check_namespace_can_hold(state: &State, res: &ResourceInfo, ns_obj: Option<&Value>, ns: &str) -> Result<(), ApiError> {
+    if !res.namespaced {
+        return Ok(());
+    }
+    let _ = state;
+    match ns_obj {
+        None => Err(ApiError::not_found("", "namespaces", ns)),
+        Some(n) if n.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) => {
+            let mut e = ApiError::forbidden(format!(
+                "unable to create new content in namespace {ns} because it is being terminated"
+            ));
+            e.details = Some(api::status::StatusDetails {
+                name: Some(ns.to_string()),
+                kind: Some("namespaces".into()),
+                ..Default::default()
+            });
+            Err(e)
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+impl Ctx<'_> {
+    /// Decodes a body into an object of this resource, applying field validation.
+    fn decode_body(&mut self, content_type: Option<&str>, body: &Bytes) -> Result<Value, ApiError> {
+        let ty = negotiate::body_type(content_type)?;
+        if !matches!(ty, BodyType::Json | BodyType::Yaml) {
+            return Err(ApiError::unsupported_media_type(content_type.unwrap_or_default()));
+        }
+        if body.is_empty() {
+            return Err(ApiError::bad_request("the body of the request was empty"));
+        }
+        let (obj, dups) = negotiate::decode_object(body, ty)?;
+        self.check_kind(&obj)?;
+        self.field_validation(&obj, dups)?;
+        Ok(obj)
+    }
+
+    fn check_kind(&self, obj: &Value) -> Result<(), ApiError> {
+        let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default();
+        let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+        if kind.is_empty() {
+            return Err(ApiError::bad_request(format!("Object 'Kind' is missing in '{obj}'")));
+        }
+        if api_version.is_empty() {
+            return Err(ApiError::bad_request(format!("Object 'apiVersion' is missing in '{obj}'")));
+        }
+        if api_version != self.res.api_version() {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({api_version}) does not match the expected API version ({})",
+                self.res.api_version()
+            )));
+        }
+        if kind != self.res.kind {
+            return Err(ApiError::bad_request(format!(
+                "the object provided is unrecognized (must be of type {}): {kind} is not {}",
+                self.res.kind, self.res.kind
+            )));
+        }
+        Ok(())
+    }
+
+    /// Unknown/duplicate fields per `fieldValidation` (default Warn), and type errors.
+    fn field_validation(&mut self, obj: &Value, duplicates: Vec<String>) -> Result<(), ApiError> {
+        let mode = self.info.param("fieldValidation").unwrap_or("Warn");
+        if !["Strict", "Warn", "Ignore"].contains(&mode) {
+            return Err(ApiError::bad_request(format!(
+                "fieldValidation parameter unsupported: {mode}. Supported values are: Ignore, Warn, Strict"
+            )));
+        }
+        let prefix = format!("{} in version {:?} cannot be handled as a {}", self.res.kind, self.res.version, self.res.kind);
+        if let Err(e) = crate::typecheck::check(&self.res.definition, obj) {
+            return Err(ApiError::bad_request(format!("{prefix}: {e}")));
+        }
+        if mode == "Ignore" {
+            return Ok(());
+        }
+        let mut problems: Vec<String> = duplicates;
+        problems.extend(
+            api::schema::find_unknown_fields(obj, &self.res.definition)
+                .into_iter()
+                .map(|p| format!("unknown field {p:?}")),
+        );
+        if problems.is_empty() {
+            return Ok(());
+        }
+        if mode == "Strict" {
+            return Err(ApiError::bad_request(format!("{prefix}: strict decoding error: {}", problems.join(", "))));
+        }
+        self.warnings.extend(problems);
+        Ok(())
+    }
+
+    pub(super) async fn create(&mut self, content_type: Option<&str>, body: Bytes) -> Result<Reply, ApiError> {
+        let dry_run = self.dry_run()?;
+        let mut obj = self.decode_body(content_type, &body)?;
+        let path_ns = self.namespace().map(String::from);
+        if self.res.namespaced {
+            let ns = path_ns.clone().unwrap_or_default();
+            match object::namespace(&obj) {
+                Some(n) if n != ns => {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ));
+                }
+                _ => {
+                    meta_mut(&mut obj).insert("namespace".into(), ns.into());
+                }
+            }
+        } else {
+            meta_mut(&mut obj).remove("namespace");
+        }
+        let created = create_object(self.state, &self.res, self.strategy, obj, dry_run).await?;
+        Ok(Reply::Json(201, self.render_object(created)))
+    }
+
+    pub(super) async fn update(&mut self, content_type: Option<&str>, body: Bytes, status_only: bool) -> Result<Reply, ApiError> {
+        let dry_run = self.dry_run()?;
+        let new = self.decode_body(content_type, &body)?;
+        let name = self.name().to_string();
+        match object::name(&new) {
+            Some(n) if n != name => {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({n}) does not match the name on the URL ({name})"
+                )));
+            }
+            None => return Err(ApiError::bad_request("name is required in the object's metadata")),
+            _ => {}
+        }
+        if let (Some(n), Some(ns)) = (object::namespace(&new), self.namespace())
+            && n != ns
+        {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+        let old = self.state.storage.get(&self.res, self.namespace(), &name).await?;
+        let (code, out) = update_object(self.state, &self.res, self.strategy, old, new, status_only, dry_run).await?;
+        Ok(Reply::Json(code, self.render_object(out)))
+    }
+
+    pub(super) async fn patch(&mut self, content_type: Option<&str>, body: Bytes, status_only: bool) -> Result<Reply, ApiError> {
+        let dry_run = self.dry_run()?;
+        let ty = negotiate::body_type(content_type)?;
+        let name = self.name().to_string();
+        let mut last_err = None;
+        for _ in 0..RETRIES {
+            let old = self.state.storage.get(&self.res, self.namespace(), &name).await?;
+            let patched = self.apply_patch(ty, &old, &body)?;
+            if object::name(&patched) != Some(name.as_str()) {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({}) does not match the name on the URL ({name})",
+                    object::name(&patched).unwrap_or_default()
+                )));
+            }
+            self.check_kind(&patched)?;
+            self.field_validation(&patched, Vec::new())?;
+            let pinned = object::meta_str(&patched, "resourceVersion") != object::meta_str(&old, "resourceVersion");
+            match update_object(self.state, &self.res, self.strategy, old, patched, status_only, dry_run).await {
+                Ok((code, out)) => return Ok(Reply::Json(code, self.render_object(out))),
+                Err(e) if e.reason == "Conflict" && !pinned => last_err = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| ApiError::conflict(&self.res.group, &self.res.plural, &name)))
+    }
+
+    /// Applies a patch body of type `ty` to `old`.
+    pub(super) fn apply_patch(&self, ty: BodyType, old: &Value, body: &Bytes) -> Result<Value, ApiError> {
+        if body.is_empty() {
+            return Err(ApiError::bad_request("the body of the request was empty"));
+        }
+        let to_api = |e: api::patch::PatchError| match e.http_status() {
+            422 => ApiError { code: 422, reason: "Invalid", message: e.to_string(), details: None, retry_after_seconds: None },
+            _ => ApiError::bad_request(e.to_string()),
+        };
+        match ty {
+            BodyType::JsonPatch => api::patch::json_patch(old, body).map_err(to_api),
+            BodyType::MergePatch => api::patch::merge_patch_bytes(old, body).map_err(to_api),
+            BodyType::StrategicMergePatch => {
+                let p: Value = serde_json::from_slice(body)
+                    .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+                api::patch::strategic_merge(old, &p, &self.res.definition).map_err(to_api)
+            }
+            BodyType::ApplyPatch => Err(ApiError::unsupported_media_type(
+                "application/apply-patch+yaml (server-side apply is not supported yet)",
+            )),
+            BodyType::Json | BodyType::Yaml => Err(ApiError::unsupported_media_type(match ty {
+                BodyType::Json => "application/json",
+                _ => "application/yaml",
+            })),
+        }
+    }
+
+    pub(super) async fn delete(&mut self, body: Bytes) -> Result<Reply, ApiError> {
+        let opts = DeleteOptions::parse(self, &body)?;
+        let name = self.name().to_string();
+        let (obj, deleted) = delete_object(self.state, &self.res, self.namespace(), &name, &opts).await?;
+        let returns_object = matches!(self.res.plural.as_str(), "pods" | "services" | "namespaces") && self.res.group.is_empty();
+        if deleted && !returns_object && self.output == Output::Json {
+            let uid = object::meta_str(&obj, "uid").unwrap_or_default();
+            return Ok(Reply::Json(
+                200,
+                api::status::success_status(Some((&name, &self.res.group, &self.res.plural, uid))),
+            ));
+        }
+        Ok(Reply::Json(200, self.render_object(obj)))
+    }
+
+    pub(super) async fn delete_collection(&mut self, body: Bytes) -> Result<Reply, ApiError> {
+        let opts = DeleteOptions::parse(self, &body)?;
+        let q = self.list_query()?;
+        let prefix = self.list_prefix();
+        let page = self.state.storage.list(&prefix, None, None, 0, &|o| self.matches(&q, o)).await?;
+        let mut items = Vec::new();
+        for o in page.items {
+            let name = object::name(&o).unwrap_or_default().to_string();
+            let ns = object::namespace(&o).map(String::from);
+            match delete_object(self.state, &self.res, ns.as_deref(), &name, &opts).await {
+                Ok((obj, _)) => items.push(obj),
+                Err(e) if e.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Reply::Json(
+            200,
+            json!({
+                "kind": self.res.list_kind(),
+                "apiVersion": self.res.api_version(),
+                "metadata": {"resourceVersion": page.revision.to_string()},
+                "items": items,
+            }),
+        ))
+    }
+}
+
+/// Creates a decoded object (namespace already set): metadata, defaults,
+/// validation, admission, allocation, store.
+pub(crate) async fn create_object(
+    state: &State,
+    res: &ResourceInfo,
+    strategy: &dyn Strategy,
+    mut obj: Value,
+    dry_run: bool,
+) -> Result<Value, ApiError> {
+    let ns = object::namespace(&obj).map(String::from);
+    {
+        let m = meta_mut(&mut obj);
+        let has_name = m.get("name").and_then(Value::as_str).is_some_and(|s| !s.is_empty());
+        if !has_name && let Some(base) = m.get("generateName").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+            let n = meta::generate_name(base);
+            m.insert("name".into(), n.into());
+        }
+    }
+    let Some(name) = object::name(&obj).map(String::from) else {
+        return Err(invalid(res, "", vec![FieldError::required("metadata.name", "name or generateName is required")]));
+    };
+    if object::meta_str(&obj, "resourceVersion").is_some_and(|s| !s.is_empty()) {
+        return Err(ApiError::internal("resourceVersion should not be set on objects to be created"));
+    }
+    {
+        let m = meta_mut(&mut obj);
+        m.insert("uid".into(), uuid::Uuid::new_v4().to_string().into());
+        m.insert("creationTimestamp".into(), object::now_rfc3339().into());
+        for f in ["deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "managedFields"] {
+            m.remove(f);
+        }
+        if strategy.tracks_generation() {
+            m.insert("generation".into(), 1.into());
+        } else {
+            m.remove("generation");
+        }
+    }
+    if strategy.resets_status_on_create() && res.has_subresource("status") && let Some(m) = obj.as_object_mut() {
+        m.remove("status");
+    }
+    strategy.default(&mut obj);
+    strategy.prepare_for_create(&mut obj);
+    let mut errs = meta::validate_name(strategy.name_rule(), &name, "metadata.name");
+    errs.extend(meta::validate_object_meta(&obj));
+    errs.extend(strategy.validate(&obj));
+    if !errs.is_empty() {
+        return Err(invalid(res, &name, errs));
+    }
+    if let Some(ns) = &ns {
+        let ns_res = state.registry.lookup("", "v1", "namespaces").cloned();
+        if let Some(ns_res) = ns_res {
+            let ns_obj = match state.storage.get(&ns_res, None, ns).await {
+                Ok(o) => Some(o),
+                Err(e) if e.code == 404 => None,
+                Err(e) => return Err(e),
+            };
+            check_namespace_can_hold(state, res, ns_obj.as_ref(), ns)?;
+        }
+    }
+    let allocated = crate::rest::subresource::allocate_service(state, res, &mut obj, None)
+        .map_err(|errs| invalid(res, &name, errs))?;
+    if dry_run {
+        allocated.rollback(state);
+        return Ok(obj);
+    }
+    match state.storage.create(res, ns.as_deref(), &name, &obj).await {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            allocated.rollback(state);
+            Err(e)
+        }
+    }
+}
+
+/// Updates `old` (as stored, with its resourceVersion) to `new`.
+pub(crate) async fn update_object(
+    state: &State,
+    res: &ResourceInfo,
+    strategy: &dyn Strategy,
+    old: Value,
+    mut new: Value,
+    status_only: bool,
+    dry_run: bool,
+) -> Result<(u16, Value), ApiError> {
+    let name = object::name(&old).unwrap_or_default().to_string();
+    let ns = object::namespace(&old).map(String::from);
+    let old_rv = object::meta_str(&old, "resourceVersion").unwrap_or_default().to_string();
+    match object::meta_str(&new, "resourceVersion") {
+        Some(rv) if !rv.is_empty() && rv != old_rv => {
+            parse_rv(rv)?;
+            return Err(ApiError::conflict(&res.group, &res.plural, &name));
+        }
+        _ => {}
+    }
+    if status_only {
+        let status = new.get("status").cloned();
+        let mut merged = old.clone();
+        match status {
+            Some(s) => merged["status"] = s,
+            None => {
+                if let Some(m) = merged.as_object_mut() {
+                    m.remove("status");
+                }
+            }
+        }
+        new = merged;
+    } else {
+        {
+            let om = old.get("metadata").cloned().unwrap_or_else(|| json!({}));
+            let m = meta_mut(&mut new);
+            for f in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "namespace", "generation"] {
+                match om.get(f) {
+                    Some(v) => {
+                        m.insert(f.into(), v.clone());
+                    }
+                    None => {
+                        m.remove(f);
+                    }
+                }
+            }
+            m.remove("selfLink");
+        }
+        if res.has_subresource("status") {
+            match old.get("status") {
+                Some(s) => new["status"] = s.clone(),
+                None => {
+                    if let Some(m) = new.as_object_mut() {
+                        m.remove("status");
+                    }
+                }
+            }
+        }
+        strategy.default(&mut new);
+    }
+    meta_mut(&mut new).insert("resourceVersion".into(), old_rv.clone().into());
+    let mut errs = meta::validate_object_meta(&new);
+    errs.extend(strategy.validate_update(&new, &old));
+    if !errs.is_empty() {
+        return Err(invalid(res, &name, errs));
+    }
+    if strategy.tracks_generation() && !status_only {
+        let g = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
+        let g = if spec_part(&new) != spec_part(&old) { g + 1 } else { g };
+        meta_mut(&mut new).insert("generation".into(), g.into());
+    }
+    let allocated = if status_only {
+        crate::rest::subresource::Allocated::default()
+    } else {
+        crate::rest::subresource::allocate_service(state, res, &mut new, Some(&old)).map_err(|errs| invalid(res, &name, errs))?
+    };
+    if same_ignoring_rv(&new, &old) {
+        return Ok((200, old));
+    }
+    let expected = parse_rv(&old_rv)?;
+    let terminating = new.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null());
+    if terminating && object::finalizers(&new).is_empty() && !(res.plural == "namespaces" && res.group.is_empty()) {
+        if dry_run {
+            return Ok((200, new));
+        }
+        let out = state.storage.delete(res, ns.as_deref(), &name, Some(expected)).await?;
+        crate::rest::subresource::release_service(state, res, &out);
+        return Ok((200, out));
+    }
+    if dry_run {
+        allocated.rollback(state);
+        return Ok((200, new));
+    }
+    match state.storage.update(res, ns.as_deref(), &name, &new, expected).await {
+        Ok(v) => {
+            crate::rest::subresource::release_replaced(state, res, &old, &v);
+            Ok((200, v))
+        }
+        Err(e) => {
+            allocated.rollback(state);
+            Err(e)
+        }
+    }
+}
+
+/// Deletes an object following Kubernetes' rules. Returns the final object and
+/// whether it is gone (false when finalizers or graceful deletion keep it).
+pub(crate) async fn delete_object(
+    state: &State,
+    res: &ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    opts: &DeleteOptions,
+) -> Result<(Value, bool), ApiError> {
+    for _ in 0..RETRIES {
+        let old = state.storage.get(res, ns, name).await?;
+        if let Some(uid) = &opts.precondition_uid {
+            let actual = object::meta_str(&old, "uid").unwrap_or_default();
+            if uid != actual {
+                return Err(ApiError::conflict_message(
+                    &res.group,
+                    &res.plural,
+                    name,
+                    &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"),
+                ));
+            }
+        }
+        if let Some(rv) = &opts.precondition_rv {
+            let actual = object::meta_str(&old, "resourceVersion").unwrap_or_default();
+            if rv != actual {
+                return Err(ApiError::conflict_message(
+                    &res.group,
+                    &res.plural,
+                    name,
+                    &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {actual}"),
+                ));
+            }
+        }
+        let expected = parse_rv(object::meta_str(&old, "resourceVersion").unwrap_or("0"))?;
+        let mut new = old.clone();
+        let mut keep = false;
+        let mut finalizers = object::finalizers(&old);
+        match opts.propagation.as_deref() {
+            Some("Orphan") if !finalizers.iter().any(|f| f == "orphan") => {
+                finalizers.push("orphan".into());
+                keep = true;
+            }
+            Some("Foreground") if !finalizers.iter().any(|f| f == "foregroundDeletion") => {
+                finalizers.push("foregroundDeletion".into());
+                keep = true;
+            }
+            _ => {}
+        }
+        let is_namespace = res.group.is_empty() && res.plural == "namespaces";
+        let already_terminating = old.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null());
+        if is_namespace {
+            if !already_terminating {
+                let m = meta_mut(&mut new);
+                m.insert("deletionTimestamp".into(), object::now_rfc3339().into());
+                m.insert("deletionGracePeriodSeconds".into(), 0.into());
+                new["status"]["phase"] = "Terminating".into();
+            } else {
+                return Ok((old, false));
+            }
+            keep = true;
+        } else if !finalizers.is_empty() {
+            keep = true;
+        }
+        let graceful_pod = res.group.is_empty()
+            && res.plural == "pods"
+            && old.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty())
+            && !matches!(old.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed"));
+        let grace = opts
+            .grace_period
+            .or_else(|| old.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+            .unwrap_or(30);
+        if graceful_pod && grace > 0 && !keep {
+            if already_terminating {
+                return Ok((old, false));
+            }
+            let when = jiff::Timestamp::now().as_second() + grace;
+            let m = meta_mut(&mut new);
+            let ts = jiff::Timestamp::from_second(when).map(|t| t.to_string()).unwrap_or_default();
+            m.insert("deletionTimestamp".into(), ts.into());
+            m.insert("deletionGracePeriodSeconds".into(), grace.into());
+            keep = true;
+        } else if keep && !is_namespace {
+            let m = meta_mut(&mut new);
+            if !already_terminating {
+                m.insert("deletionTimestamp".into(), object::now_rfc3339().into());
+                m.insert("deletionGracePeriodSeconds".into(), 0.into());
+            }
+            m.insert("finalizers".into(), json!(finalizers));
+        }
+        if keep {
+            if new == old {
+                return Ok((old, false));
+            }
+            if opts.dry_run {
+                return Ok((new, false));
+            }
+            match state.storage.update(res, ns, name, &new, expected).await {
+                Ok(v) => {
+                    if is_namespace {
+                        crate::namespace_lifecycle::spawn_finalizer(state.self_ref(), name.to_string());
+                    }
+                    return Ok((v, false));
+                }
+                Err(e) if e.reason == "Conflict" => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        if opts.dry_run {
+            return Ok((old, true));
+        }
+        match state.storage.delete(res, ns, name, Some(expected)).await {
+            Ok(v) => {
+                crate::rest::subresource::release_service(state, res, &v);
+                return Ok((v, true));
+            }
+            Err(e) if e.reason == "Conflict" => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ApiError::conflict(&res.group, &res.plural, name))
+}

@@ -1,0 +1,282 @@
+//! Building and running the server: TLS with optional client certificates, HTTP/1.1
+//! and HTTP/2, one task per connection, graceful shutdown, background compaction.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
+
+use api::resource::Registry;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use store::Store;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use crate::allocator::{Allocator, Cidr};
+use crate::authn::{Identity, TokenAuthenticator, identity_from_certificate};
+use crate::authz::{AllowAuthenticated, Authorizer};
+use crate::openapi::OpenApiDocs;
+use crate::storage::Storage;
+use crate::{ApiServerConfig, Error, Pki};
+
+/// Shared state of one API server.
+pub(crate) struct State {
+    pub config: ApiServerConfig,
+    pub registry: Registry,
+    pub storage: Storage,
+    pub allocator: Allocator,
+    pub tokens: TokenAuthenticator,
+    pub authorizer: Box<dyn Authorizer>,
+    pub inflight: Arc<Semaphore>,
+    pub shutdown: watch::Receiver<bool>,
+    ready: AtomicBool,
+    requests: AtomicU64,
+    openapi: OnceLock<OpenApiDocs>,
+    me: Weak<State>,
+}
+
+impl State {
+    pub(crate) fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// A strong reference to this state (for spawned tasks).
+    pub(crate) fn self_ref(&self) -> Arc<State> {
+        self.me.upgrade().expect("state outlives its requests")
+    }
+
+    pub(crate) fn openapi(&self) -> &OpenApiDocs {
+        self.openapi.get_or_init(|| OpenApiDocs::build(&self.registry))
+    }
+
+    pub(crate) fn metrics_text(&self) -> String {
+        format!(
+            "# HELP apiserver_request_total Requests served.\n# TYPE apiserver_request_total counter\napiserver_request_total {}\n",
+            self.requests.load(Ordering::Relaxed)
+        )
+    }
+}
+
+/// A built API server, listening but not yet serving.
+pub struct ApiServer {
+    state: Arc<State>,
+    listener: TcpListener,
+    tls: TlsAcceptor,
+    shutdown_tx: watch::Sender<bool>,
+}
+
+/// Handle to a server running in the background (tests and embedding).
+pub struct RunningApiServer {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    shutdown_tx: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), Error>>,
+}
+
+impl RunningApiServer {
+    /// Stops the server and waits for it.
+    pub async fn stop(self) -> Result<(), Error> {
+        let _ = self.shutdown_tx.send(true);
+        self.task.await.unwrap_or(Ok(()))
+    }
+}
+
+fn tls_config(pki: &Pki) -> Result<rustls::ServerConfig, Error> {
+    let tls = |e: &dyn std::fmt::Display| Error::Tls(e.to_string());
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pki.serving_cert.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| tls(&e))?;
+    let key = PrivateKeyDer::from_pem_slice(pki.serving_key.as_bytes()).map_err(|e| tls(&e))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(pki.ca_cert.as_bytes()) {
+        roots.add(ca.map_err(|e| tls(&e))?).map_err(|e| tls(&e))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| tls(&e))?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls(&e))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .map_err(|e| tls(&e))?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
+impl ApiServer {
+    /// Builds the server: TLS, listener, allocators, default objects.
+    pub async fn build(config: ApiServerConfig, store: Arc<dyn Store>, pki: &Pki) -> Result<Self, Error> {
+        let cidr = Cidr::parse(&config.service_cidr).map_err(Error::Config)?;
+        if config.node_port_range.0 > config.node_port_range.1 {
+            return Err(Error::Config(format!(
+                "node port range {}-{} is empty",
+                config.node_port_range.0, config.node_port_range.1
+            )));
+        }
+        let tls = TlsAcceptor::from(Arc::new(tls_config(pki)?));
+        let addr = SocketAddr::new(config.bind_address, config.port);
+        let listener =
+            TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr: addr.to_string(), source })?;
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let state = Arc::new_cyclic(|me| State {
+            allocator: Allocator::new(cidr, config.node_port_range),
+            tokens: TokenAuthenticator::new(&config.static_tokens),
+            authorizer: Box::new(AllowAuthenticated),
+            inflight: Arc::new(Semaphore::new(config.max_requests_inflight)),
+            registry: Registry::builtin(),
+            storage: Storage { store },
+            shutdown: shutdown_rx,
+            ready: AtomicBool::new(false),
+            requests: AtomicU64::new(0),
+            openapi: OnceLock::new(),
+            me: me.clone(),
+            config,
+        });
+        Ok(Self { state, listener, tls, shutdown_tx })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> Result<SocketAddr, Error> {
+        self.listener.local_addr().map_err(|e| Error::Io("listener".into(), e))
+    }
+
+    /// Runs in the background until [`RunningApiServer::stop`].
+    pub fn spawn(self) -> Result<RunningApiServer, Error> {
+        let addr = self.local_addr()?;
+        let shutdown_tx = self.shutdown_tx.clone();
+        let mut rx = self.shutdown_tx.subscribe();
+        let task = tokio::spawn(self.run(async move {
+            let _ = rx.wait_for(|v| *v).await;
+        }));
+        Ok(RunningApiServer { addr, shutdown_tx, task })
+    }
+
+    /// Serves until `shutdown` completes, then drains connections for up to 5 s.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
+        let Self { state, listener, tls, shutdown_tx } = self;
+        // Serve health checks at once; readiness follows bootstrap.
+        let boot_state = state.clone();
+        let boot = tokio::spawn(async move {
+            let r = crate::bootstrap::run(&boot_state).await;
+            if r.is_ok() {
+                boot_state.ready.store(true, Ordering::Release);
+            }
+            r
+        });
+        let compactor = tokio::spawn(compact_loop(state.clone()));
+        let mut conns = JoinSet::new();
+        tokio::pin!(shutdown);
+        let mut boot = Some(boot);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                r = async { boot.as_mut().expect("checked").await }, if boot.is_some() => {
+                    boot = None;
+                    match r {
+                        Ok(Ok(())) => tracing::info!("API server ready"),
+                        Ok(Err(e)) => { tracing::error!(error = %e, "bootstrap failed"); break; }
+                        Err(e) => { tracing::error!(error = %e, "bootstrap task failed"); break; }
+                    }
+                }
+                accepted = listener.accept() => {
+                    let (tcp, peer) = match accepted {
+                        Ok(x) => x,
+                        Err(e) => { tracing::warn!(error = %e, "accept failed"); continue; }
+                    };
+                    let _ = tcp.set_nodelay(true);
+                    conns.spawn(serve_connection(state.clone(), tls.clone(), tcp, peer));
+                }
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            }
+        }
+        let _ = shutdown_tx.send(true);
+        compactor.abort();
+        drop(listener);
+        let drain = async { while conns.join_next().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_secs(5), drain).await.is_err() {
+            conns.abort_all();
+        }
+        Ok(())
+    }
+}
+
+async fn serve_connection(state: Arc<State>, tls: TlsAcceptor, tcp: tokio::net::TcpStream, peer: SocketAddr) {
+    let stream = match tokio::time::timeout(Duration::from_secs(10), tls.accept(tcp)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => return,
+    };
+    let cert_identity = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|c| identity_from_certificate(c.as_ref()));
+    let svc_state = state.clone();
+    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let state = svc_state.clone();
+        let cert_identity = cert_identity.clone();
+        async move {
+            state.requests.fetch_add(1, Ordering::Relaxed);
+            let auth_header = req.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+            let who: Result<Identity, ()> = match cert_identity {
+                Some(id) => Ok(id),
+                None => match state.tokens.authenticate(auth_header) {
+                    Some(r) => r,
+                    None => Ok(Identity::anonymous()),
+                },
+            };
+            Ok::<_, std::convert::Infallible>(crate::handler::handle(state, who, req).await)
+        }
+    });
+    let mut shutdown = state.shutdown.clone();
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(%peer, error = %e, "connection ended with error");
+            }
+        }
+        _ = async { let _ = shutdown.wait_for(|v| *v).await; } => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+        }
+    }
+}
+
+/// Compacts history older than one interval, like kube-apiserver's compactor.
+async fn compact_loop(state: Arc<State>) {
+    let every = Duration::from_secs(state.config.compaction_interval_secs.max(1));
+    let mut previous = None;
+    loop {
+        tokio::time::sleep(every).await;
+        let current = match state.storage.store.current_revision().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading revision for compaction failed");
+                continue;
+            }
+        };
+        if let Some(prev) = previous {
+            match state.storage.store.compact(prev).await {
+                Ok(()) => tracing::debug!(revision = prev, "compacted"),
+                Err(e) => tracing::warn!(error = %e, revision = prev, "compaction failed"),
+            }
+        }
+        previous = Some(current);
+    }
+}

@@ -1,0 +1,130 @@
+//! Per-resource rules (Kubernetes' `pkg/registry/*/strategy.go`): defaults,
+//! validation, immutable fields, generation tracking and field selectors. The REST
+//! layer applies the generic rules (metadata, status subresource split) and asks the
+//! strategy of the resource for the rest.
+
+use api::resource::ResourceInfo;
+use api::status::FieldError;
+use serde_json::Value;
+
+mod core;
+mod pod;
+mod service;
+mod workloads;
+
+pub(crate) use pod::{default_pod_spec, validate_pod_spec};
+
+/// What kind of name a resource's objects must have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NameRule {
+    /// RFC 1123 subdomain (most resources).
+    Subdomain,
+    /// RFC 1123 label (namespaces).
+    Label,
+    /// RFC 1035 label (services).
+    Label1035,
+    /// Only path-segment safety (RBAC objects, events).
+    PathSegment,
+}
+
+/// The rules of one resource.
+pub(crate) trait Strategy: Send + Sync {
+    /// Fills defaults in place, as Kubernetes' defaulting functions do.
+    fn default(&self, _obj: &mut Value) {}
+    /// Adjusts a new object before it is stored (e.g. initial status).
+    fn prepare_for_create(&self, _obj: &mut Value) {}
+    /// Validates an object about to be created.
+    fn validate(&self, _obj: &Value) -> Vec<FieldError> {
+        Vec::new()
+    }
+    /// Validates an update: the new object's rules plus immutable fields.
+    fn validate_update(&self, new: &Value, _old: &Value) -> Vec<FieldError> {
+        self.validate(new)
+    }
+    /// Whether `metadata.generation` is bumped on spec changes.
+    fn tracks_generation(&self) -> bool {
+        false
+    }
+    /// Whether `status` is reset on create (resources with a status subresource).
+    fn resets_status_on_create(&self) -> bool {
+        true
+    }
+    /// Field selector labels supported besides metadata.name and metadata.namespace.
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// The value of a selectable field.
+    fn field_value(&self, obj: &Value, field: &str) -> Option<String> {
+        let v = crate::object::path(obj, field)?;
+        Some(match v {
+            Value::String(s) => s.clone(),
+            Value::Bool(b) => b.to_string(),
+            Value::Number(n) => n.to_string(),
+            _ => return None,
+        })
+    }
+    /// Which names are valid.
+    fn name_rule(&self) -> NameRule {
+        NameRule::Subdomain
+    }
+}
+
+struct Plain;
+impl Strategy for Plain {}
+
+struct PathSegmentNames;
+impl Strategy for PathSegmentNames {
+    fn name_rule(&self) -> NameRule {
+        NameRule::PathSegment
+    }
+}
+
+/// The strategy of a resource.
+pub(crate) fn for_resource(info: &ResourceInfo) -> &'static dyn Strategy {
+    match (info.group.as_str(), info.plural.as_str()) {
+        ("", "pods") => &pod::PodStrategy,
+        ("", "podtemplates") => &pod::PodTemplateStrategy,
+        ("", "services") => &service::ServiceStrategy,
+        ("", "namespaces") => &core::NamespaceStrategy,
+        ("", "secrets") => &core::SecretStrategy,
+        ("", "configmaps") => &core::ConfigMapStrategy,
+        ("", "nodes") => &core::NodeStrategy,
+        ("", "events") => &core::EventStrategy,
+        ("events.k8s.io", "events") => &core::EventsV1Strategy,
+        ("", "endpoints") => &core::EndpointsStrategy,
+        ("", "persistentvolumes") => &core::PersistentVolumeStrategy,
+        ("", "persistentvolumeclaims") => &core::PersistentVolumeClaimStrategy,
+        ("", "replicationcontrollers") => &workloads::ReplicationControllerStrategy,
+        ("apps", "deployments") => &workloads::DeploymentStrategy,
+        ("apps", "replicasets") => &workloads::ReplicaSetStrategy,
+        ("apps", "statefulsets") => &workloads::StatefulSetStrategy,
+        ("apps", "daemonsets") => &workloads::DaemonSetStrategy,
+        ("batch", "jobs") => &workloads::JobStrategy,
+        ("batch", "cronjobs") => &workloads::CronJobStrategy,
+        ("autoscaling", "horizontalpodautoscalers") => &workloads::HpaStrategy,
+        ("policy", "poddisruptionbudgets") => &workloads::PdbStrategy,
+        ("discovery.k8s.io", "endpointslices") => &core::EndpointSliceStrategy,
+        ("scheduling.k8s.io", "priorityclasses") => &core::PriorityClassStrategy,
+        ("storage.k8s.io", "storageclasses") => &core::StorageClassStrategy,
+        ("rbac.authorization.k8s.io", _) => &PathSegmentNames,
+        _ => &Plain,
+    }
+}
+
+/// Appends `field is immutable` when `dotted` differs between `new` and `old`.
+pub(crate) fn immutable(errs: &mut Vec<FieldError>, new: &Value, old: &Value, dotted: &str) {
+    let a = crate::object::path(new, dotted);
+    let b = crate::object::path(old, dotted);
+    if a != b {
+        errs.push(FieldError::invalid(dotted, a.cloned().unwrap_or(Value::Null), "field is immutable"));
+    }
+}
+
+/// Integer at a dotted path must be ≥ 0.
+pub(crate) fn non_negative(errs: &mut Vec<FieldError>, obj: &Value, dotted: &str) {
+    if let Some(n) = crate::object::path(obj, dotted).and_then(Value::as_i64)
+        && n < 0
+    {
+        errs.push(FieldError::invalid(dotted, n, "must be greater than or equal to 0"));
+    }
+}

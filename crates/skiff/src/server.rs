@@ -1,0 +1,249 @@
+//! `skiff server`: flags named as k3s users know them, data dir set-up (lock, token,
+//! certificates, kubeconfig), datastore choice, and the API server's run loop.
+
+use std::fs;
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use apiserver::{ApiServer, ApiServerConfig, Pki, PkiConfig};
+use clap::Args;
+
+/// Components `--disable` knows; the ones not built yet are accepted so that
+/// configurations keep working as they arrive.
+const COMPONENTS: &[&str] = &["scheduler", "controllers", "dns", "proxy", "serving", "metrics", "ui"];
+
+/// Flags of `skiff server`.
+#[derive(Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// Directory for all state: datastore, certificates, kubeconfig, token.
+    #[arg(long, default_value = "/var/lib/skiff", env = "SKIFF_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// HTTPS port of the API server.
+    #[arg(long, default_value_t = 6443)]
+    pub https_listen_port: u16,
+    /// Address the API server listens on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind_address: IpAddr,
+    /// Where to write the admin kubeconfig (default <data-dir>/kubeconfig.yaml).
+    #[arg(long)]
+    pub write_kubeconfig: Option<PathBuf>,
+    /// File mode of the written kubeconfig, in octal.
+    #[arg(long, default_value = "0600")]
+    pub write_kubeconfig_mode: String,
+    /// Pod network range.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    pub cluster_cidr: String,
+    /// Service virtual IP range; its first address is the `kubernetes` Service.
+    #[arg(long, default_value = "10.43.0.0/16")]
+    pub service_cidr: String,
+    /// Range of ports for NodePort Services, as LOW-HIGH.
+    #[arg(long, default_value = "30000-32767")]
+    pub service_node_port_range: String,
+    /// Cluster DNS domain.
+    #[arg(long, default_value = "cluster.local")]
+    pub cluster_domain: String,
+    /// Shared secret nodes use to join (default: generated into <data-dir>/token).
+    #[arg(long, env = "SKIFF_TOKEN")]
+    pub token: Option<String>,
+    /// Static bearer tokens for users, one `token,user,uid,"group1,group2"` per line.
+    #[arg(long)]
+    pub token_auth_file: Option<PathBuf>,
+    /// Datastore: empty for embedded SQLite, or etcd endpoints `http(s)://host:2379,...`.
+    #[arg(long, default_value = "")]
+    pub datastore_endpoint: String,
+    /// Do not run a node agent on this machine.
+    #[arg(long)]
+    pub disable_agent: bool,
+    /// Components not to run, comma separated (scheduler, controllers, dns, proxy, serving, metrics, ui).
+    #[arg(long, value_delimiter = ',')]
+    pub disable: Vec<String>,
+    /// Seconds of store history kept for watches before compaction.
+    #[arg(long, default_value_t = 300, hide = true)]
+    pub compaction_interval: u64,
+}
+
+fn parse_port_range(s: &str) -> anyhow::Result<(u16, u16)> {
+    let (lo, hi) = s.split_once('-').with_context(|| format!("--service-node-port-range {s:?}: want LOW-HIGH"))?;
+    let lo: u16 = lo.trim().parse().with_context(|| format!("--service-node-port-range {s:?}: bad low port"))?;
+    let hi: u16 = hi.trim().parse().with_context(|| format!("--service-node-port-range {s:?}: bad high port"))?;
+    if lo == 0 || lo > hi {
+        bail!("--service-node-port-range {s:?}: low must be ≥1 and ≤ high");
+    }
+    Ok((lo, hi))
+}
+
+fn random_token() -> String {
+    use std::io::Read as _;
+    let mut buf = [0u8; 24];
+    if let Ok(mut f) = fs::File::open("/dev/urandom") {
+        let _ = f.read_exact(&mut buf);
+    }
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Holds the data dir lock for the life of the process.
+struct DataDirLock {
+    _file: fs::File,
+}
+
+fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<DataDirLock> {
+    let path = dir.join("server.lock");
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            let pid = fs::read_to_string(&path).unwrap_or_default();
+            bail!(
+                "another skiff server (pid {}) is already using data dir {}; stop it first or pass a different --data-dir",
+                pid.trim(),
+                dir.display()
+            );
+        }
+        Err(fs::TryLockError::Error(e)) => return Err(e).with_context(|| format!("locking {}", path.display())),
+    }
+    file.set_len(0)?;
+    write!(file, "{}", std::process::id())?;
+    Ok(DataDirLock { _file: file })
+}
+
+async fn open_store(args: &ServerArgs, server_dir: &std::path::Path) -> anyhow::Result<Arc<dyn store::Store>> {
+    if args.datastore_endpoint.is_empty() {
+        let db_dir = server_dir.join("db");
+        fs::create_dir_all(&db_dir).with_context(|| format!("creating {}", db_dir.display()))?;
+        let s = store::SqliteStore::open(store::SqliteConfig::new(db_dir.join("state.db")))
+            .await
+            .with_context(|| format!("opening the SQLite datastore in {}", db_dir.display()))?;
+        Ok(Arc::new(s))
+    } else {
+        let endpoints: Vec<String> = args.datastore_endpoint.split(',').map(|s| s.trim().to_string()).collect();
+        for e in &endpoints {
+            if !(e.starts_with("http://") || e.starts_with("https://")) {
+                bail!("--datastore-endpoint {e:?}: only etcd endpoints (http:// or https://) are supported");
+            }
+        }
+        let cfg = store::EtcdConfig { endpoints: endpoints.clone(), ..store::EtcdConfig::default() };
+        let s = store::EtcdStore::connect(cfg)
+            .await
+            .with_context(|| format!("connecting to etcd at {}; is it running?", endpoints.join(",")))?;
+        Ok(Arc::new(s))
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt received, shutting down"),
+    }
+}
+
+/// Runs `skiff server` until SIGTERM/SIGINT.
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    for d in &args.disable {
+        if !COMPONENTS.contains(&d.as_str()) {
+            bail!("--disable {d:?}: unknown component; known: {}", COMPONENTS.join(", "));
+        }
+    }
+    let node_ports = parse_port_range(&args.service_node_port_range)?;
+    let mode = u32::from_str_radix(args.write_kubeconfig_mode.trim_start_matches("0o"), 8)
+        .with_context(|| format!("--write-kubeconfig-mode {:?}: want an octal mode like 0600", args.write_kubeconfig_mode))?;
+    let data_dir = &args.data_dir;
+    fs::create_dir_all(data_dir).with_context(|| format!("creating data dir {} (run as root or pass --data-dir)", data_dir.display()))?;
+    let _ = fs::set_permissions(data_dir, fs::Permissions::from_mode(0o700));
+    let server_dir = data_dir.join("server");
+    fs::create_dir_all(&server_dir).with_context(|| format!("creating {}", server_dir.display()))?;
+    let _lock = lock_data_dir(&server_dir)?;
+
+    // Join token for agents (used by the node agent issue).
+    let token_path = data_dir.join("token");
+    let token = match (&args.token, fs::read_to_string(&token_path)) {
+        (Some(t), _) => t.clone(),
+        (None, Ok(t)) if !t.trim().is_empty() => t.trim().to_string(),
+        _ => random_token(),
+    };
+    fs::write(&token_path, format!("{token}\n")).with_context(|| format!("writing {}", token_path.display()))?;
+    fs::set_permissions(&token_path, fs::Permissions::from_mode(0o600))?;
+
+    let first_service_ip = {
+        let base = args.service_cidr.split('/').next().unwrap_or_default();
+        let ip: std::net::Ipv4Addr = base.parse().with_context(|| format!("--service-cidr {:?} is not an IPv4 CIDR", args.service_cidr))?;
+        std::net::Ipv4Addr::from(u32::from(ip) + 1).to_string()
+    };
+    let hostname = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string();
+    let mut sans = vec![
+        "127.0.0.1".to_string(),
+        "localhost".into(),
+        "kubernetes".into(),
+        "kubernetes.default".into(),
+        "kubernetes.default.svc".into(),
+        format!("kubernetes.default.svc.{}", args.cluster_domain),
+        first_service_ip,
+    ];
+    if !hostname.is_empty() {
+        sans.push(hostname);
+    }
+    if !args.bind_address.is_unspecified() {
+        sans.push(args.bind_address.to_string());
+    }
+    sans.dedup();
+    let pki = Pki::load_or_create(&PkiConfig { dir: server_dir.join("tls"), sans })?;
+
+    let static_tokens = match &args.token_auth_file {
+        Some(p) => {
+            let text = fs::read_to_string(p).with_context(|| format!("reading --token-auth-file {}", p.display()))?;
+            apiserver::StaticToken::parse_file(&text)
+                .map_err(|e| anyhow::anyhow!("--token-auth-file {}: {e}", p.display()))?
+        }
+        None => Vec::new(),
+    };
+
+    let store = open_store(&args, &server_dir).await?;
+    let config = ApiServerConfig {
+        bind_address: args.bind_address,
+        port: args.https_listen_port,
+        tls_dir: server_dir.join("tls"),
+        extra_sans: Vec::new(),
+        service_cidr: args.service_cidr.clone(),
+        node_port_range: node_ports,
+        cluster_domain: args.cluster_domain.clone(),
+        static_tokens,
+        compaction_interval_secs: args.compaction_interval,
+        ..ApiServerConfig::default()
+    };
+    let server = ApiServer::build(config, store, &pki).await?;
+    let addr = server.local_addr()?;
+    let host = if args.bind_address.is_unspecified() { "127.0.0.1".to_string() } else { args.bind_address.to_string() };
+    let url = if host.contains(':') { format!("https://[{host}]:{}", addr.port()) } else { format!("https://{host}:{}", addr.port()) };
+    let kubeconfig = args.write_kubeconfig.clone().unwrap_or_else(|| data_dir.join("kubeconfig.yaml"));
+    apiserver::write_kubeconfig(&kubeconfig, &url, &pki.ca_cert, &pki.admin_cert, &pki.admin_key, mode)?;
+    tracing::info!(
+        url = %url,
+        kubeconfig = %kubeconfig.display(),
+        datastore = if args.datastore_endpoint.is_empty() { "sqlite" } else { "etcd" },
+        startup_ms = started.elapsed().as_millis() as u64,
+        "Skiff API server listening; run: kubectl --kubeconfig {} get ns",
+        kubeconfig.display()
+    );
+    if !args.disable_agent {
+        tracing::info!("the node agent is not built yet; this server runs no pods (see README: what is missing)");
+    }
+    server.run(shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
