@@ -182,8 +182,8 @@ pub fn strategic_merge(
 
 /// Applies an RFC 6902 JSON patch given as its request body.
 pub fn json_patch(original: &Value, patch: &[u8]) -> Result<Value, PatchError> {
-    let operations: json_patch::Patch = serde_json::from_slice(patch)
-        .map_err(|e| PatchError::InvalidJsonPatch(e.to_string()))?;
+    let operations: json_patch::Patch =
+        serde_json::from_slice(patch).map_err(|e| PatchError::InvalidJsonPatch(e.to_string()))?;
     if operations.0.len() > MAX_JSON_PATCH_OPERATIONS {
         return Err(PatchError::TooManyJsonPatchOperations {
             max: MAX_JSON_PATCH_OPERATIONS,
@@ -209,4 +209,3 @@ pub fn merge_patch_bytes(original: &Value, patch: &[u8]) -> Result<Value, PatchE
     let patch: Value = serde_json::from_slice(patch).map_err(|_| PatchError::InvalidMergePatch)?;
     Ok(merge_patch(original, &patch))
 }
-

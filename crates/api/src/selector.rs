@@ -41,7 +41,10 @@ pub enum SelectorError {
     },
     /// A `metav1.LabelSelector` expression with an operator other than
     /// `In`, `NotIn`, `Exists`, `DoesNotExist`.
-    #[error("{} is not a valid label selector operator", validation::go_quote(operator))]
+    #[error(
+        "{} is not a valid label selector operator",
+        validation::go_quote(operator)
+    )]
     UnknownOperator {
         /// The operator as given.
         operator: String,

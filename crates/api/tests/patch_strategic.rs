@@ -26,7 +26,10 @@ fn null_deletes_and_maps_merge() {
         json!({"metadata": {"labels": {"tier": null, "team": "a"}}}),
         DEPLOYMENT,
     );
-    assert_eq!(out["metadata"]["labels"], json!({"app": "web", "team": "a"}));
+    assert_eq!(
+        out["metadata"]["labels"],
+        json!({"app": "web", "team": "a"})
+    );
     assert_eq!(out["metadata"]["name"], "d");
 }
 
@@ -51,8 +54,14 @@ fn lists_without_a_strategy_are_replaced() {
         }}),
         POD,
     );
-    assert_eq!(out["spec"]["tolerations"], json!([{"key": "k3", "operator": "Exists"}]));
-    assert_eq!(out["spec"]["containers"], json!([{"name": "a", "image": "x", "args": ["3"]}]));
+    assert_eq!(
+        out["spec"]["tolerations"],
+        json!([{"key": "k3", "operator": "Exists"}])
+    );
+    assert_eq!(
+        out["spec"]["containers"],
+        json!([{"name": "a", "image": "x", "args": ["3"]}])
+    );
 }
 
 #[test]
@@ -69,11 +78,13 @@ fn merge_lists_of_objects_merge_by_key_and_append_new_items() {
         ]}}),
         POD,
     );
+    // Without `$setElementOrder`, items only in the patch come before live
+    // items they cannot be ordered against (Go's mergeSortedSlice): B before A.
     assert_eq!(
         out["spec"]["containers"],
         json!([
             {"name": "c", "image": "z"},
-            {"name": "a", "image": "x", "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]},
+            {"name": "a", "image": "x", "env": [{"name": "B", "value": "2"}, {"name": "A", "value": "1"}]},
             {"name": "b", "image": "y"}
         ])
     );
@@ -82,13 +93,18 @@ fn merge_lists_of_objects_merge_by_key_and_append_new_items() {
 #[test]
 fn container_ports_merge_by_container_port_even_across_protocols() {
     // Kubernetes' known behaviour: the merge key is containerPort alone.
-    let original = pod(json!({"containers": [{"name": "dns", "ports": [{"containerPort": 53, "protocol": "TCP"}]}]}));
+    let original = pod(
+        json!({"containers": [{"name": "dns", "ports": [{"containerPort": 53, "protocol": "TCP"}]}]}),
+    );
     let out = smp(
         &original,
         json!({"spec": {"containers": [{"name": "dns", "ports": [{"containerPort": 53, "protocol": "UDP"}]}]}}),
         POD,
     );
-    assert_eq!(out["spec"]["containers"][0]["ports"], json!([{"containerPort": 53, "protocol": "UDP"}]));
+    assert_eq!(
+        out["spec"]["containers"][0]["ports"],
+        json!([{"containerPort": 53, "protocol": "UDP"}])
+    );
 }
 
 #[test]
@@ -99,7 +115,10 @@ fn patch_delete_removes_list_items_by_key() {
         json!({"spec": {"containers": [{"$patch": "delete", "name": "b"}]}}),
         POD,
     );
-    assert_eq!(out["spec"]["containers"], json!([{"name": "a"}, {"name": "c"}]));
+    assert_eq!(
+        out["spec"]["containers"],
+        json!([{"name": "a"}, {"name": "c"}])
+    );
 }
 
 #[test]
@@ -110,7 +129,10 @@ fn patch_replace_in_a_list_replaces_the_whole_list() {
         json!({"spec": {"containers": [{"name": "c", "image": "z"}, {"$patch": "replace"}]}}),
         POD,
     );
-    assert_eq!(out["spec"]["containers"], json!([{"name": "c", "image": "z"}]));
+    assert_eq!(
+        out["spec"]["containers"],
+        json!([{"name": "c", "image": "z"}])
+    );
 }
 
 #[test]
@@ -122,7 +144,10 @@ fn patch_merge_in_a_list_is_rejected() {
         POD,
     );
     assert_eq!(err, PatchError::MergingListsUnsupported);
-    assert_eq!(err.to_string(), "merging lists cannot yet be specified in the patch");
+    assert_eq!(
+        err.to_string(),
+        "merging lists cannot yet be specified in the patch"
+    );
 }
 
 #[test]
@@ -139,7 +164,11 @@ fn patch_replace_on_a_map_replaces_it() {
 #[test]
 fn patch_delete_on_a_map_empties_it() {
     let original = json!({"spec": {"strategy": {"type": "Recreate"}, "replicas": 1}});
-    let out = smp(&original, json!({"spec": {"strategy": {"$patch": "delete"}}}), DEPLOYMENT);
+    let out = smp(
+        &original,
+        json!({"spec": {"strategy": {"$patch": "delete"}}}),
+        DEPLOYMENT,
+    );
     assert_eq!(out["spec"], json!({"strategy": {}, "replicas": 1}));
 }
 
@@ -151,7 +180,10 @@ fn patch_merge_on_a_map_is_an_unknown_patch_type() {
         json!({"spec": {"strategy": {"$patch": "merge", "type": "X"}}}),
         DEPLOYMENT,
     );
-    assert_eq!(err.to_string(), "unknown patch type: merge in map: map[$patch:merge type:X]");
+    assert_eq!(
+        err.to_string(),
+        "unknown patch type: merge in map: map[$patch:merge type:X]"
+    );
     assert_eq!(err.http_status(), 500);
 }
 
@@ -177,13 +209,19 @@ fn retain_keys_rejects_a_patch_setting_an_unlisted_key() {
     assert_eq!(err, PatchError::BadPatchFormatForRetainKeys);
     assert_eq!(err.to_string(), "invalid patch format of retainKeys");
     assert_eq!(err.http_status(), 400);
-    let err = smp_err(&original, json!({"spec": {"strategy": {"$retainKeys": "type"}}}), DEPLOYMENT);
+    let err = smp_err(
+        &original,
+        json!({"spec": {"strategy": {"$retainKeys": "type"}}}),
+        DEPLOYMENT,
+    );
     assert_eq!(err, PatchError::BadPatchFormatForRetainKeys);
 }
 
 #[test]
 fn retain_keys_switches_a_volume_source() {
-    let original = pod(json!({"volumes": [{"name": "data", "emptyDir": {}}, {"name": "other", "emptyDir": {}}]}));
+    let original = pod(
+        json!({"volumes": [{"name": "data", "emptyDir": {}}, {"name": "other", "emptyDir": {}}]}),
+    );
     let out = smp(
         &original,
         json!({"spec": {
@@ -212,7 +250,11 @@ fn primitive_merge_lists_union_and_delete_from_primitive_list_removes() {
     );
     assert_eq!(out["metadata"]["finalizers"], json!(["b", "c"]));
 
-    let out = smp(&original, json!({"metadata": {"finalizers": ["c", "a"]}}), DEPLOYMENT);
+    let out = smp(
+        &original,
+        json!({"metadata": {"finalizers": ["c", "a"]}}),
+        DEPLOYMENT,
+    );
     assert_eq!(out["metadata"]["finalizers"], json!(["c", "a", "b"]));
 }
 
@@ -238,10 +280,11 @@ fn set_element_order_orders_the_merged_list() {
         }}),
         POD,
     );
-    // `b` is server-only and stays before the first patch item that follows it live.
+    // `b` is server-only: it goes before the first patch item that follows it
+    // in the live order (`c`), as Go's mergeSortedSlice places it.
     assert_eq!(
         out["spec"]["containers"],
-        json!([{"name": "c", "image": "new"}, {"name": "a"}, {"name": "b"}])
+        json!([{"name": "b"}, {"name": "c", "image": "new"}, {"name": "a"}])
     );
 }
 
@@ -276,25 +319,46 @@ fn a_malformed_set_element_order_is_rejected() {
         json!({"spec": {"$setElementOrder/containers": "a"}}),
         POD,
     );
-    assert_eq!(err.to_string(), "expected a []interface {}, but received a string");
+    assert_eq!(
+        err.to_string(),
+        "expected a []interface {}, but received a string"
+    );
 }
 
 #[test]
 fn items_of_a_merged_list_need_the_merge_key() {
     let original = pod(json!({"containers": [{"name": "a"}]}));
-    let err = smp_err(&original, json!({"spec": {"containers": [{"image": "x"}]}}), POD);
-    assert_eq!(err.to_string(), "map: map[image:x] does not contain declared merge key: name");
+    let err = smp_err(
+        &original,
+        json!({"spec": {"containers": [{"image": "x"}]}}),
+        POD,
+    );
+    assert_eq!(
+        err.to_string(),
+        "map: map[image:x] does not contain declared merge key: name"
+    );
 }
 
 #[test]
 fn lists_of_lists_are_not_supported() {
     let original = json!({"metadata": {"finalizers": [["a"]]}});
-    let err = smp_err(&original, json!({"metadata": {"finalizers": ["b"]}}), DEPLOYMENT);
+    let err = smp_err(
+        &original,
+        json!({"metadata": {"finalizers": ["b"]}}),
+        DEPLOYMENT,
+    );
     assert_eq!(err, PatchError::NoListOfLists);
     assert_eq!(err.http_status(), 422);
     let original = json!({"metadata": {"finalizers": ["a"]}});
-    let err = smp_err(&original, json!({"metadata": {"finalizers": [1]}}), DEPLOYMENT);
-    assert_eq!(err.to_string(), "list element types are not identical: [[a] [1]]");
+    let err = smp_err(
+        &original,
+        json!({"metadata": {"finalizers": [1]}}),
+        DEPLOYMENT,
+    );
+    assert_eq!(
+        err.to_string(),
+        "list element types are not identical: [[a] [1]]"
+    );
 }
 
 #[test]
@@ -362,14 +426,24 @@ fn a_replace_strategy_map_is_replaced() {
     );
     assert_eq!(out["spec"]["selector"], json!({"matchLabels": {"b": "2"}}));
     // The same patch merges on a Deployment, whose selector has no strategy.
-    let out = smp(&original, json!({"spec": {"selector": {"matchLabels": {"b": "2"}}}}), DEPLOYMENT);
-    assert_eq!(out["spec"]["selector"], json!({"matchLabels": {"a": "1", "b": "2"}}));
+    let out = smp(
+        &original,
+        json!({"spec": {"selector": {"matchLabels": {"b": "2"}}}}),
+        DEPLOYMENT,
+    );
+    assert_eq!(
+        out["spec"]["selector"],
+        json!({"matchLabels": {"a": "1", "b": "2"}})
+    );
 }
 
 #[test]
 fn unknown_definitions_do_not_support_strategic_merge() {
     let err = smp_err(&json!({}), json!({}), "com.example.v1.Widget");
-    assert_eq!(err.to_string(), "strategic merge patch format is not supported");
+    assert_eq!(
+        err.to_string(),
+        "strategic merge patch format is not supported"
+    );
     assert_eq!(err.http_status(), 400);
 }
 

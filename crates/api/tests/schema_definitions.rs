@@ -69,25 +69,89 @@ fn the_requested_kinds_are_all_served() {
         ("", "v1", "Namespace", "io.k8s.api.core.v1.Namespace"),
         ("", "v1", "PodList", "io.k8s.api.core.v1.PodList"),
         ("", "v1", "Binding", "io.k8s.api.core.v1.Binding"),
-        ("", "v1", "ComponentStatus", "io.k8s.api.core.v1.ComponentStatus"),
+        (
+            "",
+            "v1",
+            "ComponentStatus",
+            "io.k8s.api.core.v1.ComponentStatus",
+        ),
         ("", "v1", "Event", "io.k8s.api.core.v1.Event"),
         ("events.k8s.io", "v1", "Event", "io.k8s.api.events.v1.Event"),
-        ("events.k8s.io", "v1", "EventList", "io.k8s.api.events.v1.EventList"),
+        (
+            "events.k8s.io",
+            "v1",
+            "EventList",
+            "io.k8s.api.events.v1.EventList",
+        ),
         ("apps", "v1", "Deployment", "io.k8s.api.apps.v1.Deployment"),
-        ("apps", "v1", "ControllerRevisionList", "io.k8s.api.apps.v1.ControllerRevisionList"),
+        (
+            "apps",
+            "v1",
+            "ControllerRevisionList",
+            "io.k8s.api.apps.v1.ControllerRevisionList",
+        ),
         ("batch", "v1", "CronJob", "io.k8s.api.batch.v1.CronJob"),
-        ("autoscaling", "v1", "Scale", "io.k8s.api.autoscaling.v1.Scale"),
-        ("autoscaling", "v2", "HorizontalPodAutoscaler", "io.k8s.api.autoscaling.v2.HorizontalPodAutoscaler"),
+        (
+            "autoscaling",
+            "v1",
+            "Scale",
+            "io.k8s.api.autoscaling.v1.Scale",
+        ),
+        (
+            "autoscaling",
+            "v2",
+            "HorizontalPodAutoscaler",
+            "io.k8s.api.autoscaling.v2.HorizontalPodAutoscaler",
+        ),
         ("policy", "v1", "Eviction", "io.k8s.api.policy.v1.Eviction"),
-        ("coordination.k8s.io", "v1", "Lease", "io.k8s.api.coordination.v1.Lease"),
-        ("discovery.k8s.io", "v1", "EndpointSlice", "io.k8s.api.discovery.v1.EndpointSlice"),
-        ("scheduling.k8s.io", "v1", "PriorityClass", "io.k8s.api.scheduling.v1.PriorityClass"),
-        ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "io.k8s.api.rbac.v1.ClusterRoleBinding"),
-        ("storage.k8s.io", "v1", "StorageClass", "io.k8s.api.storage.v1.StorageClass"),
-        ("", "v1", "Status", "io.k8s.apimachinery.pkg.apis.meta.v1.Status"),
-        ("apps", "v1", "DeleteOptions", "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions"),
+        (
+            "coordination.k8s.io",
+            "v1",
+            "Lease",
+            "io.k8s.api.coordination.v1.Lease",
+        ),
+        (
+            "discovery.k8s.io",
+            "v1",
+            "EndpointSlice",
+            "io.k8s.api.discovery.v1.EndpointSlice",
+        ),
+        (
+            "scheduling.k8s.io",
+            "v1",
+            "PriorityClass",
+            "io.k8s.api.scheduling.v1.PriorityClass",
+        ),
+        (
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRoleBinding",
+            "io.k8s.api.rbac.v1.ClusterRoleBinding",
+        ),
+        (
+            "storage.k8s.io",
+            "v1",
+            "StorageClass",
+            "io.k8s.api.storage.v1.StorageClass",
+        ),
+        (
+            "",
+            "v1",
+            "Status",
+            "io.k8s.apimachinery.pkg.apis.meta.v1.Status",
+        ),
+        (
+            "apps",
+            "v1",
+            "DeleteOptions",
+            "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions",
+        ),
     ] {
-        assert_eq!(definition_name_for(group, version, kind), Some(definition), "{group}/{version} {kind}");
+        assert_eq!(
+            definition_name_for(group, version, kind),
+            Some(definition),
+            "{group}/{version} {kind}"
+        );
         assert!(definitions().contains_key(definition));
     }
     assert!(definitions().contains_key("io.k8s.apimachinery.pkg.apis.meta.v1.APIResourceList"));
@@ -117,7 +181,10 @@ fn list_kinds_hold_items_of_their_kind_and_list_meta() {
 #[test]
 fn v2_keeps_descriptions_beside_refs_and_v3_wraps_them_in_all_of() {
     let v2 = &definitions()["io.k8s.api.apps.v1.Deployment"]["properties"]["spec"];
-    assert_eq!(v2["$ref"], "#/definitions/io.k8s.api.apps.v1.DeploymentSpec");
+    assert_eq!(
+        v2["$ref"],
+        "#/definitions/io.k8s.api.apps.v1.DeploymentSpec"
+    );
     assert!(v2["description"].is_string());
     let v3 = &definitions_v3()["io.k8s.api.apps.v1.Deployment"]["properties"]["spec"];
     assert_eq!(
@@ -137,7 +204,8 @@ fn patch_strategies_are_published_where_kubectl_looks_for_them() {
         let strategy = &defs["io.k8s.api.apps.v1.DeploymentSpec"]["properties"]["strategy"];
         assert_eq!(strategy["x-kubernetes-patch-strategy"], "retainKeys");
         assert!(strategy.get("x-kubernetes-patch-merge-key").is_none());
-        let selector = &defs["io.k8s.api.policy.v1.PodDisruptionBudgetSpec"]["properties"]["selector"];
+        let selector =
+            &defs["io.k8s.api.policy.v1.PodDisruptionBudgetSpec"]["properties"]["selector"];
         assert_eq!(selector["x-kubernetes-patch-strategy"], "replace");
         let tolerations = &defs["io.k8s.api.core.v1.PodSpec"]["properties"]["tolerations"];
         assert!(tolerations.get("x-kubernetes-patch-strategy").is_none());
@@ -164,7 +232,10 @@ fn int_or_string_has_kubernetes_formats() {
     assert_eq!(v2["type"], "string");
     assert_eq!(v2["format"], "int-or-string");
     let v3 = &definitions_v3()["io.k8s.apimachinery.pkg.util.intstr.IntOrString"];
-    assert_eq!(v3["oneOf"], json!([{"type": "integer"}, {"type": "string"}]));
+    assert_eq!(
+        v3["oneOf"],
+        json!([{"type": "integer"}, {"type": "string"}])
+    );
     let q3 = &definitions_v3()["io.k8s.apimachinery.pkg.api.resource.Quantity"];
     assert_eq!(q3["oneOf"], json!([{"type": "string"}, {"type": "number"}]));
 }

@@ -86,7 +86,10 @@ fn duplicate_keys_are_reported_with_their_path_and_the_last_value_wins() {
         ]
     );
     assert_eq!(value["spec"]["replicas"], 2);
-    assert_eq!(value["spec"]["template"]["spec"]["containers"][0]["name"], "b");
+    assert_eq!(
+        value["spec"]["template"]["spec"]["containers"][0]["name"],
+        "b"
+    );
     // Key order is the order of first appearance.
     let keys: Vec<&String> = value["spec"].as_object().unwrap().keys().collect();
     assert_eq!(keys, ["replicas", "template"]);
@@ -120,7 +123,8 @@ fn strict_decoding_reports_both_kinds_in_document_order() {
 #[test]
 fn strict_decoding_skips_the_inside_of_free_form_values() {
     let body = br#"{"data":{"a":1,"a":2},"revision":1}"#;
-    let (_, errors) = strict_decoding_errors(body, "io.k8s.api.apps.v1.ControllerRevision").unwrap();
+    let (_, errors) =
+        strict_decoding_errors(body, "io.k8s.api.apps.v1.ControllerRevision").unwrap();
     assert!(errors.is_empty());
 }
 

@@ -13,7 +13,8 @@ fn fields(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 
 #[test]
 fn terms_are_sorted_and_printed_with_single_equals() {
-    let sel = FieldSelector::parse("status.phase!=Failed,metadata.name==web,spec.nodeName=n1").unwrap();
+    let sel =
+        FieldSelector::parse("status.phase!=Failed,metadata.name==web,spec.nodeName=n1").unwrap();
     assert_eq!(
         sel.to_string(),
         "metadata.name=web,spec.nodeName=n1,status.phase!=Failed"
@@ -27,7 +28,15 @@ fn terms_are_sorted_and_printed_with_single_equals() {
 
 #[test]
 fn good_selectors_parse() {
-    for s in ["x=a,y=b,z=c", "", "x!=a,y=b", r"x=a||y\=b", r"x=a\=\=b", "a=a,", ",a=a"] {
+    for s in [
+        "x=a,y=b,z=c",
+        "",
+        "x!=a,y=b",
+        r"x=a||y\=b",
+        r"x=a\=\=b",
+        "a=a,",
+        ",a=a",
+    ] {
         FieldSelector::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"));
     }
 }
@@ -48,7 +57,14 @@ fn escaped_commas_and_equals_stay_in_the_value() {
 
 #[test]
 fn escaping_round_trips() {
-    for (plain, escaped) in [("", ""), ("a", "a"), ("=", r"\="), (",", r"\,"), (r"\", r"\\"), (r"\=\,\", r"\\\=\\\,\\")] {
+    for (plain, escaped) in [
+        ("", ""),
+        ("a", "a"),
+        ("=", r"\="),
+        (",", r"\,"),
+        (r"\", r"\\"),
+        (r"\=\,\", r"\\\=\\\,\\"),
+    ] {
         assert_eq!(escape_value(plain), escaped);
         assert_eq!(unescape_value(escaped).unwrap(), plain);
     }
@@ -97,10 +113,19 @@ fn a_missing_field_reads_as_empty() {
 #[test]
 fn every_term_must_match() {
     let sel = FieldSelector::parse("metadata.namespace=default,status.phase!=Succeeded").unwrap();
-    assert!(sel.matches_map(&fields(&[("metadata.namespace", "default"), ("status.phase", "Running")])));
-    assert!(!sel.matches_map(&fields(&[("metadata.namespace", "default"), ("status.phase", "Succeeded")])));
+    assert!(sel.matches_map(&fields(&[
+        ("metadata.namespace", "default"),
+        ("status.phase", "Running")
+    ])));
+    assert!(!sel.matches_map(&fields(&[
+        ("metadata.namespace", "default"),
+        ("status.phase", "Succeeded")
+    ])));
     assert!(!sel.matches_map(&fields(&[("metadata.namespace", "kube-system")])));
-    assert_eq!(sel.requires_exact_match("metadata.namespace"), Some("default"));
+    assert_eq!(
+        sel.requires_exact_match("metadata.namespace"),
+        Some("default")
+    );
     assert_eq!(sel.requires_exact_match("status.phase"), None);
 }
 

@@ -68,10 +68,16 @@ fn in_and_notin_are_values_after_an_operator() {
 #[test]
 fn selectors_match_like_kubernetes() {
     let yes = |s: &str, l: &[(&str, &str)]| {
-        assert!(LabelSelector::parse(s).unwrap().matches(&labels(l)), "{s} should match {l:?}")
+        assert!(
+            LabelSelector::parse(s).unwrap().matches(&labels(l)),
+            "{s} should match {l:?}"
+        )
     };
     let no = |s: &str, l: &[(&str, &str)]| {
-        assert!(!LabelSelector::parse(s).unwrap().matches(&labels(l)), "{s} should not match {l:?}")
+        assert!(
+            !LabelSelector::parse(s).unwrap().matches(&labels(l)),
+            "{s} should not match {l:?}"
+        )
     };
     yes("", &[("x", "y")]);
     yes("x=y", &[("x", "y")]);
@@ -97,14 +103,25 @@ fn selectors_match_like_kubernetes() {
 
 #[test]
 fn an_operator_where_a_key_should_be_is_reported() {
-    assert_eq!(parse_err(",a"), "found ',', expected: !, identifier, or 'end of string'");
+    assert_eq!(
+        parse_err(",a"),
+        "found ',', expected: !, identifier, or 'end of string'"
+    );
     assert_eq!(parse_err("a,"), "found '', expected: identifier after ','");
     assert_eq!(
         parse_err("x=a||y=b"),
-        format!("unable to parse requirement: values[0][x]: Invalid value: \"a||y\": {LABEL_VALUE_HINT}")
+        format!(
+            "unable to parse requirement: values[0][x]: Invalid value: \"a||y\": {LABEL_VALUE_HINT}"
+        )
     );
-    assert_eq!(parse_err("!x=a"), "found '=', expected: ',' or 'end of string'");
-    assert_eq!(parse_err("x==a==b"), "found '==', expected: ',' or 'end of string'");
+    assert_eq!(
+        parse_err("!x=a"),
+        "found '=', expected: ',' or 'end of string'"
+    );
+    assert_eq!(
+        parse_err("x==a==b"),
+        "found '==', expected: ',' or 'end of string'"
+    );
 }
 
 #[test]
@@ -132,6 +149,23 @@ fn a_missing_operator_is_reported_inside_the_requirement() {
 }
 
 #[test]
+fn empty_values_in_sets_follow_the_kubernetes_grammar() {
+    assert_eq!(
+        LabelSelector::parse("x in (,)").unwrap().to_string(),
+        "x in ()"
+    );
+    assert_eq!(
+        LabelSelector::parse("x in (,a)").unwrap().to_string(),
+        "x in (,a)"
+    );
+    // Two commas in a row before `)` is an error in Kubernetes too.
+    assert_eq!(
+        parse_err("x in (,,)"),
+        "unable to parse requirement: found ')', expected: ',', or identifier"
+    );
+}
+
+#[test]
 fn an_invalid_key_is_reported_with_a_nil_path() {
     assert_eq!(
         parse_err("-a=b"),
@@ -149,7 +183,9 @@ fn an_invalid_key_is_reported_with_a_nil_path() {
 fn an_invalid_value_is_reported_with_its_index_and_key() {
     assert_eq!(
         parse_err("app=b@d"),
-        format!("unable to parse requirement: values[0][app]: Invalid value: \"b@d\": {LABEL_VALUE_HINT}")
+        format!(
+            "unable to parse requirement: values[0][app]: Invalid value: \"b@d\": {LABEL_VALUE_HINT}"
+        )
     );
     let long = "v".repeat(64);
     assert_eq!(
@@ -242,7 +278,11 @@ fn metav1_selectors_convert_match_labels_and_expressions() {
         sel.to_string(),
         "app=web,!canary,env notin (dev),team,tier in (backend,frontend)"
     );
-    assert!(sel.matches(&labels(&[("app", "web"), ("tier", "backend"), ("team", "x")])));
+    assert!(sel.matches(&labels(&[
+        ("app", "web"),
+        ("tier", "backend"),
+        ("team", "x")
+    ])));
     assert!(!sel.matches(&labels(&[("app", "web"), ("tier", "backend")])));
     assert!(!sel.matches(&labels(&[
         ("app", "web"),
@@ -271,7 +311,9 @@ fn metav1_selectors_reject_unknown_operators_and_bad_values() {
         }
     );
     assert_eq!(
-        LabelSelector::from_label_selector(&bad_op).unwrap_err().to_string(),
+        LabelSelector::from_label_selector(&bad_op)
+            .unwrap_err()
+            .to_string(),
         "\"Equals\" is not a valid label selector operator"
     );
     let empty_in = metav1::LabelSelector {
@@ -283,7 +325,9 @@ fn metav1_selectors_reject_unknown_operators_and_bad_values() {
         ..Default::default()
     };
     assert_eq!(
-        LabelSelector::from_label_selector(&empty_in).unwrap_err().to_string(),
+        LabelSelector::from_label_selector(&empty_in)
+            .unwrap_err()
+            .to_string(),
         "values: Invalid value: []string(nil): for 'in', 'notin' operators, values set can't be empty"
     );
     let bad_key = metav1::LabelSelector {
@@ -291,7 +335,9 @@ fn metav1_selectors_reject_unknown_operators_and_bad_values() {
         ..Default::default()
     };
     assert_eq!(
-        LabelSelector::from_label_selector(&bad_key).unwrap_err().to_string(),
+        LabelSelector::from_label_selector(&bad_key)
+            .unwrap_err()
+            .to_string(),
         format!("key: Invalid value: \"a b\": {NAME_PART_HINT}")
     );
 }

@@ -12,7 +12,9 @@ fn dns1123_subdomains() {
     }
     assert_eq!(
         is_dns1123_subdomain("Web_1"),
-        vec!["a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"]
+        vec![
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+        ]
     );
     assert_eq!(
         is_dns1123_subdomain(&"a".repeat(254)),
@@ -30,7 +32,9 @@ fn dns1123_labels() {
     assert_eq!(is_dns1123_label("a.b"), vec!["must not contain dots"]);
     assert_eq!(
         is_dns1123_label("-a"),
-        vec!["a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"]
+        vec![
+            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+        ]
     );
     assert_eq!(
         is_dns1123_label(&"a".repeat(64)),
@@ -43,7 +47,9 @@ fn dns1035_labels() {
     assert!(is_dns1035_label("web").is_empty());
     assert_eq!(
         is_dns1035_label("1web"),
-        vec!["a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')"]
+        vec![
+            "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')"
+        ]
     );
 }
 
@@ -57,7 +63,9 @@ fn qualified_names() {
     );
     assert_eq!(
         is_qualified_name("Example.com/a"),
-        vec!["prefix part a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"]
+        vec![
+            "prefix part a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+        ]
     );
     let errs = is_qualified_name(&"n".repeat(64));
     assert_eq!(errs, vec!["name part must be no more than 63 characters"]);
@@ -69,8 +77,13 @@ fn label_values() {
     assert!(is_valid_label_value("v1.2_x-y").is_empty());
     assert_eq!(
         is_valid_label_value("-x"),
-        vec!["a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"]
+        vec![
+            "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"
+        ]
     );
-    assert_eq!(is_valid_label_value(&"v".repeat(64)), vec!["must be no more than 63 characters"]);
+    assert_eq!(
+        is_valid_label_value(&"v".repeat(64)),
+        vec!["must be no more than 63 characters"]
+    );
     assert_eq!(is_valid_label_value("é").len(), 1);
 }

@@ -53,13 +53,13 @@ pub(crate) fn finalizers(obj: &Value) -> Vec<String> {
 
 /// Follows a dotted path of object fields.
 pub(crate) fn path<'a>(obj: &'a Value, dotted: &str) -> Option<&'a Value> {
-    dotted.split('.').try_fold(obj, |v, k| v.get(k))
+    dotted.split('.').filter(|k| !k.is_empty()).try_fold(obj, |v, k| v.get(k))
 }
 
 /// A mutable object at a dotted path, created as empty objects along the way.
 pub(crate) fn path_mut<'a>(obj: &'a mut Value, dotted: &str) -> &'a mut Value {
     let mut cur = obj;
-    for k in dotted.split('.') {
+    for k in dotted.split('.').filter(|k| !k.is_empty()) {
         if !cur.is_object() {
             *cur = Value::Object(Map::new());
         }
@@ -94,4 +94,19 @@ pub(crate) fn now_rfc3339() -> String {
 pub(crate) fn now_micro_rfc3339() -> String {
     let now = jiff::Timestamp::now();
     format!("{}", now.strftime("%Y-%m-%dT%H:%M:%S.%6fZ"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn defaulting_at_the_root_sets_a_top_level_field() {
+        let mut v = json!({"containerPort": 80});
+        default_field(&mut v, "", "protocol", json!("TCP"));
+        assert_eq!(v, json!({"containerPort": 80, "protocol": "TCP"}));
+        default_field(&mut v, "a.b", "c", json!(1));
+        assert_eq!(v["a"]["b"]["c"], 1);
+    }
 }

@@ -152,21 +152,33 @@ impl EtcdStore {
         })
     }
 
+    /// Runs one unary request under the configured deadline; the inner result is etcd's.
+    async fn call<T>(
+        &self,
+        context: &str,
+        request: impl Future<Output = Result<T, etcd_client::Error>>,
+    ) -> Result<Result<T, etcd_client::Error>, StoreError> {
+        match self.request_timeout {
+            Some(limit) => {
+                tokio::time::timeout(limit, request)
+                    .await
+                    .map_err(|_| StoreError::Unavailable {
+                        reason: format!("etcd request ({context}) timed out after {limit:?}"),
+                    })
+            }
+            None => Ok(request.await),
+        }
+    }
+
+    /// Runs one unary request under the configured deadline, mapping etcd's error.
     async fn deadline<T>(
         &self,
         context: &str,
         request: impl Future<Output = Result<T, etcd_client::Error>>,
     ) -> Result<T, StoreError> {
-        let result =
-            match self.request_timeout {
-                Some(limit) => tokio::time::timeout(limit, request).await.map_err(|_| {
-                    StoreError::Unavailable {
-                        reason: format!("etcd {context} timed out after {limit:?}"),
-                    }
-                })?,
-                None => request.await,
-            };
-        result.map_err(|source| StoreError::etcd(context.to_string(), source))
+        self.call(context, request)
+            .await?
+            .map_err(|source| StoreError::etcd(context.to_string(), source))
     }
 
     async fn txn(&self, context: &str, txn: Txn) -> Result<TxnResponse, StoreError> {
@@ -189,7 +201,7 @@ impl EtcdStore {
         let (key, _) = self.range("", b"");
         let mut kv = self.client.kv_client();
         let options = GetOptions::new().with_count_only().with_revision(revision);
-        match kv.get(key, Some(options)).await {
+        match self.call("probe", kv.get(key, Some(options))).await? {
             Ok(_) => Ok(true),
             Err(error) if grpc_message_contains(&error, ERR_COMPACTED) => Ok(false),
             Err(error) if grpc_message_contains(&error, ERR_FUTURE) => Ok(true),
@@ -262,7 +274,7 @@ impl Store for EtcdStore {
             options = options.with_revision(revision);
         }
         let mut kv = self.client.kv_client();
-        let response = match kv.get(from, Some(options)).await {
+        let response = match self.call("list", kv.get(from, Some(options))).await? {
             Ok(response) => response,
             Err(error) => {
                 let requested = opts.revision.unwrap_or(0);
@@ -452,7 +464,10 @@ impl Store for EtcdStore {
     async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
         let mut kv = self.client.kv_client();
         let options = CompactionOptions::new().with_physical();
-        match kv.compact(revision, Some(options)).await {
+        match self
+            .call("compact", kv.compact(revision, Some(options)))
+            .await?
+        {
             Ok(_) => {
                 self.compacted_floor.fetch_max(revision, Ordering::Relaxed);
                 tracing::debug!(revision, "etcd compacted");

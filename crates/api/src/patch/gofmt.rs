@@ -14,7 +14,10 @@ pub(crate) fn v(value: &Value) -> String {
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
             keys.sort();
-            let parts: Vec<String> = keys.iter().map(|k| format!("{k}:{}", v(&map[*k]))).collect();
+            let parts: Vec<String> = keys
+                .iter()
+                .map(|k| format!("{k}:{}", v(&map[*k])))
+                .collect();
             format!("map[{}]", parts.join(" "))
         }
     }

@@ -74,7 +74,14 @@ pub(crate) fn merge_map(
     for (key, patch_value) in patch {
         let (is_delete_list, key) = if key.starts_with(DELETE_FROM_PRIMITIVE_LIST_PREFIX) {
             let original_key = extract_key(&key, DELETE_FROM_PRIMITIVE_LIST_PREFIX)?;
-            (true, if original_key.is_empty() { key } else { original_key })
+            (
+                true,
+                if original_key.is_empty() {
+                    key
+                } else {
+                    original_key
+                },
+            )
         } else {
             (false, key)
         };
@@ -226,10 +233,8 @@ fn merge_set_element_order(
 
         let (patch_items, server_only) = partition(&merged, &order, &meta.merge_key)?;
         let original_items = original_list.unwrap_or_default();
-        let kind = slice_element_kind(&[
-            &original_items,
-            patch_list.as_deref().unwrap_or_default(),
-        ])?;
+        let kind =
+            slice_element_kind(&[&original_items, patch_list.as_deref().unwrap_or_default()])?;
         let both = normalize_element_order(
             patch_items,
             server_only,
@@ -366,7 +371,8 @@ fn merge_slice(
             });
         }
         let (original, patch) = merge_slice_with_special_elements(original, patch, merge_key)?;
-        let merged = merge_slice_without_special_elements(original.clone(), &patch, merge_key, node)?;
+        let merged =
+            merge_slice_without_special_elements(original.clone(), &patch, merge_key, node)?;
         (original, patch, merged)
     };
     let (patch_items, server_only) = partition(&merged, &patch, merge_key)?;

@@ -48,43 +48,217 @@ const ROOTS: &[Root] = &[
     root("", "v1", "Endpoints", "io.k8s.api.core.v1.Endpoints", true),
     root("", "v1", "ConfigMap", "io.k8s.api.core.v1.ConfigMap", true),
     root("", "v1", "Secret", "io.k8s.api.core.v1.Secret", true),
-    root("", "v1", "ServiceAccount", "io.k8s.api.core.v1.ServiceAccount", true),
+    root(
+        "",
+        "v1",
+        "ServiceAccount",
+        "io.k8s.api.core.v1.ServiceAccount",
+        true,
+    ),
     root("", "v1", "Node", "io.k8s.api.core.v1.Node", true),
     root("", "v1", "Event", "io.k8s.api.core.v1.Event", true),
-    root("", "v1", "ReplicationController", "io.k8s.api.core.v1.ReplicationController", true),
-    root("", "v1", "PodTemplate", "io.k8s.api.core.v1.PodTemplate", true),
-    root("", "v1", "LimitRange", "io.k8s.api.core.v1.LimitRange", true),
-    root("", "v1", "ResourceQuota", "io.k8s.api.core.v1.ResourceQuota", true),
-    root("", "v1", "PersistentVolume", "io.k8s.api.core.v1.PersistentVolume", true),
-    root("", "v1", "PersistentVolumeClaim", "io.k8s.api.core.v1.PersistentVolumeClaim", true),
-    root("", "v1", "ComponentStatus", "io.k8s.api.core.v1.ComponentStatus", true),
-    root("apps", "v1", "Deployment", "io.k8s.api.apps.v1.Deployment", true),
-    root("apps", "v1", "ReplicaSet", "io.k8s.api.apps.v1.ReplicaSet", true),
-    root("apps", "v1", "StatefulSet", "io.k8s.api.apps.v1.StatefulSet", true),
-    root("apps", "v1", "DaemonSet", "io.k8s.api.apps.v1.DaemonSet", true),
-    root("apps", "v1", "ControllerRevision", "io.k8s.api.apps.v1.ControllerRevision", true),
+    root(
+        "",
+        "v1",
+        "ReplicationController",
+        "io.k8s.api.core.v1.ReplicationController",
+        true,
+    ),
+    root(
+        "",
+        "v1",
+        "PodTemplate",
+        "io.k8s.api.core.v1.PodTemplate",
+        true,
+    ),
+    root(
+        "",
+        "v1",
+        "LimitRange",
+        "io.k8s.api.core.v1.LimitRange",
+        true,
+    ),
+    root(
+        "",
+        "v1",
+        "ResourceQuota",
+        "io.k8s.api.core.v1.ResourceQuota",
+        true,
+    ),
+    root(
+        "",
+        "v1",
+        "PersistentVolume",
+        "io.k8s.api.core.v1.PersistentVolume",
+        true,
+    ),
+    root(
+        "",
+        "v1",
+        "PersistentVolumeClaim",
+        "io.k8s.api.core.v1.PersistentVolumeClaim",
+        true,
+    ),
+    root(
+        "",
+        "v1",
+        "ComponentStatus",
+        "io.k8s.api.core.v1.ComponentStatus",
+        true,
+    ),
+    root(
+        "apps",
+        "v1",
+        "Deployment",
+        "io.k8s.api.apps.v1.Deployment",
+        true,
+    ),
+    root(
+        "apps",
+        "v1",
+        "ReplicaSet",
+        "io.k8s.api.apps.v1.ReplicaSet",
+        true,
+    ),
+    root(
+        "apps",
+        "v1",
+        "StatefulSet",
+        "io.k8s.api.apps.v1.StatefulSet",
+        true,
+    ),
+    root(
+        "apps",
+        "v1",
+        "DaemonSet",
+        "io.k8s.api.apps.v1.DaemonSet",
+        true,
+    ),
+    root(
+        "apps",
+        "v1",
+        "ControllerRevision",
+        "io.k8s.api.apps.v1.ControllerRevision",
+        true,
+    ),
     root("batch", "v1", "Job", "io.k8s.api.batch.v1.Job", true),
-    root("batch", "v1", "CronJob", "io.k8s.api.batch.v1.CronJob", true),
-    root("autoscaling", "v1", "Scale", "io.k8s.api.autoscaling.v1.Scale", false),
-    root("autoscaling", "v2", "HorizontalPodAutoscaler", "io.k8s.api.autoscaling.v2.HorizontalPodAutoscaler", true),
-    root("policy", "v1", "PodDisruptionBudget", "io.k8s.api.policy.v1.PodDisruptionBudget", true),
-    root("policy", "v1", "Eviction", "io.k8s.api.policy.v1.Eviction", false),
-    root("coordination.k8s.io", "v1", "Lease", "io.k8s.api.coordination.v1.Lease", true),
-    root("discovery.k8s.io", "v1", "EndpointSlice", "io.k8s.api.discovery.v1.EndpointSlice", true),
-    root("events.k8s.io", "v1", "Event", "io.k8s.api.events.v1.Event", true),
-    root("scheduling.k8s.io", "v1", "PriorityClass", "io.k8s.api.scheduling.v1.PriorityClass", true),
-    root("rbac.authorization.k8s.io", "v1", "Role", "io.k8s.api.rbac.v1.Role", true),
-    root("rbac.authorization.k8s.io", "v1", "ClusterRole", "io.k8s.api.rbac.v1.ClusterRole", true),
-    root("rbac.authorization.k8s.io", "v1", "RoleBinding", "io.k8s.api.rbac.v1.RoleBinding", true),
-    root("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "io.k8s.api.rbac.v1.ClusterRoleBinding", true),
-    root("storage.k8s.io", "v1", "StorageClass", "io.k8s.api.storage.v1.StorageClass", true),
-    root("", "v1", "Status", "io.k8s.apimachinery.pkg.apis.meta.v1.Status", false),
+    root(
+        "batch",
+        "v1",
+        "CronJob",
+        "io.k8s.api.batch.v1.CronJob",
+        true,
+    ),
+    root(
+        "autoscaling",
+        "v1",
+        "Scale",
+        "io.k8s.api.autoscaling.v1.Scale",
+        false,
+    ),
+    root(
+        "autoscaling",
+        "v2",
+        "HorizontalPodAutoscaler",
+        "io.k8s.api.autoscaling.v2.HorizontalPodAutoscaler",
+        true,
+    ),
+    root(
+        "policy",
+        "v1",
+        "PodDisruptionBudget",
+        "io.k8s.api.policy.v1.PodDisruptionBudget",
+        true,
+    ),
+    root(
+        "policy",
+        "v1",
+        "Eviction",
+        "io.k8s.api.policy.v1.Eviction",
+        false,
+    ),
+    root(
+        "coordination.k8s.io",
+        "v1",
+        "Lease",
+        "io.k8s.api.coordination.v1.Lease",
+        true,
+    ),
+    root(
+        "discovery.k8s.io",
+        "v1",
+        "EndpointSlice",
+        "io.k8s.api.discovery.v1.EndpointSlice",
+        true,
+    ),
+    root(
+        "events.k8s.io",
+        "v1",
+        "Event",
+        "io.k8s.api.events.v1.Event",
+        true,
+    ),
+    root(
+        "scheduling.k8s.io",
+        "v1",
+        "PriorityClass",
+        "io.k8s.api.scheduling.v1.PriorityClass",
+        true,
+    ),
+    root(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "Role",
+        "io.k8s.api.rbac.v1.Role",
+        true,
+    ),
+    root(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRole",
+        "io.k8s.api.rbac.v1.ClusterRole",
+        true,
+    ),
+    root(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "RoleBinding",
+        "io.k8s.api.rbac.v1.RoleBinding",
+        true,
+    ),
+    root(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRoleBinding",
+        "io.k8s.api.rbac.v1.ClusterRoleBinding",
+        true,
+    ),
+    root(
+        "storage.k8s.io",
+        "v1",
+        "StorageClass",
+        "io.k8s.api.storage.v1.StorageClass",
+        true,
+    ),
+    root(
+        "",
+        "v1",
+        "Status",
+        "io.k8s.apimachinery.pkg.apis.meta.v1.Status",
+        false,
+    ),
 ];
 
 /// Meta types Kubernetes registers in every group version.
 const PER_GROUP_VERSION: &[(&str, &str)] = &[
-    ("DeleteOptions", "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions"),
-    ("WatchEvent", "io.k8s.apimachinery.pkg.apis.meta.v1.WatchEvent"),
+    (
+        "DeleteOptions",
+        "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions",
+    ),
+    (
+        "WatchEvent",
+        "io.k8s.apimachinery.pkg.apis.meta.v1.WatchEvent",
+    ),
 ];
 
 const LIST_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta";
@@ -117,7 +291,12 @@ pub(crate) fn kinds() -> Vec<KindDefinition> {
         out.push(kd(r.group, r.version, r.kind, r.definition));
         if r.list {
             let kind = format!("{}List", r.kind);
-            out.push(kd(r.group, r.version, &kind, &format!("{}List", r.definition)));
+            out.push(kd(
+                r.group,
+                r.version,
+                &kind,
+                &format!("{}List", r.definition),
+            ));
         }
     }
     for (group, version) in group_versions() {
@@ -265,10 +444,10 @@ fn add_group_version_kinds(defs: &mut Map<String, Value>) {
         let gvks = def
             .entry("x-kubernetes-group-version-kind")
             .or_insert_with(|| Value::Array(Vec::new()));
-        if let Value::Array(list) = gvks {
-            if !list.contains(&entry) {
-                list.push(entry);
-            }
+        if let Value::Array(list) = gvks
+            && !list.contains(&entry)
+        {
+            list.push(entry);
         }
     }
 }

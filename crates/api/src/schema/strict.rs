@@ -70,15 +70,18 @@ pub fn find_unknown_fields(value: &Value, definition: &str) -> Vec<String> {
 fn walk_value(value: &Value, node: Node<'_>, path: &mut String, out: &mut Vec<String>) {
     match value {
         Value::Object(map) => {
+            let members = node.members();
+            if matches!(members, Members::Any) {
+                return;
+            }
             for (key, child) in map {
                 let len = push_key(path, key);
-                match node.members() {
+                match &members {
                     Members::Properties(props) if !props.contains_key(key) => {
                         if out.len() < MAX_STRICT_ERRORS && !out.contains(path) {
                             out.push(path.clone());
                         }
                     }
-                    Members::Any => {}
                     _ => walk_value(child, node.member(key), path, out),
                 }
                 path.truncate(len);
@@ -98,7 +101,9 @@ fn walk_value(value: &Value, node: Node<'_>, path: &mut String, out: &mut Vec<St
 /// Parses JSON, keeping key order (the last of duplicate keys wins, at the
 /// first one's position), and reports every duplicate key as Kubernetes words
 /// it: `duplicate field "spec.replicas"`.
-pub fn parse_json_detect_duplicates(bytes: &[u8]) -> Result<(Value, Vec<String>), serde_json::Error> {
+pub fn parse_json_detect_duplicates(
+    bytes: &[u8],
+) -> Result<(Value, Vec<String>), serde_json::Error> {
     let raw: Raw = serde_json::from_slice(bytes)?;
     let mut errors = Vec::new();
     walk_raw(&raw, None, &mut String::new(), &mut errors);
@@ -133,12 +138,12 @@ fn walk_raw(raw: &Raw, node: Option<Node<'_>>, path: &mut String, out: &mut Vec<
             let mut seen: Vec<&str> = Vec::new();
             for (key, child) in entries {
                 let len = push_key(path, key);
-                if let Some(Members::Properties(props)) = &members {
-                    if !props.contains_key(key) {
-                        record(out, StrictError::UnknownField(path.clone()));
-                        path.truncate(len);
-                        continue;
-                    }
+                if let Some(Members::Properties(props)) = &members
+                    && !props.contains_key(key)
+                {
+                    record(out, StrictError::UnknownField(path.clone()));
+                    path.truncate(len);
+                    continue;
                 }
                 if seen.contains(&key.as_str()) {
                     record(out, StrictError::DuplicateField(path.clone()));

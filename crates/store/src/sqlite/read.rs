@@ -60,10 +60,14 @@ impl Pool {
                 pool: &pool,
                 conn: Some(conn),
             };
-            match &lent.conn {
-                Some(conn) => read(conn),
-                None => unreachable!("a lent connection is present until dropped"),
-            }
+            lent.conn.as_ref().map_or_else(
+                || {
+                    Err(StoreError::Unavailable {
+                        reason: "lost a read connection".to_string(),
+                    })
+                },
+                read,
+            )
         })
         .await
         .map_err(|error| StoreError::Unavailable {

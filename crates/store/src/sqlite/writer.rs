@@ -231,13 +231,14 @@ impl Writer {
         }
         let compacted = schema::meta(&self.conn, META_COMPACTED)
             .map_err(|source| StoreError::sqlite("cannot read the compacted revision", source))?;
-        if revision <= compacted {
-            return Ok(());
+        if revision > compacted {
+            schema::set_meta(&self.conn, META_COMPACTED, revision).map_err(|source| {
+                StoreError::sqlite("cannot record the compacted revision", source)
+            })?;
+            self.shared.compacted.store(revision, Ordering::Release);
+            tracing::debug!(revision, "sqlite compaction started");
         }
-        schema::set_meta(&self.conn, META_COMPACTED, revision)
-            .map_err(|source| StoreError::sqlite("cannot record the compacted revision", source))?;
-        self.shared.compacted.store(revision, Ordering::Release);
-        tracing::debug!(revision, "sqlite compaction started");
+        // Also when nothing new was asked for: finishes a compaction that failed midway.
         let mut deferred = Vec::new();
         let result = self.finish_compaction(&mut deferred);
         // Compactions that queued up meanwhile are at or below this one, or run next.
