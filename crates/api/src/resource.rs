@@ -5,8 +5,16 @@
 use std::sync::Arc;
 
 /// The standard verbs of a fully writable resource.
-pub const STANDARD_VERBS: &[&str] =
-    &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+pub const STANDARD_VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 /// One served resource (one group/version/plural).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +46,11 @@ pub struct ResourceInfo {
 impl ResourceInfo {
     /// `apps/v1` or `v1`.
     pub fn api_version(&self) -> String {
-        if self.group.is_empty() { self.version.clone() } else { format!("{}/{}", self.group, self.version) }
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
     }
 
     /// `DeploymentList`.
@@ -58,7 +70,11 @@ impl ResourceInfo {
 
     /// The store key prefix of all objects of this resource (ends with `/`).
     pub fn key_prefix(&self) -> String {
-        let group = if self.group.is_empty() { "core" } else { &self.group };
+        let group = if self.group.is_empty() {
+            "core"
+        } else {
+            &self.group
+        };
         format!("/registry/{group}/{}/", self.plural)
     }
 
@@ -97,7 +113,9 @@ struct Spec {
 
 const NS: bool = true;
 const CLUSTER: bool = false;
-const NO_DELETECOLLECTION: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];
+const NO_DELETECOLLECTION: &[&str] = &[
+    "create", "delete", "get", "list", "patch", "update", "watch",
+];
 
 #[rustfmt::skip]
 const BUILTIN: &[Spec] = &[
@@ -179,12 +197,16 @@ impl Registry {
 
     /// Finds a resource by group, version and plural.
     pub fn lookup(&self, group: &str, version: &str, plural: &str) -> Option<&Arc<ResourceInfo>> {
-        self.resources.iter().find(|r| r.group == group && r.version == version && r.plural == plural)
+        self.resources
+            .iter()
+            .find(|r| r.group == group && r.version == version && r.plural == plural)
     }
 
     /// Finds a resource by group, version and kind.
     pub fn by_kind(&self, group: &str, version: &str, kind: &str) -> Option<&Arc<ResourceInfo>> {
-        self.resources.iter().find(|r| r.group == group && r.version == version && r.kind == kind)
+        self.resources
+            .iter()
+            .find(|r| r.group == group && r.version == version && r.kind == kind)
     }
 
     /// The groups served with their versions (preferred first), core group ("") first.
@@ -192,7 +214,9 @@ impl Registry {
         let mut out: Vec<(String, Vec<String>)> = Vec::new();
         for r in &self.resources {
             match out.iter_mut().find(|(g, _)| *g == r.group) {
-                Some((_, versions)) if !versions.contains(&r.version) => versions.push(r.version.clone()),
+                Some((_, versions)) if !versions.contains(&r.version) => {
+                    versions.push(r.version.clone())
+                }
                 Some(_) => {}
                 None => out.push((r.group.clone(), vec![r.version.clone()])),
             }
@@ -206,13 +230,16 @@ impl Registry {
         group: &'a str,
         version: &'a str,
     ) -> impl Iterator<Item = &'a Arc<ResourceInfo>> + 'a {
-        self.resources.iter().filter(move |r| r.group == group && r.version == version)
+        self.resources
+            .iter()
+            .filter(move |r| r.group == group && r.version == version)
     }
 
     /// Adds a resource (for custom resources); replaces one with the same group/version/plural.
     pub fn insert(&mut self, info: ResourceInfo) {
-        self.resources
-            .retain(|r| !(r.group == info.group && r.version == info.version && r.plural == info.plural));
+        self.resources.retain(|r| {
+            !(r.group == info.group && r.version == info.version && r.plural == info.plural)
+        });
         self.resources.push(Arc::new(info));
     }
 }
@@ -224,19 +251,29 @@ mod tests {
     #[test]
     fn deployments_live_in_apps_v1_with_short_name_deploy() {
         let reg = Registry::builtin();
-        let d = reg.lookup("apps", "v1", "deployments").expect("deployments served");
+        let d = reg
+            .lookup("apps", "v1", "deployments")
+            .expect("deployments served");
         assert_eq!(d.kind, "Deployment");
         assert_eq!(d.short_names, vec!["deploy"]);
         assert_eq!(d.definition, "io.k8s.api.apps.v1.Deployment");
-        assert_eq!(d.key(Some("default"), "web"), "/registry/apps/deployments/default/web");
+        assert_eq!(
+            d.key(Some("default"), "web"),
+            "/registry/apps/deployments/default/web"
+        );
         assert!(d.has_subresource("scale"));
     }
 
     #[test]
     fn cluster_scoped_keys_ignore_the_namespace() {
         let reg = Registry::builtin();
-        let n = reg.lookup("", "v1", "namespaces").expect("namespaces served");
-        assert_eq!(n.key(Some("x"), "default"), "/registry/core/namespaces/default");
+        let n = reg
+            .lookup("", "v1", "namespaces")
+            .expect("namespaces served");
+        assert_eq!(
+            n.key(Some("x"), "default"),
+            "/registry/core/namespaces/default"
+        );
         assert!(!n.allows("deletecollection"));
     }
 
@@ -244,6 +281,10 @@ mod tests {
     fn core_group_comes_first_in_groups() {
         let groups = Registry::builtin().groups();
         assert_eq!(groups[0].0, "");
-        assert!(groups.iter().any(|(g, v)| g == "autoscaling" && v == &vec!["v2".to_string()]));
+        assert!(
+            groups
+                .iter()
+                .any(|(g, v)| g == "autoscaling" && v == &vec!["v2".to_string()])
+        );
     }
 }

@@ -87,14 +87,32 @@ pub struct FieldError {
 impl FieldError {
     /// `field: Required value[: detail]`.
     pub fn required(field: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self { kind: FieldErrorType::Required, field: field.into(), value: None, detail: detail.into() }
+        Self {
+            kind: FieldErrorType::Required,
+            field: field.into(),
+            value: None,
+            detail: detail.into(),
+        }
     }
     /// `field: Invalid value: "v": detail`.
-    pub fn invalid(field: impl Into<String>, value: impl Into<Value>, detail: impl Into<String>) -> Self {
-        Self { kind: FieldErrorType::Invalid, field: field.into(), value: Some(value.into()), detail: detail.into() }
+    pub fn invalid(
+        field: impl Into<String>,
+        value: impl Into<Value>,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            kind: FieldErrorType::Invalid,
+            field: field.into(),
+            value: Some(value.into()),
+            detail: detail.into(),
+        }
     }
     /// `field: Unsupported value: "v": supported values: "a", "b"`.
-    pub fn not_supported(field: impl Into<String>, value: impl Into<Value>, supported: &[&str]) -> Self {
+    pub fn not_supported(
+        field: impl Into<String>,
+        value: impl Into<Value>,
+        supported: &[&str],
+    ) -> Self {
         let list: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
         Self {
             kind: FieldErrorType::NotSupported,
@@ -105,11 +123,21 @@ impl FieldError {
     }
     /// `field: Forbidden: detail`.
     pub fn forbidden(field: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self { kind: FieldErrorType::Forbidden, field: field.into(), value: None, detail: detail.into() }
+        Self {
+            kind: FieldErrorType::Forbidden,
+            field: field.into(),
+            value: None,
+            detail: detail.into(),
+        }
     }
     /// `field: Duplicate value: v`.
     pub fn duplicate(field: impl Into<String>, value: impl Into<Value>) -> Self {
-        Self { kind: FieldErrorType::Duplicate, field: field.into(), value: Some(value.into()), detail: String::new() }
+        Self {
+            kind: FieldErrorType::Duplicate,
+            field: field.into(),
+            value: Some(value.into()),
+            detail: String::new(),
+        }
     }
     /// `field: Too long: may not be more than N bytes`.
     pub fn too_long(field: impl Into<String>, max: usize) -> Self {
@@ -161,17 +189,31 @@ fn render_value(v: &Value) -> String {
 
 /// Describes a resource for messages: `deployments.apps` or `configmaps`.
 pub fn qualified_resource(group: &str, plural: &str) -> String {
-    if group.is_empty() { plural.to_string() } else { format!("{plural}.{group}") }
+    if group.is_empty() {
+        plural.to_string()
+    } else {
+        format!("{plural}.{group}")
+    }
 }
 
 /// Describes a kind for Invalid messages: `Deployment.apps` or `ConfigMap`.
 pub fn qualified_kind(group: &str, kind: &str) -> String {
-    if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") }
+    if group.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}.{group}")
+    }
 }
 
 impl ApiError {
     fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        Self { code, reason, message: message.into(), details: None, retry_after_seconds: None }
+        Self {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+            retry_after_seconds: None,
+        }
     }
 
     fn with_object(mut self, group: &str, kind: &str, name: &str) -> Self {
@@ -186,8 +228,12 @@ impl ApiError {
 
     /// 404 `configmaps "x" not found`.
     pub fn not_found(group: &str, plural: &str, name: &str) -> Self {
-        Self::new(404, "NotFound", format!("{} {name:?} not found", qualified_resource(group, plural)))
-            .with_object(group, plural, name)
+        Self::new(
+            404,
+            "NotFound",
+            format!("{} {name:?} not found", qualified_resource(group, plural)),
+        )
+        .with_object(group, plural, name)
     }
     /// 404 with a free-form message (unknown path, unknown resource type).
     pub fn not_found_message(message: impl Into<String>) -> Self {
@@ -195,8 +241,15 @@ impl ApiError {
     }
     /// 409 `configmaps "x" already exists`.
     pub fn already_exists(group: &str, plural: &str, name: &str) -> Self {
-        Self::new(409, "AlreadyExists", format!("{} {name:?} already exists", qualified_resource(group, plural)))
-            .with_object(group, plural, name)
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!(
+                "{} {name:?} already exists",
+                qualified_resource(group, plural)
+            ),
+        )
+        .with_object(group, plural, name)
     }
     /// 409 stale resourceVersion.
     pub fn conflict(group: &str, plural: &str, name: &str) -> Self {
@@ -212,7 +265,10 @@ impl ApiError {
         Self::new(
             409,
             "Conflict",
-            format!("Operation cannot be fulfilled on {} {name:?}: {why}", qualified_resource(group, plural)),
+            format!(
+                "Operation cannot be fulfilled on {} {name:?}: {why}",
+                qualified_resource(group, plural)
+            ),
         )
         .with_object(group, plural, name)
     }
@@ -221,10 +277,24 @@ impl ApiError {
         let joined = match errors.len() {
             0 => String::new(),
             1 => errors[0].message(),
-            _ => format!("[{}]", errors.iter().map(FieldError::message).collect::<Vec<_>>().join(", ")),
+            _ => format!(
+                "[{}]",
+                errors
+                    .iter()
+                    .map(FieldError::message)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         };
-        let mut e = Self::new(422, "Invalid", format!("{} {name:?} is invalid: {joined}", qualified_kind(group, kind)))
-            .with_object(group, kind, name);
+        let mut e = Self::new(
+            422,
+            "Invalid",
+            format!(
+                "{} {name:?} is invalid: {joined}",
+                qualified_kind(group, kind)
+            ),
+        )
+        .with_object(group, kind, name);
         if let Some(d) = e.details.as_mut() {
             d.causes = errors;
         }
@@ -244,7 +314,11 @@ impl ApiError {
     }
     /// 405.
     pub fn method_not_allowed() -> Self {
-        Self::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        Self::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        )
     }
     /// 406.
     pub fn not_acceptable(message: impl Into<String>) -> Self {
@@ -252,7 +326,11 @@ impl ApiError {
     }
     /// 410 `too old resource version: N (M)`.
     pub fn gone(requested: i64, oldest: i64) -> Self {
-        Self::new(410, "Expired", format!("too old resource version: {requested} ({oldest})"))
+        Self::new(
+            410,
+            "Expired",
+            format!("too old resource version: {requested} ({oldest})"),
+        )
     }
     /// 410 with reason Expired and a message (expired continue tokens).
     pub fn expired(message: impl Into<String>) -> Self {
@@ -260,21 +338,39 @@ impl ApiError {
     }
     /// 413.
     pub fn too_large(limit: usize) -> Self {
-        Self::new(413, "RequestEntityTooLarge", format!("Request entity too large: limit is {limit}"))
+        Self::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("Request entity too large: limit is {limit}"),
+        )
     }
     /// 415.
     pub fn unsupported_media_type(content_type: &str) -> Self {
-        Self::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml ({content_type:?} was sent)"))
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml ({content_type:?} was sent)"
+            ),
+        )
     }
     /// 429 with Retry-After.
     pub fn too_many_requests(retry_after_seconds: u32) -> Self {
-        let mut e = Self::new(429, "TooManyRequests", "Too many requests, please try again later.");
+        let mut e = Self::new(
+            429,
+            "TooManyRequests",
+            "Too many requests, please try again later.",
+        );
         e.retry_after_seconds = Some(retry_after_seconds);
         e
     }
     /// 500.
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(500, "InternalError", format!("Internal error occurred: {}", message.into()))
+        Self::new(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {}", message.into()),
+        )
     }
     /// 503.
     pub fn unavailable(message: impl Into<String>) -> Self {

@@ -18,11 +18,22 @@ pub(crate) struct Cidr {
 impl Cidr {
     /// Parses `10.43.0.0/16`.
     pub(crate) fn parse(s: &str) -> Result<Self, String> {
-        let (ip, prefix) = s.split_once('/').ok_or_else(|| format!("{s:?} is not a CIDR (want a.b.c.d/n)"))?;
-        let ip: Ipv4Addr = ip.parse().map_err(|_| format!("{s:?}: {ip:?} is not an IPv4 address"))?;
-        let prefix: u8 = prefix.parse().ok().filter(|p| (1..=30).contains(p)).ok_or_else(|| format!("{s:?}: prefix must be 1..30"))?;
+        let (ip, prefix) = s
+            .split_once('/')
+            .ok_or_else(|| format!("{s:?} is not a CIDR (want a.b.c.d/n)"))?;
+        let ip: Ipv4Addr = ip
+            .parse()
+            .map_err(|_| format!("{s:?}: {ip:?} is not an IPv4 address"))?;
+        let prefix: u8 = prefix
+            .parse()
+            .ok()
+            .filter(|p| (1..=30).contains(p))
+            .ok_or_else(|| format!("{s:?}: prefix must be 1..30"))?;
         let mask = u32::MAX << (32 - prefix);
-        Ok(Self { base: u32::from(ip) & mask, prefix })
+        Ok(Self {
+            base: u32::from(ip) & mask,
+            prefix,
+        })
     }
 
     fn size(&self) -> u32 {
@@ -50,17 +61,36 @@ pub(crate) struct Allocator {
 
 impl Allocator {
     pub(crate) fn new(cidr: Cidr, ports: (u16, u16)) -> Self {
-        Self { cidr, ports, ips: Mutex::new(HashSet::new()), node_ports: Mutex::new(HashSet::new()) }
+        Self {
+            cidr,
+            ports,
+            ips: Mutex::new(HashSet::new()),
+            node_ports: Mutex::new(HashSet::new()),
+        }
     }
 
     /// Allocates a specific IP (`Some`) or a random free one (`None`); offset 1 is the
     /// `kubernetes` service's and is only handed out when asked for by address.
-    pub(crate) fn allocate_ip(&self, wanted: Option<&str>, field: &str) -> Result<String, FieldError> {
+    pub(crate) fn allocate_ip(
+        &self,
+        wanted: Option<&str>,
+        field: &str,
+    ) -> Result<String, FieldError> {
         let mut ips = self.ips.lock().expect("allocator lock");
         if let Some(w) = wanted {
-            let fail = |why: &str| FieldError::invalid(field, format!("[{w:?}]"), format!("failed to allocate IP {w}: {why}"));
+            let fail = |why: &str| {
+                FieldError::invalid(
+                    field,
+                    format!("[{w:?}]"),
+                    format!("failed to allocate IP {w}: {why}"),
+                )
+            };
             let ip: Ipv4Addr = w.parse().map_err(|_| {
-                FieldError::invalid(field, w, "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)")
+                FieldError::invalid(
+                    field,
+                    w,
+                    "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+                )
             })?;
             let off = self.cidr.offset(ip).filter(|o| *o != 0 && *o != self.cidr.size() - 1).ok_or_else(|| {
                 fail(&format!("the provided IP ({w}) is not in the valid range. The range of valid IPs is {}/{}", self.cidr.nth(0), self.cidr.prefix))
@@ -73,7 +103,11 @@ impl Allocator {
         let size = self.cidr.size();
         let usable = size.saturating_sub(3);
         if ips.len() as u32 >= usable {
-            return Err(FieldError::invalid(field, "", "failed to allocate IP: range is full"));
+            return Err(FieldError::invalid(
+                field,
+                "",
+                "failed to allocate IP: range is full",
+            ));
         }
         let mut rng = rand::rng();
         let start = rng.random_range(2..size - 1);
@@ -83,7 +117,11 @@ impl Allocator {
                 return Ok(self.cidr.nth(off).to_string());
             }
         }
-        Err(FieldError::invalid(field, "", "failed to allocate IP: range is full"))
+        Err(FieldError::invalid(
+            field,
+            "",
+            "failed to allocate IP: range is full",
+        ))
     }
 
     /// Marks an IP as used (at start) without failing on duplicates.
@@ -100,7 +138,11 @@ impl Allocator {
     }
 
     /// Allocates a specific node port (`Some`) or a random free one.
-    pub(crate) fn allocate_port(&self, wanted: Option<u16>, field: &str) -> Result<u16, FieldError> {
+    pub(crate) fn allocate_port(
+        &self,
+        wanted: Option<u16>,
+        field: &str,
+    ) -> Result<u16, FieldError> {
         let mut used = self.node_ports.lock().expect("allocator lock");
         let (lo, hi) = self.ports;
         if let Some(p) = wanted {
@@ -108,11 +150,17 @@ impl Allocator {
                 return Err(FieldError::invalid(
                     field,
                     p,
-                    format!("provided port is not in the valid range. The range of valid ports is {lo}-{hi}"),
+                    format!(
+                        "provided port is not in the valid range. The range of valid ports is {lo}-{hi}"
+                    ),
                 ));
             }
             if !used.insert(p) {
-                return Err(FieldError::invalid(field, p, "provided port is already allocated"));
+                return Err(FieldError::invalid(
+                    field,
+                    p,
+                    "provided port is already allocated",
+                ));
             }
             return Ok(p);
         }
@@ -150,7 +198,10 @@ mod tests {
         assert!(!got.contains(&"10.43.0.1".to_string()));
         assert!(!got.contains(&"10.43.0.0".to_string()));
         assert!(!got.contains(&"10.43.0.7".to_string()));
-        assert!(a.allocate_ip(None, "spec.clusterIPs").is_err(), "range of 5 usable is full");
+        assert!(
+            a.allocate_ip(None, "spec.clusterIPs").is_err(),
+            "range of 5 usable is full"
+        );
         a.release_ip(&got[0]);
         assert_eq!(a.allocate_ip(None, "x").expect("one free again"), got[0]);
     }
@@ -159,8 +210,14 @@ mod tests {
     fn taken_or_foreign_addresses_are_refused() {
         let a = Allocator::new(Cidr::parse("10.43.0.0/16").expect("cidr"), (30000, 30001));
         a.allocate_ip(Some("10.43.0.10"), "f").expect("free");
-        let e = a.allocate_ip(Some("10.43.0.10"), "spec.clusterIPs").expect_err("taken");
-        assert!(e.message().contains("provided IP is already allocated"), "{}", e.message());
+        let e = a
+            .allocate_ip(Some("10.43.0.10"), "spec.clusterIPs")
+            .expect_err("taken");
+        assert!(
+            e.message().contains("provided IP is already allocated"),
+            "{}",
+            e.message()
+        );
         assert!(a.allocate_ip(Some("192.168.0.1"), "f").is_err());
     }
 

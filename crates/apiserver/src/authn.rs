@@ -15,7 +15,11 @@ pub(crate) struct Identity {
 
 impl Identity {
     pub(crate) fn anonymous() -> Self {
-        Self { user: "system:anonymous".into(), uid: String::new(), groups: vec!["system:unauthenticated".into()] }
+        Self {
+            user: "system:anonymous".into(),
+            uid: String::new(),
+            groups: vec!["system:unauthenticated".into()],
+        }
     }
 
     pub(crate) fn is_anonymous(&self) -> bool {
@@ -34,8 +38,16 @@ impl Identity {
 pub(crate) fn identity_from_certificate(der: &[u8]) -> Option<Identity> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let subject = cert.subject();
-    let user = subject.iter_common_name().next()?.as_str().ok()?.to_string();
-    let groups = subject.iter_organization().filter_map(|o| o.as_str().ok().map(String::from)).collect();
+    let user = subject
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
+    let groups = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok().map(String::from))
+        .collect();
     Some(Identity::authenticated(user, String::new(), groups))
 }
 
@@ -47,15 +59,27 @@ pub(crate) struct TokenAuthenticator {
 
 impl TokenAuthenticator {
     pub(crate) fn new(tokens: &[StaticToken]) -> Self {
-        Self { tokens: tokens.iter().map(|t| (t.token.clone(), t.clone())).collect() }
+        Self {
+            tokens: tokens
+                .iter()
+                .map(|t| (t.token.clone(), t.clone()))
+                .collect(),
+        }
     }
 
     /// `Some(Ok)` for a known token, `Some(Err)` for an unknown one, `None` without a bearer header.
     pub(crate) fn authenticate(&self, authorization: Option<&str>) -> Option<Result<Identity, ()>> {
         let value = authorization?;
-        let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer "))?.trim();
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))?
+            .trim();
         Some(match self.tokens.get(token) {
-            Some(t) => Ok(Identity::authenticated(t.user.clone(), t.uid.clone(), t.groups.clone())),
+            Some(t) => Ok(Identity::authenticated(
+                t.user.clone(),
+                t.uid.clone(),
+                t.groups.clone(),
+            )),
             None => Err(()),
         })
     }
@@ -73,10 +97,17 @@ mod tests {
             uid: "1".into(),
             groups: vec!["dev".into()],
         }]);
-        let id = a.authenticate(Some("Bearer s3cret")).expect("bearer").expect("known");
+        let id = a
+            .authenticate(Some("Bearer s3cret"))
+            .expect("bearer")
+            .expect("known");
         assert_eq!(id.user, "alice");
         assert_eq!(id.groups, vec!["dev", "system:authenticated"]);
-        assert!(a.authenticate(Some("Bearer nope")).expect("bearer").is_err());
+        assert!(
+            a.authenticate(Some("Bearer nope"))
+                .expect("bearer")
+                .is_err()
+        );
         assert!(a.authenticate(None).is_none());
     }
 }

@@ -12,7 +12,12 @@ use crate::strategy;
 /// Namespaces Kubernetes users expect from the first start.
 const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
 
-fn lookup(state: &State, group: &str, version: &str, plural: &str) -> Result<std::sync::Arc<api::resource::ResourceInfo>, crate::Error> {
+fn lookup(
+    state: &State,
+    group: &str,
+    version: &str,
+    plural: &str,
+) -> Result<std::sync::Arc<api::resource::ResourceInfo>, crate::Error> {
     state
         .registry
         .lookup(group, version, plural)
@@ -20,12 +25,21 @@ fn lookup(state: &State, group: &str, version: &str, plural: &str) -> Result<std
         .ok_or_else(|| crate::Error::Config(format!("built-in resource {plural} missing")))
 }
 
-async fn ensure(state: &State, group: &str, version: &str, plural: &str, obj: Value) -> Result<(), crate::Error> {
+async fn ensure(
+    state: &State,
+    group: &str,
+    version: &str,
+    plural: &str,
+    obj: Value,
+) -> Result<(), crate::Error> {
     let res = lookup(state, group, version, plural)?;
     match create_object(state, &res, strategy::for_resource(&res), obj, false).await {
         Ok(_) => Ok(()),
         Err(e) if e.reason == "AlreadyExists" => Ok(()),
-        Err(e) => Err(crate::Error::Config(format!("creating default {plural}: {}", e.message))),
+        Err(e) => Err(crate::Error::Config(format!(
+            "creating default {plural}: {}",
+            e.message
+        ))),
     }
 }
 
@@ -37,16 +51,30 @@ fn api_error(e: ApiError) -> crate::Error {
 pub(crate) async fn run(state: &State) -> Result<(), crate::Error> {
     // Allocations held by stored Services.
     let services = lookup(state, "", "v1", "services")?;
-    let page = state.storage.list(&services.key_prefix(), None, None, 0, &|_| true).await.map_err(api_error)?;
+    let page = state
+        .storage
+        .list(&services.key_prefix(), None, None, 0, &|_| true)
+        .await
+        .map_err(api_error)?;
     for svc in &page.items {
         crate::rest::subresource::mark_service(state, svc);
     }
 
     for ns in SYSTEM_NAMESPACES {
-        ensure(state, "", "v1", "namespaces", json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})).await?;
+        ensure(
+            state,
+            "",
+            "v1",
+            "namespaces",
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        )
+        .await?;
     }
 
-    let first_ip = crate::allocator::Cidr::parse(&state.config.service_cidr).map_err(crate::Error::Config)?.nth(1).to_string();
+    let first_ip = crate::allocator::Cidr::parse(&state.config.service_cidr)
+        .map_err(crate::Error::Config)?
+        .nth(1)
+        .to_string();
     let port = state.config.port;
     let endpoint_ip = match state.config.bind_address {
         ip if ip.is_unspecified() => "127.0.0.1".to_string(),
@@ -93,9 +121,15 @@ pub(crate) async fn run(state: &State) -> Result<(), crate::Error> {
 
     // Resume finalization of namespaces that were being deleted.
     let namespaces = lookup(state, "", "v1", "namespaces")?;
-    let page = state.storage.list(&namespaces.key_prefix(), None, None, 0, &|_| true).await.map_err(api_error)?;
+    let page = state
+        .storage
+        .list(&namespaces.key_prefix(), None, None, 0, &|_| true)
+        .await
+        .map_err(api_error)?;
     for ns in page.items {
-        if ns.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null())
+        if ns
+            .pointer("/metadata/deletionTimestamp")
+            .is_some_and(|v| !v.is_null())
             && let Some(name) = crate::object::name(&ns)
         {
             crate::namespace_lifecycle::spawn_finalizer(state.self_ref(), name.to_string());

@@ -68,9 +68,20 @@ impl StaticToken {
             }
             let groups = fields
                 .get(3)
-                .map(|g| g.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
+                .map(|g| {
+                    g.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
                 .unwrap_or_default();
-            out.push(StaticToken { token: fields[0].clone(), user: fields[1].clone(), uid: fields[2].clone(), groups });
+            out.push(StaticToken {
+                token: fields[0].clone(),
+                user: fields[1].clone(),
+                uid: fields[2].clone(),
+                groups,
+            });
         }
         Ok(out)
     }
@@ -100,7 +111,8 @@ mod tests {
 
     #[test]
     fn token_file_lines_parse_with_quoted_groups() {
-        let t = StaticToken::parse_file("abc,alice,1,\"dev,ops\"\n# c\nxyz,bob,2\n").expect("parses");
+        let t =
+            StaticToken::parse_file("abc,alice,1,\"dev,ops\"\n# c\nxyz,bob,2\n").expect("parses");
         assert_eq!(t[0].groups, vec!["dev", "ops"]);
         assert_eq!(t[1].user, "bob");
         assert!(t[1].groups.is_empty());

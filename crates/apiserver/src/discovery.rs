@@ -17,17 +17,38 @@ const AGGREGATED_CT: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIG
 fn wants_aggregated(accept: Option<&str>) -> bool {
     accept.is_some_and(|a| {
         a.split(',').next().is_some_and(|first| {
-            first.contains("g=apidiscovery.k8s.io") && first.contains("v=v2") && first.contains("as=APIGroupDiscoveryList")
-        }) || a.split(',').any(|m| m.contains("g=apidiscovery.k8s.io") && m.contains("v=v2;") && m.contains("as=APIGroupDiscoveryList"))
+            first.contains("g=apidiscovery.k8s.io")
+                && first.contains("v=v2")
+                && first.contains("as=APIGroupDiscoveryList")
+        }) || a.split(',').any(|m| {
+            m.contains("g=apidiscovery.k8s.io")
+                && m.contains("v=v2;")
+                && m.contains("as=APIGroupDiscoveryList")
+        })
     })
 }
 
 fn subresource_kind(res: &ResourceInfo, sub: &str) -> (String, String, String, Vec<&'static str>) {
     match sub {
-        "scale" => ("autoscaling".into(), "v1".into(), "Scale".into(), vec!["get", "patch", "update"]),
+        "scale" => (
+            "autoscaling".into(),
+            "v1".into(),
+            "Scale".into(),
+            vec!["get", "patch", "update"],
+        ),
         "binding" => ("".into(), "v1".into(), "Binding".into(), vec!["create"]),
-        "finalize" => (res.group.clone(), res.version.clone(), res.kind.clone(), vec!["update"]),
-        _ => (res.group.clone(), res.version.clone(), res.kind.clone(), vec!["get", "patch", "update"]),
+        "finalize" => (
+            res.group.clone(),
+            res.version.clone(),
+            res.kind.clone(),
+            vec!["update"],
+        ),
+        _ => (
+            res.group.clone(),
+            res.version.clone(),
+            res.kind.clone(),
+            vec!["get", "patch", "update"],
+        ),
     }
 }
 
@@ -67,12 +88,21 @@ fn api_resource_list(state: &State, group: &str, version: &str) -> Option<Value>
             m.retain(|_, v| !v.is_null());
         }
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
 }
 
 fn group_entry(group: &str, versions: &[String]) -> Value {
-    let vs: Vec<Value> = versions.iter().map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v})).collect();
+    let vs: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v}))
+        .collect();
     json!({"name": group, "versions": vs, "preferredVersion": vs[0]})
 }
 
@@ -125,7 +155,11 @@ fn aggregated(state: &State, core: bool) -> Reply {
         .map(|(g, vs)| aggregated_group(state, &g, &vs))
         .collect();
     let body = json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items});
-    Reply::Raw(200, AGGREGATED_CT, Bytes::from(serde_json::to_vec(&body).unwrap_or_default()))
+    Reply::Raw(
+        200,
+        AGGREGATED_CT,
+        Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
+    )
 }
 
 /// The `/version` document.
@@ -149,22 +183,42 @@ pub(crate) fn version_info() -> Value {
 }
 
 /// Serves a non-resource path.
-pub(crate) async fn non_resource(state: &State, info: &RequestInfo, accept: Option<&str>) -> Result<Reply, ApiError> {
+pub(crate) async fn non_resource(
+    state: &State,
+    info: &RequestInfo,
+    accept: Option<&str>,
+) -> Result<Reply, ApiError> {
     if info.verb != "get" && info.verb != "head" {
         return Err(ApiError::method_not_allowed());
     }
     let path = info.path.trim_end_matches('/');
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match segs.as_slice() {
-        ["healthz" | "livez"] => Ok(Reply::Raw(200, "text/plain; charset=utf-8", Bytes::from_static(b"ok"))),
+        ["healthz" | "livez"] => Ok(Reply::Raw(
+            200,
+            "text/plain; charset=utf-8",
+            Bytes::from_static(b"ok"),
+        )),
         ["readyz"] => {
             if state.is_ready() {
-                Ok(Reply::Raw(200, "text/plain; charset=utf-8", Bytes::from_static(b"ok")))
+                Ok(Reply::Raw(
+                    200,
+                    "text/plain; charset=utf-8",
+                    Bytes::from_static(b"ok"),
+                ))
             } else {
-                Ok(Reply::Raw(500, "text/plain; charset=utf-8", Bytes::from_static(b"[-]bootstrap not finished\nreadyz check failed")))
+                Ok(Reply::Raw(
+                    500,
+                    "text/plain; charset=utf-8",
+                    Bytes::from_static(b"[-]bootstrap not finished\nreadyz check failed"),
+                ))
             }
         }
-        ["healthz" | "livez" | "readyz", _check] => Ok(Reply::Raw(200, "text/plain; charset=utf-8", Bytes::from_static(b"ok"))),
+        ["healthz" | "livez" | "readyz", _check] => Ok(Reply::Raw(
+            200,
+            "text/plain; charset=utf-8",
+            Bytes::from_static(b"ok"),
+        )),
         ["version"] => Ok(Reply::Json(200, version_info())),
         ["api"] => {
             if wants_aggregated(accept) {
@@ -187,11 +241,16 @@ pub(crate) async fn non_resource(state: &State, info: &RequestInfo, accept: Opti
                 .filter(|(g, _)| !g.is_empty())
                 .map(|(g, vs)| group_entry(&g, &vs))
                 .collect();
-            Ok(Reply::Json(200, json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})))
+            Ok(Reply::Json(
+                200,
+                json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}),
+            ))
         }
         ["api", version] => api_resource_list(state, "", version)
             .map(|v| Reply::Json(200, v))
-            .ok_or_else(|| ApiError::not_found_message("the server could not find the requested resource")),
+            .ok_or_else(|| {
+                ApiError::not_found_message("the server could not find the requested resource")
+            }),
         ["apis", group] => state
             .registry
             .groups()
@@ -203,14 +262,24 @@ pub(crate) async fn non_resource(state: &State, info: &RequestInfo, accept: Opti
                 e["apiVersion"] = "v1".into();
                 Reply::Json(200, e)
             })
-            .ok_or_else(|| ApiError::not_found_message("the server could not find the requested resource")),
+            .ok_or_else(|| {
+                ApiError::not_found_message("the server could not find the requested resource")
+            }),
         ["apis", group, version] => api_resource_list(state, group, version)
             .map(|v| Reply::Json(200, v))
-            .ok_or_else(|| ApiError::not_found_message("the server could not find the requested resource")),
+            .ok_or_else(|| {
+                ApiError::not_found_message("the server could not find the requested resource")
+            }),
         ["openapi", "v2"] => crate::openapi::v2(state, accept),
         ["openapi", "v3"] => Ok(crate::openapi::v3_index(state)),
         ["openapi", "v3", rest @ ..] => crate::openapi::v3_group_version(state, &rest.join("/")),
-        ["metrics"] => Ok(Reply::Raw(200, "text/plain; version=0.0.4", Bytes::from(state.metrics_text()))),
-        _ => Err(ApiError::not_found_message("the server could not find the requested resource")),
+        ["metrics"] => Ok(Reply::Raw(
+            200,
+            "text/plain; version=0.0.4",
+            Bytes::from(state.metrics_text()),
+        )),
+        _ => Err(ApiError::not_found_message(
+            "the server could not find the requested resource",
+        )),
     }
 }

@@ -13,7 +13,9 @@ pub enum Error {
     #[error("TLS setup: {0}")]
     Tls(String),
     /// The listen address could not be bound.
-    #[error("cannot listen on {addr}: {source} (is another server running on this port? pick another with --https-listen-port)")]
+    #[error(
+        "cannot listen on {addr}: {source} (is another server running on this port? pick another with --https-listen-port)"
+    )]
     Bind {
         /// The address.
         addr: String,

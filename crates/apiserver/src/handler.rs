@@ -34,34 +34,52 @@ pub(crate) enum Reply {
 }
 
 fn full(b: impl Into<Bytes>) -> Body {
-    Full::new(b.into()).map_err(|never| match never {}).boxed_unsync()
+    Full::new(b.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 fn respond(reply: Reply, output: Output, warnings: &[String]) -> Response<Body> {
     let mut resp = match reply {
         Reply::Json(code, v) => {
             let (ct, body) = if output == Output::Yaml {
-                ("application/yaml", serde_yaml::to_string(&v).map(Bytes::from).unwrap_or_default())
+                (
+                    "application/yaml",
+                    serde_yaml::to_string(&v)
+                        .map(Bytes::from)
+                        .unwrap_or_default(),
+                )
             } else {
-                ("application/json", Bytes::from(serde_json::to_vec(&v).unwrap_or_default()))
+                (
+                    "application/json",
+                    Bytes::from(serde_json::to_vec(&v).unwrap_or_default()),
+                )
             };
             let mut r = Response::new(full(body));
             *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
             r
         }
         Reply::Raw(code, ct, body) => {
             let mut r = Response::new(full(body));
             *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
             r
         }
         Reply::Stream(s) => {
             use futures::StreamExt as _;
             let body = StreamBody::new(s.map(|b| Ok::<_, Infallible>(Frame::data(b))));
             let mut r = Response::new(BodyExt::boxed_unsync(body));
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            r.headers_mut().insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("no-cache, private"),
+            );
             r
         }
     };
@@ -71,7 +89,10 @@ fn respond(reply: Reply, output: Output, warnings: &[String]) -> Response<Body> 
             resp.headers_mut().append("Warning", h);
         }
     }
-    resp.headers_mut().insert("Audit-Id", HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).expect("uuid is ASCII"));
+    resp.headers_mut().insert(
+        "Audit-Id",
+        HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).expect("uuid is ASCII"),
+    );
     resp
 }
 
@@ -89,7 +110,11 @@ pub(crate) fn error_response(e: &ApiError) -> Response<Body> {
 const PUBLIC_PATHS: &[&str] = &["/healthz", "/livez", "/readyz", "/version"];
 
 /// Handles one request end to end.
-pub(crate) async fn handle(state: Arc<State>, who: Result<Identity, ()>, req: Request<Incoming>) -> Response<Body> {
+pub(crate) async fn handle(
+    state: Arc<State>,
+    who: Result<Identity, ()>,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
@@ -111,10 +136,16 @@ async fn read_body(state: &State, body: Incoming) -> Result<Bytes, ApiError> {
     }
 }
 
-async fn dispatch(state: &Arc<State>, who: Result<Identity, ()>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+async fn dispatch(
+    state: &Arc<State>,
+    who: Result<Identity, ()>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
-    let is_public = PUBLIC_PATHS.iter().any(|p| path == *p || path.starts_with(&format!("{p}/")));
+    let is_public = PUBLIC_PATHS
+        .iter()
+        .any(|p| path == *p || path.starts_with(&format!("{p}/")));
     let who = match who {
         Ok(id) => id,
         Err(()) => return Err(ApiError::unauthorized()),
@@ -126,10 +157,15 @@ async fn dispatch(state: &Arc<State>, who: Result<Identity, ()>, req: Request<In
     if !is_public {
         state.authorizer.authorize(&who, &info)?;
     }
-    let accept = parts.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let accept = parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
 
     if !info.is_resource {
-        return crate::discovery::non_resource(state, &info, accept).await.map(|r| respond(r, Output::Json, &[]));
+        return crate::discovery::non_resource(state, &info, accept)
+            .await
+            .map(|r| respond(r, Output::Json, &[]));
     }
 
     let output = crate::negotiate::output(accept)?;
@@ -142,8 +178,15 @@ async fn dispatch(state: &Arc<State>, who: Result<Identity, ()>, req: Request<In
             Err(_) => return Err(ApiError::too_many_requests(1)),
         }
     };
-    let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(String::from);
-    let body = if matches!(parts.method, http::Method::POST | http::Method::PUT | http::Method::PATCH | http::Method::DELETE) {
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
+    let body = if matches!(
+        parts.method,
+        http::Method::POST | http::Method::PUT | http::Method::PATCH | http::Method::DELETE
+    ) {
         read_body(state, body).await?
     } else {
         Bytes::new()

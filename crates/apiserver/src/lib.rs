@@ -24,6 +24,9 @@ mod serve;
 mod storage;
 mod strategy;
 mod typecheck;
+
+#[cfg(test)]
+mod robustness;
 mod watch;
 
 pub use config::{ApiServerConfig, StaticToken};

@@ -18,7 +18,9 @@ pub(crate) fn spawn_finalizer(state: Arc<State>, name: String) {
             match finalize_once(&state, &name).await {
                 Ok(true) => return,
                 Ok(false) => {}
-                Err(e) => tracing::warn!(namespace = %name, error = %e.message, "namespace finalization step failed"),
+                Err(e) => {
+                    tracing::warn!(namespace = %name, error = %e.message, "namespace finalization step failed")
+                }
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
@@ -30,12 +32,21 @@ pub(crate) fn spawn_finalizer(state: Arc<State>, name: String) {
 
 /// One pass; true when the namespace is gone.
 async fn finalize_once(state: &State, name: &str) -> Result<bool, api::status::ApiError> {
-    let opts = DeleteOptions { grace_period: Some(0), propagation: Some("Background".into()), ..Default::default() };
+    let opts = DeleteOptions {
+        grace_period: Some(0),
+        propagation: Some("Background".into()),
+        ..Default::default()
+    };
     let mut remaining = 0usize;
     for res in state.registry.all().iter().filter(|r| r.namespaced) {
-        let page = state.storage.list(&res.namespace_prefix(name), None, None, 0, &|_| true).await?;
+        let page = state
+            .storage
+            .list(&res.namespace_prefix(name), None, None, 0, &|_| true)
+            .await?;
         for obj in page.items {
-            let Some(n) = crate::object::name(&obj) else { continue };
+            let Some(n) = crate::object::name(&obj) else {
+                continue;
+            };
             remaining += 1;
             match delete_object(state, res, Some(name), n, &opts).await {
                 Ok(_) => {}
@@ -48,19 +59,27 @@ async fn finalize_once(state: &State, name: &str) -> Result<bool, api::status::A
         // Deleted objects may still be held by finalizers; look again next pass.
         let mut left = 0;
         for res in state.registry.all().iter().filter(|r| r.namespaced) {
-            left += state.storage.store.count(&res.namespace_prefix(name)).await.map_err(crate::storage::generic_store_error)?;
+            left += state
+                .storage
+                .store
+                .count(&res.namespace_prefix(name))
+                .await
+                .map_err(crate::storage::generic_store_error)?;
         }
         if left > 0 {
             return Ok(false);
         }
     }
-    let Some(ns_res) = state.registry.lookup("", "v1", "namespaces").cloned() else { return Ok(true) };
+    let Some(ns_res) = state.registry.lookup("", "v1", "namespaces").cloned() else {
+        return Ok(true);
+    };
     let ns = match state.storage.get(&ns_res, None, name).await {
         Ok(ns) => ns,
         Err(e) if e.code == 404 => return Ok(true),
         Err(e) => return Err(e),
     };
-    let rv = crate::storage::parse_rv(crate::object::meta_str(&ns, "resourceVersion").unwrap_or("0"))?;
+    let rv =
+        crate::storage::parse_rv(crate::object::meta_str(&ns, "resourceVersion").unwrap_or("0"))?;
     let spec_finalizers: Vec<Value> = ns
         .pointer("/spec/finalizers")
         .and_then(Value::as_array)
@@ -75,7 +94,7 @@ async fn finalize_once(state: &State, name: &str) -> Result<bool, api::status::A
         }
     } else {
         let mut new = ns.clone();
-        new["spec"]["finalizers"] = json!(spec_finalizers);
+        crate::object::set(&mut new, "spec.finalizers", json!(spec_finalizers));
         match state.storage.update(&ns_res, None, name, &new, rv).await {
             Ok(_) | Err(_) => Ok(false),
         }

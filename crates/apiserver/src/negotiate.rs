@@ -19,7 +19,9 @@ pub(crate) enum Output {
 
 /// Picks the first acceptable media type from `Accept`, as kube-apiserver does.
 pub(crate) fn output(accept: Option<&str>) -> Result<Output, ApiError> {
-    let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else { return Ok(Output::Json) };
+    let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else {
+        return Ok(Output::Json);
+    };
     for item in accept.split(',') {
         let mut parts = item.split(';').map(str::trim);
         let media = parts.next().unwrap_or_default().to_ascii_lowercase();
@@ -38,10 +40,14 @@ pub(crate) fn output(accept: Option<&str>) -> Result<Output, ApiError> {
         }
         let json_like = matches!(media.as_str(), "application/json" | "*/*" | "application/*");
         match (as_.as_deref(), g.as_deref(), v.as_deref()) {
-            (Some("Table"), Some("meta.k8s.io"), Some("v1" | "v1beta1")) if json_like => return Ok(Output::Table),
-            (Some("PartialObjectMetadata" | "PartialObjectMetadataList"), Some("meta.k8s.io"), Some("v1" | "v1beta1"))
-                if json_like =>
-            {
+            (Some("Table"), Some("meta.k8s.io"), Some("v1" | "v1beta1")) if json_like => {
+                return Ok(Output::Table);
+            }
+            (
+                Some("PartialObjectMetadata" | "PartialObjectMetadataList"),
+                Some("meta.k8s.io"),
+                Some("v1" | "v1beta1"),
+            ) if json_like => {
                 return Ok(Output::PartialMetadata);
             }
             (Some(_), _, _) => continue,
@@ -69,7 +75,12 @@ pub(crate) enum BodyType {
 /// Reads `Content-Type`.
 pub(crate) fn body_type(content_type: Option<&str>) -> Result<BodyType, ApiError> {
     let ct = content_type.unwrap_or("application/json");
-    let media = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let media = ct
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
     Ok(match media.as_str() {
         "application/json" | "" | "*/*" => BodyType::Json,
         "application/yaml" => BodyType::Yaml,

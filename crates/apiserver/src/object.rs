@@ -11,7 +11,9 @@ pub(crate) fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
         *obj = Value::Object(Map::new());
     }
     let map = obj.as_object_mut().expect("made an object above");
-    let m = map.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
+    let m = map
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
     if !m.is_object() {
         *m = Value::Object(Map::new());
     }
@@ -38,7 +40,11 @@ pub(crate) fn labels(obj: &Value) -> BTreeMap<String, String> {
     obj.get("metadata")
         .and_then(|m| m.get("labels"))
         .and_then(Value::as_object)
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -47,13 +53,20 @@ pub(crate) fn finalizers(obj: &Value) -> Vec<String> {
     obj.get("metadata")
         .and_then(|m| m.get("finalizers"))
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// Follows a dotted path of object fields.
 pub(crate) fn path<'a>(obj: &'a Value, dotted: &str) -> Option<&'a Value> {
-    dotted.split('.').filter(|k| !k.is_empty()).try_fold(obj, |v, k| v.get(k))
+    dotted
+        .split('.')
+        .filter(|k| !k.is_empty())
+        .try_fold(obj, |v, k| v.get(k))
 }
 
 /// A mutable object at a dotted path, created as empty objects along the way.
@@ -63,9 +76,18 @@ pub(crate) fn path_mut<'a>(obj: &'a mut Value, dotted: &str) -> &'a mut Value {
         if !cur.is_object() {
             *cur = Value::Object(Map::new());
         }
-        cur = cur.as_object_mut().expect("made an object above").entry(k).or_insert(Value::Null);
+        cur = cur
+            .as_object_mut()
+            .expect("made an object above")
+            .entry(k)
+            .or_insert(Value::Null);
     }
     cur
+}
+
+/// Sets the value at a dotted path, turning whatever is in the way into objects.
+pub(crate) fn set(obj: &mut Value, dotted: &str, value: Value) {
+    *path_mut(obj, dotted) = value;
 }
 
 /// Sets `key` in the object at `dotted` if it is missing or null.
@@ -86,7 +108,9 @@ pub(crate) fn default_field(obj: &mut Value, dotted: &str, key: &str, value: Val
 /// The current time as Kubernetes writes timestamps (RFC 3339, seconds, UTC).
 pub(crate) fn now_rfc3339() -> String {
     let now = jiff::Timestamp::now();
-    jiff::Timestamp::from_second(now.as_second()).map(|t| t.to_string()).unwrap_or_else(|_| now.to_string())
+    jiff::Timestamp::from_second(now.as_second())
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| now.to_string())
 }
 
 /// The current time with microseconds (MicroTime fields such as a Lease's renewTime).

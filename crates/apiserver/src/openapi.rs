@@ -32,11 +32,19 @@ fn group_camel(group: &str) -> String {
     if group.is_empty() {
         return "Core".into();
     }
-    group.trim_end_matches(".k8s.io").split('.').map(camel).collect()
+    group
+        .trim_end_matches(".k8s.io")
+        .split('.')
+        .map(camel)
+        .collect()
 }
 
 fn gv_path(r: &ResourceInfo) -> String {
-    if r.group.is_empty() { format!("/api/{}", r.version) } else { format!("/apis/{}/{}", r.group, r.version) }
+    if r.group.is_empty() {
+        format!("/api/{}", r.version)
+    } else {
+        format!("/apis/{}/{}", r.group, r.version)
+    }
 }
 
 fn param(name: &str, location: &str, ty: &str, v3: bool, required: bool) -> Value {
@@ -53,7 +61,11 @@ fn param(name: &str, location: &str, ty: &str, v3: bool, required: bool) -> Valu
 }
 
 fn schema_ref(def: &str, v3: bool) -> Value {
-    if v3 { json!({"$ref": format!("#/components/schemas/{def}")}) } else { json!({"$ref": format!("#/definitions/{def}")}) }
+    if v3 {
+        json!({"$ref": format!("#/components/schemas/{def}")})
+    } else {
+        json!({"$ref": format!("#/definitions/{def}")})
+    }
 }
 
 fn response(def: &str, v3: bool) -> Value {
@@ -66,11 +78,18 @@ fn response(def: &str, v3: bool) -> Value {
 
 fn body(def: &str, v3: bool, content_types: &[&str]) -> (Option<Value>, Option<Value>) {
     if v3 {
-        let content: Map<String, Value> =
-            content_types.iter().map(|ct| (ct.to_string(), json!({"schema": schema_ref(def, true)}))).collect();
+        let content: Map<String, Value> = content_types
+            .iter()
+            .map(|ct| (ct.to_string(), json!({"schema": schema_ref(def, true)})))
+            .collect();
         (Some(json!({"content": content, "required": true})), None)
     } else {
-        (None, Some(json!({"name": "body", "in": "body", "required": true, "schema": schema_ref(def, false)})))
+        (
+            None,
+            Some(
+                json!({"name": "body", "in": "body", "required": true, "schema": schema_ref(def, false)}),
+            ),
+        )
     }
 }
 
@@ -92,9 +111,23 @@ struct Op<'a> {
 }
 
 fn operation(r: &ResourceInfo, op: &Op<'_>, gvk: &Value, v3: bool) -> Value {
-    let ns = if r.namespaced && op.action != "list-all" { "Namespaced" } else { "" };
-    let kind = if op.action == "list-all" { format!("{}ForAllNamespaces", r.kind) } else { r.kind.clone() };
-    let id = format!("{}{}{}{ns}{kind}{}", op.verb, group_camel(&r.group), camel(&r.version), op.suffix);
+    let ns = if r.namespaced && op.action != "list-all" {
+        "Namespaced"
+    } else {
+        ""
+    };
+    let kind = if op.action == "list-all" {
+        format!("{}ForAllNamespaces", r.kind)
+    } else {
+        r.kind.clone()
+    };
+    let id = format!(
+        "{}{}{}{ns}{kind}{}",
+        op.verb,
+        group_camel(&r.group),
+        camel(&r.version),
+        op.suffix
+    );
     let mut params = vec![param("pretty", "query", "string", v3, false)];
     if op.write {
         params.push(param("dryRun", "query", "string", v3, false));
@@ -154,22 +187,54 @@ fn paths_for(r: &ResourceInfo, v3: bool, out: &mut Map<String, Value>) {
     };
     let mut collection = Map::new();
     if r.allows("list") {
-        let op = Op { method: "get", action: "list", verb: "list", suffix: "", body: None, response: list_def.clone(), write: false };
+        let op = Op {
+            method: "get",
+            action: "list",
+            verb: "list",
+            suffix: "",
+            body: None,
+            response: list_def.clone(),
+            write: false,
+        };
         collection.insert("get".into(), operation(r, &op, &gvk, v3));
     }
     if r.allows("create") {
-        let op = Op { method: "post", action: "post", verb: "create", suffix: "", body: Some((def, json_ct)), response: def.to_string(), write: true };
+        let op = Op {
+            method: "post",
+            action: "post",
+            verb: "create",
+            suffix: "",
+            body: Some((def, json_ct)),
+            response: def.to_string(),
+            write: true,
+        };
         collection.insert("post".into(), operation(r, &op, &gvk, v3));
     }
     if r.allows("deletecollection") {
-        let op = Op { method: "delete", action: "deletecollection", verb: "deleteCollection", suffix: "", body: None, response: "io.k8s.apimachinery.pkg.apis.meta.v1.Status".into(), write: true };
+        let op = Op {
+            method: "delete",
+            action: "deletecollection",
+            verb: "deleteCollection",
+            suffix: "",
+            body: None,
+            response: "io.k8s.apimachinery.pkg.apis.meta.v1.Status".into(),
+            write: true,
+        };
         collection.insert("delete".into(), operation(r, &op, &gvk, v3));
     }
     collection.insert("parameters".into(), Value::Array(path_params(&coll, false)));
     out.insert(coll.clone(), Value::Object(collection));
     if r.namespaced && r.allows("list") {
         let mut all = Map::new();
-        let op = Op { method: "get", action: "list-all", verb: "list", suffix: "", body: None, response: list_def.clone(), write: false };
+        let op = Op {
+            method: "get",
+            action: "list-all",
+            verb: "list",
+            suffix: "",
+            body: None,
+            response: list_def.clone(),
+            write: false,
+        };
         all.insert("get".into(), operation(r, &op, &gvk, v3));
         out.insert(format!("{base}/{}", r.plural), Value::Object(all));
     }
@@ -177,7 +242,13 @@ fn paths_for(r: &ResourceInfo, v3: bool, out: &mut Map<String, Value>) {
     for (method, action, verb, b, write) in [
         ("get", "get", "read", None, false),
         ("put", "put", "replace", Some((def, json_ct)), true),
-        ("patch", "patch", "patch", Some(("io.k8s.apimachinery.pkg.apis.meta.v1.Patch", PATCH_TYPES)), true),
+        (
+            "patch",
+            "patch",
+            "patch",
+            Some(("io.k8s.apimachinery.pkg.apis.meta.v1.Patch", PATCH_TYPES)),
+            true,
+        ),
         ("delete", "delete", "delete", None, true),
     ] {
         let allowed = match action {
@@ -187,8 +258,20 @@ fn paths_for(r: &ResourceInfo, v3: bool, out: &mut Map<String, Value>) {
             _ => r.allows("delete"),
         };
         if allowed {
-            let response = if action == "delete" { "io.k8s.apimachinery.pkg.apis.meta.v1.Status".to_string() } else { def.to_string() };
-            let op = Op { method, action, verb, suffix: "", body: b, response, write };
+            let response = if action == "delete" {
+                "io.k8s.apimachinery.pkg.apis.meta.v1.Status".to_string()
+            } else {
+                def.to_string()
+            };
+            let op = Op {
+                method,
+                action,
+                verb,
+                suffix: "",
+                body: b,
+                response,
+                write,
+            };
             single.insert(method.into(), operation(r, &op, &gvk, v3));
         }
     }
@@ -196,7 +279,10 @@ fn paths_for(r: &ResourceInfo, v3: bool, out: &mut Map<String, Value>) {
     out.insert(item.clone(), Value::Object(single));
     for sub in &r.subresources {
         let (resp, gvk_sub) = match sub.as_str() {
-            "scale" => ("io.k8s.api.autoscaling.v1.Scale", json!({"group": "autoscaling", "version": "v1", "kind": "Scale"})),
+            "scale" => (
+                "io.k8s.api.autoscaling.v1.Scale",
+                json!({"group": "autoscaling", "version": "v1", "kind": "Scale"}),
+            ),
             "status" => (def, gvk.clone()),
             _ => continue,
         };
@@ -205,9 +291,23 @@ fn paths_for(r: &ResourceInfo, v3: bool, out: &mut Map<String, Value>) {
         for (method, action, verb, b, write) in [
             ("get", "get", "read", None, false),
             ("put", "put", "replace", Some((resp, json_ct)), true),
-            ("patch", "patch", "patch", Some(("io.k8s.apimachinery.pkg.apis.meta.v1.Patch", PATCH_TYPES)), true),
+            (
+                "patch",
+                "patch",
+                "patch",
+                Some(("io.k8s.apimachinery.pkg.apis.meta.v1.Patch", PATCH_TYPES)),
+                true,
+            ),
         ] {
-            let op = Op { method, action, verb, suffix: &suffix, body: b, response: resp.to_string(), write };
+            let op = Op {
+                method,
+                action,
+                verb,
+                suffix: &suffix,
+                body: b,
+                response: resp.to_string(),
+                write,
+            };
             m.insert(method.into(), operation(r, &op, &gvk_sub, v3));
         }
         m.insert("parameters".into(), Value::Array(path_params(&item, true)));
@@ -271,16 +371,26 @@ impl OpenApiDocs {
                 let mut seen = BTreeSet::new();
                 let paths_v = Value::Object(paths);
                 collect_refs(defs3, &paths_v, "#/components/schemas/", &mut seen);
-                let schemas: Map<String, Value> =
-                    seen.iter().filter_map(|n| defs3.get(n).map(|d| (n.clone(), d.clone()))).collect();
+                let schemas: Map<String, Value> = seen
+                    .iter()
+                    .filter_map(|n| defs3.get(n).map(|d| (n.clone(), d.clone())))
+                    .collect();
                 let doc = json!({"openapi": "3.0.0", "info": info(), "paths": paths_v, "components": {"schemas": schemas}});
                 let bytes = Bytes::from(serde_json::to_vec(&doc).unwrap_or_default());
-                let key = if group.is_empty() { format!("api/{version}") } else { format!("apis/{group}/{version}") };
-                index.insert(key.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={}", fnv(&bytes))}));
+                let key = if group.is_empty() {
+                    format!("api/{version}")
+                } else {
+                    format!("apis/{group}/{version}")
+                };
+                index.insert(
+                    key.clone(),
+                    json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={}", fnv(&bytes))}),
+                );
                 v3.insert(key, bytes);
             }
         }
-        let v3_index = Bytes::from(serde_json::to_vec(&json!({"paths": index})).unwrap_or_default());
+        let v3_index =
+            Bytes::from(serde_json::to_vec(&json!({"paths": index})).unwrap_or_default());
         Self { v2, v3_index, v3 }
     }
 }
@@ -291,9 +401,15 @@ pub(crate) fn v2(state: &State, accept: Option<&str>) -> Result<Reply, ApiError>
         && !a.contains("json")
         && !a.contains("*/*")
     {
-        return Err(ApiError::not_acceptable("only application/json is served for /openapi/v2"));
+        return Err(ApiError::not_acceptable(
+            "only application/json is served for /openapi/v2",
+        ));
     }
-    Ok(Reply::Raw(200, "application/json", state.openapi().v2.clone()))
+    Ok(Reply::Raw(
+        200,
+        "application/json",
+        state.openapi().v2.clone(),
+    ))
 }
 
 /// `/openapi/v3`.
@@ -308,7 +424,9 @@ pub(crate) fn v3_group_version(state: &State, key: &str) -> Result<Reply, ApiErr
         .v3
         .get(key)
         .map(|b| Reply::Raw(200, "application/json", b.clone()))
-        .ok_or_else(|| ApiError::not_found_message("the server could not find the requested resource"))
+        .ok_or_else(|| {
+            ApiError::not_found_message("the server could not find the requested resource")
+        })
 }
 
 #[cfg(test)]
@@ -317,7 +435,10 @@ mod tests {
 
     #[test]
     fn operation_ids_follow_kubernetes_naming() {
-        assert_eq!(group_camel("rbac.authorization.k8s.io"), "RbacAuthorization");
+        assert_eq!(
+            group_camel("rbac.authorization.k8s.io"),
+            "RbacAuthorization"
+        );
         assert_eq!(group_camel(""), "Core");
         let reg = api::resource::Registry::builtin();
         let r = reg.lookup("apps", "v1", "deployments").expect("served");
@@ -325,7 +446,16 @@ mod tests {
         paths_for(r, true, &mut paths);
         let patch = &paths["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
         assert_eq!(patch["operationId"], "patchAppsV1NamespacedDeployment");
-        assert!(patch["parameters"].as_array().expect("params").iter().any(|p| p["name"] == "fieldValidation"));
-        assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "Deployment");
+        assert!(
+            patch["parameters"]
+                .as_array()
+                .expect("params")
+                .iter()
+                .any(|p| p["name"] == "fieldValidation")
+        );
+        assert_eq!(
+            patch["x-kubernetes-group-version-kind"]["kind"],
+            "Deployment"
+        );
     }
 }

@@ -8,8 +8,8 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-    SanType,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
 };
 
 use crate::Error;
@@ -52,16 +52,25 @@ fn write_private(path: &Path, contents: &str) -> Result<(), Error> {
         .mode(0o600)
         .open(path)
         .map_err(|e| Error::Io(path.display().to_string(), e))?;
-    f.write_all(contents.as_bytes()).map_err(|e| Error::Io(path.display().to_string(), e))?;
-    f.sync_all().map_err(|e| Error::Io(path.display().to_string(), e))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(|e| Error::Io(path.display().to_string(), e))
+    f.write_all(contents.as_bytes())
+        .map_err(|e| Error::Io(path.display().to_string(), e))?;
+    f.sync_all()
+        .map_err(|e| Error::Io(path.display().to_string(), e))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+        .map_err(|e| Error::Io(path.display().to_string(), e))
 }
 
 fn ca_params() -> CertificateParams {
     let mut params = CertificateParams::default();
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, "skiff-server-ca");
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "skiff-server-ca");
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     params.not_after = rcgen::date_time_ymd(2036, 1, 1);
     params
 }
@@ -71,9 +80,15 @@ fn pki_err(step: &'static str) -> impl Fn(rcgen::Error) -> Error {
 }
 
 /// Signs a client certificate for `user` in `groups` with the cluster CA.
-pub fn sign_client_cert(ca_cert: &str, ca_key: &str, user: &str, groups: &[&str]) -> Result<(String, String), Error> {
+pub fn sign_client_cert(
+    ca_cert: &str,
+    ca_key: &str,
+    user: &str,
+    groups: &[&str],
+) -> Result<(String, String), Error> {
     let ca_key = KeyPair::from_pem(ca_key).map_err(pki_err("loading CA key"))?;
-    let issuer = Issuer::from_ca_cert_pem(ca_cert, ca_key).map_err(pki_err("loading CA certificate"))?;
+    let issuer =
+        Issuer::from_ca_cert_pem(ca_cert, ca_key).map_err(pki_err("loading CA certificate"))?;
     let mut params = CertificateParams::default();
     params.distinguished_name = rcgen::DistinguishedName::new();
     for g in groups {
@@ -81,18 +96,30 @@ pub fn sign_client_cert(ca_cert: &str, ca_key: &str, user: &str, groups: &[&str]
     }
     params.distinguished_name.push(DnType::CommonName, user);
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     params.not_after = rcgen::date_time_ymd(2036, 1, 1);
     let key = KeyPair::generate().map_err(pki_err("generating client key"))?;
-    let cert = params.signed_by(&key, &issuer).map_err(pki_err("signing client certificate"))?;
+    let cert = params
+        .signed_by(&key, &issuer)
+        .map_err(pki_err("signing client certificate"))?;
     Ok((cert.pem(), key.serialize_pem()))
 }
 
-fn sign_serving_cert(ca_cert: &str, ca_key: &str, sans: &[String]) -> Result<(String, String), Error> {
+fn sign_serving_cert(
+    ca_cert: &str,
+    ca_key: &str,
+    sans: &[String],
+) -> Result<(String, String), Error> {
     let ca_key = KeyPair::from_pem(ca_key).map_err(pki_err("loading CA key"))?;
-    let issuer = Issuer::from_ca_cert_pem(ca_cert, ca_key).map_err(pki_err("loading CA certificate"))?;
+    let issuer =
+        Issuer::from_ca_cert_pem(ca_cert, ca_key).map_err(pki_err("loading CA certificate"))?;
     let mut params = CertificateParams::default();
-    params.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "kube-apiserver");
     params.subject_alt_names = sans
         .iter()
         .map(|s| match s.parse::<IpAddr>() {
@@ -102,10 +129,15 @@ fn sign_serving_cert(ca_cert: &str, ca_key: &str, sans: &[String]) -> Result<(St
         .collect::<Result<_, _>>()
         .map_err(pki_err("serving certificate names"))?;
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     params.not_after = rcgen::date_time_ymd(2036, 1, 1);
     let key = KeyPair::generate().map_err(pki_err("generating serving key"))?;
-    let cert = params.signed_by(&key, &issuer).map_err(pki_err("signing serving certificate"))?;
+    let cert = params
+        .signed_by(&key, &issuer)
+        .map_err(pki_err("signing serving certificate"))?;
     Ok((format!("{}{}", cert.pem(), ca_cert), key.serialize_pem()))
 }
 
@@ -118,11 +150,14 @@ impl Pki {
         let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
         let path = |n: &str| dir.join(n);
 
-        let (ca_cert, ca_key) = match (read_or_none(&path("ca.crt")), read_or_none(&path("ca.key"))) {
+        let (ca_cert, ca_key) = match (read_or_none(&path("ca.crt")), read_or_none(&path("ca.key")))
+        {
             (Some(c), Some(k)) => (c, k),
             _ => {
                 let key = KeyPair::generate().map_err(pki_err("generating CA key"))?;
-                let cert = ca_params().self_signed(&key).map_err(pki_err("self-signing CA"))?;
+                let cert = ca_params()
+                    .self_signed(&key)
+                    .map_err(pki_err("self-signing CA"))?;
                 let (c, k) = (cert.pem(), key.serialize_pem());
                 write_private(&path("ca.key"), &k)?;
                 write_private(&path("ca.crt"), &c)?;
@@ -146,17 +181,28 @@ impl Pki {
             }
         };
 
-        let (admin_cert, admin_key) = match (read_or_none(&path("admin.crt")), read_or_none(&path("admin.key"))) {
+        let (admin_cert, admin_key) = match (
+            read_or_none(&path("admin.crt")),
+            read_or_none(&path("admin.key")),
+        ) {
             (Some(c), Some(k)) => (c, k),
             _ => {
-                let (c, k) = sign_client_cert(&ca_cert, &ca_key, "system:admin", &["system:masters"])?;
+                let (c, k) =
+                    sign_client_cert(&ca_cert, &ca_key, "system:admin", &["system:masters"])?;
                 write_private(&path("admin.key"), &k)?;
                 write_private(&path("admin.crt"), &c)?;
                 (c, k)
             }
         };
 
-        Ok(Self { ca_cert, ca_key, serving_cert, serving_key, admin_cert, admin_key })
+        Ok(Self {
+            ca_cert,
+            ca_key,
+            serving_cert,
+            serving_key,
+            admin_cert,
+            admin_key,
+        })
     }
 }
 
@@ -201,6 +247,7 @@ users:
     }
     let tmp = path.with_extension("tmp");
     write_private(&tmp, &body)?;
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(mode)).map_err(|e| Error::Io(tmp.display().to_string(), e))?;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::Io(tmp.display().to_string(), e))?;
     fs::rename(&tmp, path).map_err(|e| Error::Io(path.display().to_string(), e))
 }

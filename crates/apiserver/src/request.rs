@@ -54,7 +54,9 @@ fn percent_decode(s: &str) -> String {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
                 match hex {
                     Some(b) => {
                         out.push(b);
@@ -81,10 +83,23 @@ pub(crate) fn parse_query(q: Option<&str>) -> HashMap<String, String> {
 }
 
 /// Parses method + path + query. Non-resource paths come back with `is_resource = false`.
-pub(crate) fn parse(method: &http::Method, path: &str, query: Option<&str>) -> Result<RequestInfo, ApiError> {
+pub(crate) fn parse(
+    method: &http::Method,
+    path: &str,
+    query: Option<&str>,
+) -> Result<RequestInfo, ApiError> {
     let query = parse_query(query);
-    let mut info = RequestInfo { path: path.to_string(), query, ..Default::default() };
-    let segs: Vec<String> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).map(percent_decode).collect();
+    let mut info = RequestInfo {
+        path: path.to_string(),
+        query,
+        ..Default::default()
+    };
+    let segs: Vec<String> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(percent_decode)
+        .collect();
     let rest: &[String] = match segs.first().map(String::as_str) {
         Some("api") if segs.len() >= 3 => {
             info.version = segs[1].clone();
@@ -132,11 +147,15 @@ pub(crate) fn parse(method: &http::Method, path: &str, query: Option<&str>) -> R
             info.subresource = parts[2].clone();
         }
         if parts.len() > 3 {
-            return Err(ApiError::not_found_message("the server could not find the requested resource"));
+            return Err(ApiError::not_found_message(
+                "the server could not find the requested resource",
+            ));
         }
     }
     if info.resource.is_empty() {
-        return Err(ApiError::not_found_message("the server could not find the requested resource"));
+        return Err(ApiError::not_found_message(
+            "the server could not find the requested resource",
+        ));
     }
     let has_name = info.name.is_some();
     info.verb = match *method {
@@ -172,7 +191,12 @@ mod tests {
 
     #[test]
     fn namespaced_object_paths_resolve_all_parts() {
-        let r = parse(&Method::GET, "/apis/apps/v1/namespaces/default/deployments/web/scale", None).expect("parses");
+        let r = parse(
+            &Method::GET,
+            "/apis/apps/v1/namespaces/default/deployments/web/scale",
+            None,
+        )
+        .expect("parses");
         assert_eq!(
             (r.group.as_str(), r.version.as_str(), r.resource.as_str()),
             ("apps", "v1", "deployments")
@@ -194,7 +218,12 @@ mod tests {
 
     #[test]
     fn list_and_watch_are_told_apart_by_the_query() {
-        let r = parse(&Method::GET, "/api/v1/pods", Some("watch=true&labelSelector=app%3Dweb")).expect("parses");
+        let r = parse(
+            &Method::GET,
+            "/api/v1/pods",
+            Some("watch=true&labelSelector=app%3Dweb"),
+        )
+        .expect("parses");
         assert_eq!(r.verb, "watch");
         assert_eq!(r.param("labelSelector"), Some("app=web"));
         let r = parse(&Method::GET, "/api/v1/namespaces/x/pods", None).expect("parses");

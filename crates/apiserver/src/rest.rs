@@ -53,14 +53,28 @@ impl<'a> Ctx<'a> {
             .registry
             .lookup(&info.group, &info.version, &info.resource)
             .cloned()
-            .ok_or_else(|| ApiError::not_found_message("the server could not find the requested resource"))?;
+            .ok_or_else(|| {
+                ApiError::not_found_message("the server could not find the requested resource")
+            })?;
         let strategy = strategy::for_resource(&res);
-        Ok(Self { state, who, info, res, strategy, output, warnings: Vec::new() })
+        Ok(Self {
+            state,
+            who,
+            info,
+            res,
+            strategy,
+            output,
+            warnings: Vec::new(),
+        })
     }
 
     /// The namespace the request addresses (`None` for cluster-scoped resources).
     pub(crate) fn namespace(&self) -> Option<&str> {
-        if self.res.namespaced { self.info.namespace.as_deref() } else { None }
+        if self.res.namespaced {
+            self.info.namespace.as_deref()
+        } else {
+            None
+        }
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -78,14 +92,22 @@ impl<'a> Ctx<'a> {
     }
 
     /// Serves the request.
-    pub(crate) async fn serve(&mut self, content_type: Option<&str>, body: Bytes) -> Result<Reply, ApiError> {
+    pub(crate) async fn serve(
+        &mut self,
+        content_type: Option<&str>,
+        body: Bytes,
+    ) -> Result<Reply, ApiError> {
         let verb = self.info.verb.clone();
         let sub = self.info.subresource.clone();
         if !sub.is_empty() {
             if !self.res.has_subresource(&sub) {
-                return Err(ApiError::not_found_message("the server could not find the requested resource"));
+                return Err(ApiError::not_found_message(
+                    "the server could not find the requested resource",
+                ));
             }
-            return self.serve_subresource(&sub, &verb, content_type, body).await;
+            return self
+                .serve_subresource(&sub, &verb, content_type, body)
+                .await;
         }
         if self.res.namespaced
             && self.info.namespace.is_none()
@@ -154,19 +176,26 @@ impl<'a> Ctx<'a> {
     }
 
     async fn get(&mut self) -> Result<Reply, ApiError> {
-        let obj = self.state.storage.get(&self.res, self.namespace(), self.name()).await?;
+        let obj = self
+            .state
+            .storage
+            .get(&self.res, self.namespace(), self.name())
+            .await?;
         Ok(Reply::Json(200, self.render_object(obj)))
     }
 
     /// Parses labelSelector and fieldSelector, rejecting unsupported fields.
     pub(crate) fn list_query(&self) -> Result<ListQuery, ApiError> {
         let labels = match self.info.param("labelSelector").filter(|s| !s.is_empty()) {
-            Some(s) => Some(LabelSelector::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?),
+            Some(s) => {
+                Some(LabelSelector::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?)
+            }
             None => None,
         };
         let fields = match self.info.param("fieldSelector").filter(|s| !s.is_empty()) {
             Some(s) => {
-                let f = FieldSelector::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?;
+                let f =
+                    FieldSelector::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?;
                 for field in f.fields() {
                     let ok = field == "metadata.name"
                         || (field == "metadata.namespace" && self.res.namespaced)
@@ -199,11 +228,16 @@ impl<'a> Ctx<'a> {
     async fn list(&mut self) -> Result<Reply, ApiError> {
         let q = self.list_query()?;
         let limit: usize = match self.info.param("limit") {
-            Some(l) if !l.is_empty() => l.parse().map_err(|_| ApiError::bad_request(format!("invalid limit: {l:?}")))?,
+            Some(l) if !l.is_empty() => l
+                .parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid limit: {l:?}")))?,
             _ => 0,
         };
         let rv = self.info.param("resourceVersion").filter(|s| !s.is_empty());
-        let rv_match = self.info.param("resourceVersionMatch").filter(|s| !s.is_empty());
+        let rv_match = self
+            .info
+            .param("resourceVersionMatch")
+            .filter(|s| !s.is_empty());
         let cont = self.info.param("continue").filter(|s| !s.is_empty());
         let (revision, start_after) = match (cont, rv, rv_match) {
             (Some(_), Some(rv), _) if rv != "0" => {
@@ -213,9 +247,17 @@ impl<'a> Ctx<'a> {
             }
             (Some(c), _, _) => {
                 let t = ContinueToken::decode(c)?;
-                let compacted = self.state.storage.store.compacted_revision().await.map_err(crate::storage::generic_store_error)?;
+                let compacted = self
+                    .state
+                    .storage
+                    .store
+                    .compacted_revision()
+                    .await
+                    .map_err(crate::storage::generic_store_error)?;
                 if t.revision < compacted {
-                    return Err(ApiError::expired("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list."));
+                    return Err(ApiError::expired(
+                        "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+                    ));
                 }
                 (Some(t.revision), Some(t.start_after))
             }
@@ -227,7 +269,9 @@ impl<'a> Ctx<'a> {
             (None, Some(rv), Some("Exact")) => {
                 let r = parse_rv(rv)?;
                 if r == 0 {
-                    return Err(ApiError::bad_request("resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\""));
+                    return Err(ApiError::bad_request(
+                        "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+                    ));
                 }
                 (Some(r), None)
             }
@@ -235,7 +279,9 @@ impl<'a> Ctx<'a> {
                 let r = parse_rv(rv)?;
                 let current = self.state.storage.current_revision().await?;
                 if r > current {
-                    return Err(ApiError::timeout(format!("Too large resource version: {r}, current: {current}")));
+                    return Err(ApiError::timeout(format!(
+                        "Too large resource version: {r}, current: {current}"
+                    )));
                 }
                 (None, None)
             }
@@ -250,7 +296,9 @@ impl<'a> Ctx<'a> {
         let page = self
             .state
             .storage
-            .list(&prefix, revision, start_after, limit, &|o| self.matches(&q, o))
+            .list(&prefix, revision, start_after, limit, &|o| {
+                self.matches(&q, o)
+            })
             .await?;
         let mut list_meta = json!({"resourceVersion": page.revision.to_string()});
         if let Some(t) = &page.continue_token {
@@ -306,7 +354,11 @@ pub(crate) fn matches_query(strategy: &dyn Strategy, q: &ListQuery, obj: &Value)
         let lookup = |field: &str| -> Option<String> {
             match field {
                 "metadata.name" => Some(crate::object::name(obj).unwrap_or_default().to_string()),
-                "metadata.namespace" => Some(crate::object::namespace(obj).unwrap_or_default().to_string()),
+                "metadata.namespace" => Some(
+                    crate::object::namespace(obj)
+                        .unwrap_or_default()
+                        .to_string(),
+                ),
                 other => strategy.field_value(obj, other).or(Some(String::new())),
             }
         };

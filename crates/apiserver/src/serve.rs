@@ -52,7 +52,8 @@ impl State {
     }
 
     pub(crate) fn openapi(&self) -> &OpenApiDocs {
-        self.openapi.get_or_init(|| OpenApiDocs::build(&self.registry))
+        self.openapi
+            .get_or_init(|| OpenApiDocs::build(&self.registry))
     }
 
     pub(crate) fn metrics_text(&self) -> String {
@@ -89,19 +90,23 @@ impl RunningApiServer {
 
 fn tls_config(pki: &Pki) -> Result<rustls::ServerConfig, Error> {
     let tls = |e: &dyn std::fmt::Display| Error::Tls(e.to_string());
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pki.serving_cert.as_bytes())
-        .collect::<Result<_, _>>()
-        .map_err(|e| tls(&e))?;
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(pki.serving_cert.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|e| tls(&e))?;
     let key = PrivateKeyDer::from_pem_slice(pki.serving_key.as_bytes()).map_err(|e| tls(&e))?;
     let mut roots = rustls::RootCertStore::empty();
     for ca in CertificateDer::pem_slice_iter(pki.ca_cert.as_bytes()) {
         roots.add(ca.map_err(|e| tls(&e))?).map_err(|e| tls(&e))?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .allow_unauthenticated()
-        .build()
-        .map_err(|e| tls(&e))?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(|e| tls(&e))?;
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| tls(&e))?
@@ -114,7 +119,11 @@ fn tls_config(pki: &Pki) -> Result<rustls::ServerConfig, Error> {
 
 impl ApiServer {
     /// Builds the server: TLS, listener, allocators, default objects.
-    pub async fn build(config: ApiServerConfig, store: Arc<dyn Store>, pki: &Pki) -> Result<Self, Error> {
+    pub async fn build(
+        config: ApiServerConfig,
+        store: Arc<dyn Store>,
+        pki: &Pki,
+    ) -> Result<Self, Error> {
         let cidr = Cidr::parse(&config.service_cidr).map_err(Error::Config)?;
         if config.node_port_range.0 > config.node_port_range.1 {
             return Err(Error::Config(format!(
@@ -124,8 +133,12 @@ impl ApiServer {
         }
         let tls = TlsAcceptor::from(Arc::new(tls_config(pki)?));
         let addr = SocketAddr::new(config.bind_address, config.port);
-        let listener =
-            TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr: addr.to_string(), source })?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: addr.to_string(),
+                source,
+            })?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let state = Arc::new_cyclic(|me| State {
             allocator: Allocator::new(cidr, config.node_port_range),
@@ -141,12 +154,19 @@ impl ApiServer {
             me: me.clone(),
             config,
         });
-        Ok(Self { state, listener, tls, shutdown_tx })
+        Ok(Self {
+            state,
+            listener,
+            tls,
+            shutdown_tx,
+        })
     }
 
     /// The bound address (useful with port 0).
     pub fn local_addr(&self) -> Result<SocketAddr, Error> {
-        self.listener.local_addr().map_err(|e| Error::Io("listener".into(), e))
+        self.listener
+            .local_addr()
+            .map_err(|e| Error::Io("listener".into(), e))
     }
 
     /// Runs in the background until [`RunningApiServer::stop`].
@@ -157,12 +177,24 @@ impl ApiServer {
         let task = tokio::spawn(self.run(async move {
             let _ = rx.wait_for(|v| *v).await;
         }));
-        Ok(RunningApiServer { addr, shutdown_tx, task })
+        Ok(RunningApiServer {
+            addr,
+            shutdown_tx,
+            task,
+        })
     }
 
     /// Serves until `shutdown` completes, then drains connections for up to 5 s.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
-        let Self { state, listener, tls, shutdown_tx } = self;
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        let Self {
+            state,
+            listener,
+            tls,
+            shutdown_tx,
+        } = self;
         // Serve health checks at once; readiness follows bootstrap.
         let boot_state = state.clone();
         let boot = tokio::spawn(async move {
@@ -202,14 +234,22 @@ impl ApiServer {
         compactor.abort();
         drop(listener);
         let drain = async { while conns.join_next().await.is_some() {} };
-        if tokio::time::timeout(Duration::from_secs(5), drain).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(5), drain)
+            .await
+            .is_err()
+        {
             conns.abort_all();
         }
         Ok(())
     }
 }
 
-async fn serve_connection(state: Arc<State>, tls: TlsAcceptor, tcp: tokio::net::TcpStream, peer: SocketAddr) {
+async fn serve_connection(
+    state: Arc<State>,
+    tls: TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+) {
     let stream = match tokio::time::timeout(Duration::from_secs(10), tls.accept(tcp)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
@@ -230,7 +270,10 @@ async fn serve_connection(state: Arc<State>, tls: TlsAcceptor, tcp: tokio::net::
         let cert_identity = cert_identity.clone();
         async move {
             state.requests.fetch_add(1, Ordering::Relaxed);
-            let auth_header = req.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+            let auth_header = req
+                .headers()
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
             let who: Result<Identity, ()> = match cert_identity {
                 Some(id) => Ok(id),
                 None => match state.tokens.authenticate(auth_header) {

@@ -21,7 +21,9 @@ pub(crate) struct Storage {
 pub(crate) fn store_error(info: &ResourceInfo, name: &str, e: StoreError) -> ApiError {
     match e {
         StoreError::NotFound { .. } => ApiError::not_found(&info.group, &info.plural, name),
-        StoreError::AlreadyExists { .. } => ApiError::already_exists(&info.group, &info.plural, name),
+        StoreError::AlreadyExists { .. } => {
+            ApiError::already_exists(&info.group, &info.plural, name)
+        }
         StoreError::Conflict { .. } => ApiError::conflict(&info.group, &info.plural, name),
         other => generic_store_error(other),
     }
@@ -30,10 +32,13 @@ pub(crate) fn store_error(info: &ResourceInfo, name: &str, e: StoreError) -> Api
 /// Maps a store failure that is not about one object.
 pub(crate) fn generic_store_error(e: StoreError) -> ApiError {
     match e {
-        StoreError::Compacted { requested, compacted } => ApiError::gone(requested, compacted),
-        StoreError::FutureRevision { requested, current } => {
-            ApiError::timeout(format!("Too large resource version: {requested}, current: {current}"))
-        }
+        StoreError::Compacted {
+            requested,
+            compacted,
+        } => ApiError::gone(requested, compacted),
+        StoreError::FutureRevision { requested, current } => ApiError::timeout(format!(
+            "Too large resource version: {requested}, current: {current}"
+        )),
         other => ApiError::internal(other.to_string()),
     }
 }
@@ -42,7 +47,8 @@ pub(crate) fn generic_store_error(e: StoreError) -> ApiError {
 pub(crate) fn decode(kv: &KeyValue) -> Result<Value, ApiError> {
     let mut v: Value = serde_json::from_slice(&kv.value)
         .map_err(|e| ApiError::internal(format!("stored object at {} is not JSON: {e}", kv.key)))?;
-    crate::object::meta_mut(&mut v).insert("resourceVersion".into(), kv.mod_revision.to_string().into());
+    crate::object::meta_mut(&mut v)
+        .insert("resourceVersion".into(), kv.mod_revision.to_string().into());
     Ok(v)
 }
 
@@ -76,7 +82,9 @@ impl ContinueToken {
 
     pub(crate) fn decode(s: &str) -> Result<Self, ApiError> {
         let bad = || ApiError::bad_request(format!("continue key is not valid: {s:?}"));
-        let raw = base64::engine::general_purpose::URL_SAFE.decode(s).map_err(|_| bad())?;
+        let raw = base64::engine::general_purpose::URL_SAFE
+            .decode(s)
+            .map_err(|_| bad())?;
         let j: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
         if j["v"] != "meta.k8s.io/v1" {
             return Err(bad());
@@ -96,7 +104,12 @@ pub(crate) struct Page {
 }
 
 impl Storage {
-    pub(crate) async fn get(&self, info: &ResourceInfo, ns: Option<&str>, name: &str) -> Result<Value, ApiError> {
+    pub(crate) async fn get(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<Value, ApiError> {
         let key = info.key(ns, name);
         match self.store.get(&key).await {
             Ok(Some(kv)) => decode(&kv),
@@ -105,8 +118,18 @@ impl Storage {
         }
     }
 
-    pub(crate) async fn create(&self, info: &ResourceInfo, ns: Option<&str>, name: &str, obj: &Value) -> Result<Value, ApiError> {
-        let kv = self.store.create(&info.key(ns, name), encode(obj)).await.map_err(|e| store_error(info, name, e))?;
+    pub(crate) async fn create(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        obj: &Value,
+    ) -> Result<Value, ApiError> {
+        let kv = self
+            .store
+            .create(&info.key(ns, name), encode(obj))
+            .await
+            .map_err(|e| store_error(info, name, e))?;
         decode(&kv)
     }
 
@@ -133,7 +156,11 @@ impl Storage {
         name: &str,
         expected: Option<Revision>,
     ) -> Result<Value, ApiError> {
-        let kv = self.store.delete(&info.key(ns, name), expected).await.map_err(|e| store_error(info, name, e))?;
+        let kv = self
+            .store
+            .delete(&info.key(ns, name), expected)
+            .await
+            .map_err(|e| store_error(info, name, e))?;
         decode(&kv)
     }
 
@@ -150,8 +177,17 @@ impl Storage {
         let mut start = start_after;
         let mut at = revision;
         loop {
-            let want = if limit == 0 { 0 } else { (limit - items.len()).max(1) };
-            let opts = ListOptions { prefix: prefix.to_string(), start_after: start.clone(), limit: want, revision: at };
+            let want = if limit == 0 {
+                0
+            } else {
+                (limit - items.len()).max(1)
+            };
+            let opts = ListOptions {
+                prefix: prefix.to_string(),
+                start_after: start.clone(),
+                limit: want,
+                revision: at,
+            };
             let res = self.store.list(&opts).await.map_err(generic_store_error)?;
             at = Some(res.revision);
             let last_key = res.items.last().map(|kv| kv.key.clone());
@@ -160,22 +196,36 @@ impl Storage {
                 if keep(&obj) {
                     items.push(obj);
                     if limit > 0 && items.len() == limit {
-                        let more = res.more || kv.key != *last_key.as_ref().expect("items not empty");
-                        let continue_token =
-                            more.then(|| ContinueToken { revision: res.revision, start_after: kv.key.clone() });
-                        return Ok(Page { items, revision: res.revision, continue_token });
+                        let more =
+                            res.more || kv.key != *last_key.as_ref().expect("items not empty");
+                        let continue_token = more.then(|| ContinueToken {
+                            revision: res.revision,
+                            start_after: kv.key.clone(),
+                        });
+                        return Ok(Page {
+                            items,
+                            revision: res.revision,
+                            continue_token,
+                        });
                     }
                 }
             }
             if !res.more || last_key.is_none() {
-                return Ok(Page { items, revision: res.revision, continue_token: None });
+                return Ok(Page {
+                    items,
+                    revision: res.revision,
+                    continue_token: None,
+                });
             }
             start = last_key;
         }
     }
 
     pub(crate) async fn current_revision(&self) -> Result<Revision, ApiError> {
-        self.store.current_revision().await.map_err(generic_store_error)
+        self.store
+            .current_revision()
+            .await
+            .map_err(generic_store_error)
     }
 }
 
@@ -185,7 +235,10 @@ mod tests {
 
     #[test]
     fn continue_tokens_round_trip_and_reject_garbage() {
-        let t = ContinueToken { revision: 42, start_after: "/registry/core/configmaps/default/a".into() };
+        let t = ContinueToken {
+            revision: 42,
+            start_after: "/registry/core/configmaps/default/a".into(),
+        };
         assert_eq!(ContinueToken::decode(&t.encode()).expect("decodes"), t);
         assert_eq!(ContinueToken::decode("!!!").expect_err("garbage").code, 400);
     }

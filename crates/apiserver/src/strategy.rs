@@ -116,7 +116,11 @@ pub(crate) fn immutable(errs: &mut Vec<FieldError>, new: &Value, old: &Value, do
     let a = crate::object::path(new, dotted);
     let b = crate::object::path(old, dotted);
     if a != b {
-        errs.push(FieldError::invalid(dotted, a.cloned().unwrap_or(Value::Null), "field is immutable"));
+        errs.push(FieldError::invalid(
+            dotted,
+            a.cloned().unwrap_or(Value::Null),
+            "field is immutable",
+        ));
     }
 }
 
@@ -125,6 +129,10 @@ pub(crate) fn non_negative(errs: &mut Vec<FieldError>, obj: &Value, dotted: &str
     if let Some(n) = crate::object::path(obj, dotted).and_then(Value::as_i64)
         && n < 0
     {
-        errs.push(FieldError::invalid(dotted, n, "must be greater than or equal to 0"));
+        errs.push(FieldError::invalid(
+            dotted,
+            n,
+            "must be greater than or equal to 0",
+        ));
     }
 }

@@ -36,7 +36,10 @@ impl Encoder {
         let object = match (self.output, ty) {
             (_, "ERROR") | (_, "BOOKMARK") => obj,
             (Output::Table, _) => {
-                let rv = obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null);
+                let rv = obj
+                    .pointer("/metadata/resourceVersion")
+                    .cloned()
+                    .unwrap_or(Value::Null);
                 let mut t = api::table::build_table(
                     &self.group,
                     &self.kind,
@@ -72,7 +75,11 @@ impl Encoder {
 impl Ctx<'_> {
     pub(crate) async fn watch(&mut self) -> Result<Reply, ApiError> {
         let q = self.list_query()?;
-        let rv = self.info.param("resourceVersion").filter(|s| !s.is_empty()).map(String::from);
+        let rv = self
+            .info
+            .param("resourceVersion")
+            .filter(|s| !s.is_empty())
+            .map(String::from);
         let send_initial = self.info.param("sendInitialEvents") == Some("true");
         let bookmarks = self.info.flag("allowWatchBookmarks");
         if send_initial && !bookmarks {
@@ -80,11 +87,17 @@ impl Ctx<'_> {
                 "meta.k8s.io",
                 "ListOptions",
                 "",
-                vec![api::status::FieldError::forbidden("allowWatchBookmarks", "allowWatchBookmarks must be true when sendInitialEvents is set")],
+                vec![api::status::FieldError::forbidden(
+                    "allowWatchBookmarks",
+                    "allowWatchBookmarks must be true when sendInitialEvents is set",
+                )],
             ));
         }
         let timeout = match self.info.param("timeoutSeconds") {
-            Some(t) => Duration::from_secs(t.parse().map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds: {t:?}")))?),
+            Some(t) => Duration::from_secs(
+                t.parse()
+                    .map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds: {t:?}")))?,
+            ),
             None => Duration::from_secs(rand::rng().random_range(1800..3600)),
         };
         let prefix = self.list_prefix();
@@ -101,30 +114,51 @@ impl Ctx<'_> {
         // Initial state: no resourceVersion or "0" (or sendInitialEvents) lists first.
         let (initial, from) = match rv.as_deref() {
             None | Some("0") => {
-                let page = self.state.storage.list(&prefix, None, None, 0, &|o| self.matches(&q, o)).await?;
+                let page = self
+                    .state
+                    .storage
+                    .list(&prefix, None, None, 0, &|o| self.matches(&q, o))
+                    .await?;
                 (Some(page.items), page.revision)
             }
             Some(r) => {
                 let r = parse_rv(r)?;
                 if send_initial {
-                    let page = self.state.storage.list(&prefix, None, None, 0, &|o| self.matches(&q, o)).await?;
+                    let page = self
+                        .state
+                        .storage
+                        .list(&prefix, None, None, 0, &|o| self.matches(&q, o))
+                        .await?;
                     (Some(page.items), page.revision.max(r))
                 } else {
                     (None, r)
                 }
             }
         };
-        let compacted = self.state.storage.store.compacted_revision().await.map_err(crate::storage::generic_store_error)?;
+        let compacted = self
+            .state
+            .storage
+            .store
+            .compacted_revision()
+            .await
+            .map_err(crate::storage::generic_store_error)?;
         if initial.is_none() && from < compacted.saturating_sub(1) {
             let e = ApiError::gone(from, compacted);
             let line = enc.line("ERROR", e.to_status());
-            return Ok(Reply::Stream(Box::pin(futures::stream::once(async move { line }))));
+            return Ok(Reply::Stream(Box::pin(futures::stream::once(async move {
+                line
+            }))));
         }
         let events = match self.state.storage.store.watch(&prefix, from).await {
             Ok(s) => s,
-            Err(StoreError::Compacted { requested, compacted }) => {
+            Err(StoreError::Compacted {
+                requested,
+                compacted,
+            }) => {
                 let line = enc.line("ERROR", ApiError::gone(requested, compacted).to_status());
-                return Ok(Reply::Stream(Box::pin(futures::stream::once(async move { line }))));
+                return Ok(Reply::Stream(Box::pin(futures::stream::once(async move {
+                    line
+                }))));
             }
             Err(e) => return Err(crate::storage::generic_store_error(e)),
         };
@@ -132,7 +166,16 @@ impl Ctx<'_> {
             let labels = q.labels.clone();
             let fields = q.fields.clone();
             let strategy = self.strategy;
-            move |obj: &Value| crate::rest::matches_query(strategy, &ListQuery { labels: labels.clone(), fields: fields.clone() }, obj)
+            move |obj: &Value| {
+                crate::rest::matches_query(
+                    strategy,
+                    &ListQuery {
+                        labels: labels.clone(),
+                        fields: fields.clone(),
+                    },
+                    obj,
+                )
+            }
         };
         let mut shutdown = self.state.shutdown.clone();
         tokio::spawn(async move {

@@ -14,7 +14,15 @@ use clap::Args;
 
 /// Components `--disable` knows; the ones not built yet are accepted so that
 /// configurations keep working as they arrive.
-const COMPONENTS: &[&str] = &["scheduler", "controllers", "dns", "proxy", "serving", "metrics", "ui"];
+const COMPONENTS: &[&str] = &[
+    "scheduler",
+    "controllers",
+    "dns",
+    "proxy",
+    "serving",
+    "metrics",
+    "ui",
+];
 
 /// Flags of `skiff server`.
 #[derive(Args, Debug, Clone)]
@@ -67,9 +75,17 @@ pub struct ServerArgs {
 }
 
 fn parse_port_range(s: &str) -> anyhow::Result<(u16, u16)> {
-    let (lo, hi) = s.split_once('-').with_context(|| format!("--service-node-port-range {s:?}: want LOW-HIGH"))?;
-    let lo: u16 = lo.trim().parse().with_context(|| format!("--service-node-port-range {s:?}: bad low port"))?;
-    let hi: u16 = hi.trim().parse().with_context(|| format!("--service-node-port-range {s:?}: bad high port"))?;
+    let (lo, hi) = s
+        .split_once('-')
+        .with_context(|| format!("--service-node-port-range {s:?}: want LOW-HIGH"))?;
+    let lo: u16 = lo
+        .trim()
+        .parse()
+        .with_context(|| format!("--service-node-port-range {s:?}: bad low port"))?;
+    let hi: u16 = hi
+        .trim()
+        .parse()
+        .with_context(|| format!("--service-node-port-range {s:?}: bad high port"))?;
     if lo == 0 || lo > hi {
         bail!("--service-node-port-range {s:?}: low must be ≥1 and ≤ high");
     }
@@ -110,14 +126,19 @@ fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<DataDirLock> {
                 dir.display()
             );
         }
-        Err(fs::TryLockError::Error(e)) => return Err(e).with_context(|| format!("locking {}", path.display())),
+        Err(fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("locking {}", path.display()));
+        }
     }
     file.set_len(0)?;
     write!(file, "{}", std::process::id())?;
     Ok(DataDirLock { _file: file })
 }
 
-async fn open_store(args: &ServerArgs, server_dir: &std::path::Path) -> anyhow::Result<Arc<dyn store::Store>> {
+async fn open_store(
+    args: &ServerArgs,
+    server_dir: &std::path::Path,
+) -> anyhow::Result<Arc<dyn store::Store>> {
     if args.datastore_endpoint.is_empty() {
         let db_dir = server_dir.join("db");
         fs::create_dir_all(&db_dir).with_context(|| format!("creating {}", db_dir.display()))?;
@@ -126,16 +147,28 @@ async fn open_store(args: &ServerArgs, server_dir: &std::path::Path) -> anyhow::
             .with_context(|| format!("opening the SQLite datastore in {}", db_dir.display()))?;
         Ok(Arc::new(s))
     } else {
-        let endpoints: Vec<String> = args.datastore_endpoint.split(',').map(|s| s.trim().to_string()).collect();
+        let endpoints: Vec<String> = args
+            .datastore_endpoint
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .collect();
         for e in &endpoints {
             if !(e.starts_with("http://") || e.starts_with("https://")) {
-                bail!("--datastore-endpoint {e:?}: only etcd endpoints (http:// or https://) are supported");
+                bail!(
+                    "--datastore-endpoint {e:?}: only etcd endpoints (http:// or https://) are supported"
+                );
             }
         }
-        let cfg = store::EtcdConfig { endpoints: endpoints.clone(), ..store::EtcdConfig::default() };
-        let s = store::EtcdStore::connect(cfg)
-            .await
-            .with_context(|| format!("connecting to etcd at {}; is it running?", endpoints.join(",")))?;
+        let cfg = store::EtcdConfig {
+            endpoints: endpoints.clone(),
+            ..store::EtcdConfig::default()
+        };
+        let s = store::EtcdStore::connect(cfg).await.with_context(|| {
+            format!(
+                "connecting to etcd at {}; is it running?",
+                endpoints.join(",")
+            )
+        })?;
         Ok(Arc::new(s))
     }
 }
@@ -157,17 +190,31 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     for d in &args.disable {
         if !COMPONENTS.contains(&d.as_str()) {
-            bail!("--disable {d:?}: unknown component; known: {}", COMPONENTS.join(", "));
+            bail!(
+                "--disable {d:?}: unknown component; known: {}",
+                COMPONENTS.join(", ")
+            );
         }
     }
     let node_ports = parse_port_range(&args.service_node_port_range)?;
     let mode = u32::from_str_radix(args.write_kubeconfig_mode.trim_start_matches("0o"), 8)
-        .with_context(|| format!("--write-kubeconfig-mode {:?}: want an octal mode like 0600", args.write_kubeconfig_mode))?;
+        .with_context(|| {
+            format!(
+                "--write-kubeconfig-mode {:?}: want an octal mode like 0600",
+                args.write_kubeconfig_mode
+            )
+        })?;
     let data_dir = &args.data_dir;
-    fs::create_dir_all(data_dir).with_context(|| format!("creating data dir {} (run as root or pass --data-dir)", data_dir.display()))?;
+    fs::create_dir_all(data_dir).with_context(|| {
+        format!(
+            "creating data dir {} (run as root or pass --data-dir)",
+            data_dir.display()
+        )
+    })?;
     let _ = fs::set_permissions(data_dir, fs::Permissions::from_mode(0o700));
     let server_dir = data_dir.join("server");
-    fs::create_dir_all(&server_dir).with_context(|| format!("creating {}", server_dir.display()))?;
+    fs::create_dir_all(&server_dir)
+        .with_context(|| format!("creating {}", server_dir.display()))?;
     let _lock = lock_data_dir(&server_dir)?;
 
     // Join token for agents (used by the node agent issue).
@@ -177,15 +224,21 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         (None, Ok(t)) if !t.trim().is_empty() => t.trim().to_string(),
         _ => random_token(),
     };
-    fs::write(&token_path, format!("{token}\n")).with_context(|| format!("writing {}", token_path.display()))?;
+    fs::write(&token_path, format!("{token}\n"))
+        .with_context(|| format!("writing {}", token_path.display()))?;
     fs::set_permissions(&token_path, fs::Permissions::from_mode(0o600))?;
 
     let first_service_ip = {
         let base = args.service_cidr.split('/').next().unwrap_or_default();
-        let ip: std::net::Ipv4Addr = base.parse().with_context(|| format!("--service-cidr {:?} is not an IPv4 CIDR", args.service_cidr))?;
+        let ip: std::net::Ipv4Addr = base.parse().with_context(|| {
+            format!("--service-cidr {:?} is not an IPv4 CIDR", args.service_cidr)
+        })?;
         std::net::Ipv4Addr::from(u32::from(ip) + 1).to_string()
     };
-    let hostname = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string();
+    let hostname = fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
     let mut sans = vec![
         "127.0.0.1".to_string(),
         "localhost".into(),
@@ -202,11 +255,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         sans.push(args.bind_address.to_string());
     }
     sans.dedup();
-    let pki = Pki::load_or_create(&PkiConfig { dir: server_dir.join("tls"), sans })?;
+    let pki = Pki::load_or_create(&PkiConfig {
+        dir: server_dir.join("tls"),
+        sans,
+    })?;
 
     let static_tokens = match &args.token_auth_file {
         Some(p) => {
-            let text = fs::read_to_string(p).with_context(|| format!("reading --token-auth-file {}", p.display()))?;
+            let text = fs::read_to_string(p)
+                .with_context(|| format!("reading --token-auth-file {}", p.display()))?;
             apiserver::StaticToken::parse_file(&text)
                 .map_err(|e| anyhow::anyhow!("--token-auth-file {}: {e}", p.display()))?
         }
@@ -228,10 +285,28 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     };
     let server = ApiServer::build(config, store, &pki).await?;
     let addr = server.local_addr()?;
-    let host = if args.bind_address.is_unspecified() { "127.0.0.1".to_string() } else { args.bind_address.to_string() };
-    let url = if host.contains(':') { format!("https://[{host}]:{}", addr.port()) } else { format!("https://{host}:{}", addr.port()) };
-    let kubeconfig = args.write_kubeconfig.clone().unwrap_or_else(|| data_dir.join("kubeconfig.yaml"));
-    apiserver::write_kubeconfig(&kubeconfig, &url, &pki.ca_cert, &pki.admin_cert, &pki.admin_key, mode)?;
+    let host = if args.bind_address.is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        args.bind_address.to_string()
+    };
+    let url = if host.contains(':') {
+        format!("https://[{host}]:{}", addr.port())
+    } else {
+        format!("https://{host}:{}", addr.port())
+    };
+    let kubeconfig = args
+        .write_kubeconfig
+        .clone()
+        .unwrap_or_else(|| data_dir.join("kubeconfig.yaml"));
+    apiserver::write_kubeconfig(
+        &kubeconfig,
+        &url,
+        &pki.ca_cert,
+        &pki.admin_cert,
+        &pki.admin_key,
+        mode,
+    )?;
     tracing::info!(
         url = %url,
         kubeconfig = %kubeconfig.display(),
@@ -241,7 +316,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         kubeconfig.display()
     );
     if !args.disable_agent {
-        tracing::info!("the node agent is not built yet; this server runs no pods (see README: what is missing)");
+        tracing::info!(
+            "the node agent is not built yet; this server runs no pods (see README: what is missing)"
+        );
     }
     server.run(shutdown_signal()).await?;
     tracing::info!("stopped");

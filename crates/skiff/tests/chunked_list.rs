@@ -15,8 +15,16 @@ async fn pages_cover_every_object_once_at_one_revision() {
     for i in 0..23 {
         let mut c = ConfigMap::default();
         c.metadata.name = Some(format!("cm-{i:02}"));
-        c.metadata.labels = Some([("parity".to_string(), if i % 2 == 0 { "even" } else { "odd" }.to_string())].into());
-        api.create(&PostParams::default(), &c).await.expect("create");
+        c.metadata.labels = Some(
+            [(
+                "parity".to_string(),
+                if i % 2 == 0 { "even" } else { "odd" }.to_string(),
+            )]
+            .into(),
+        );
+        api.create(&PostParams::default(), &c)
+            .await
+            .expect("create");
     }
     let mut names = Vec::new();
     let mut token: Option<String> = None;
@@ -33,11 +41,17 @@ async fn pages_cover_every_object_once_at_one_revision() {
             // A write between pages must not show up in later pages.
             let mut late = ConfigMap::default();
             late.metadata.name = Some("zz-late".into());
-            api.create(&PostParams::default(), &late).await.expect("late create");
+            api.create(&PostParams::default(), &late)
+                .await
+                .expect("late create");
         }
         assert!(page.items.len() <= 5);
         pages += 1;
-        names.extend(page.items.into_iter().map(|c| c.metadata.name.unwrap_or_default()));
+        names.extend(
+            page.items
+                .into_iter()
+                .map(|c| c.metadata.name.unwrap_or_default()),
+        );
         match page.metadata.continue_ {
             Some(t) if !t.is_empty() => token = Some(t),
             _ => break,
@@ -47,9 +61,17 @@ async fn pages_cover_every_object_once_at_one_revision() {
     let expected: Vec<String> = (0..23).map(|i| format!("cm-{i:02}")).collect();
     assert_eq!(names, expected);
     assert!(first_rv.is_some());
-    let odd = api.list(&ListParams::default().labels("parity=odd").limit(4)).await.expect("odd page");
+    let odd = api
+        .list(&ListParams::default().labels("parity=odd").limit(4))
+        .await
+        .expect("odd page");
     assert_eq!(odd.items.len(), 4);
-    assert!(odd.items.iter().all(|c| c.metadata.labels.as_ref().is_some_and(|l| l["parity"] == "odd")));
+    assert!(odd.items.iter().all(|c| {
+        c.metadata
+            .labels
+            .as_ref()
+            .is_some_and(|l| l["parity"] == "odd")
+    }));
 }
 
 #[test]
@@ -57,13 +79,31 @@ fn kubectl_chunked_get_lists_everything() {
     let s = TestServer::start();
     let mut yaml = String::new();
     for i in 0..30 {
-        yaml.push_str(&format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: k-{i}\n"));
+        yaml.push_str(&format!(
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: k-{i}\n"
+        ));
     }
     s.apply(&yaml);
     let out = s.kubectl_ok(&["get", "cm", "--chunk-size=7", "-o", "name"]);
-    assert_eq!(out.lines().filter(|l| l.starts_with("configmap/k-")).count(), 30, "{out}");
-    let out = s.kubectl_ok(&["get", "cm", "--field-selector", "metadata.name=k-7", "-o", "name"]);
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.starts_with("configmap/k-"))
+            .count(),
+        30,
+        "{out}"
+    );
+    let out = s.kubectl_ok(&[
+        "get",
+        "cm",
+        "--field-selector",
+        "metadata.name=k-7",
+        "-o",
+        "name",
+    ]);
     assert_eq!(out.trim(), "configmap/k-7");
     let err = s.kubectl_err(&["get", "cm", "--field-selector", "spec.nope=1"]);
-    assert!(err.contains("field label not supported: spec.nope"), "{err}");
+    assert!(
+        err.contains("field label not supported: spec.nope"),
+        "{err}"
+    );
 }

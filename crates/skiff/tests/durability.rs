@@ -31,7 +31,13 @@ async fn acknowledged_creates_survive_sigkill() {
                 c.data = Some([("i".to_string(), i.to_string())].into());
                 match api.create(&PostParams::default(), &c).await {
                     Ok(created) => {
-                        let rv: i64 = created.metadata.resource_version.as_deref().unwrap_or("0").parse().unwrap_or(0);
+                        let rv: i64 = created
+                            .metadata
+                            .resource_version
+                            .as_deref()
+                            .unwrap_or("0")
+                            .parse()
+                            .unwrap_or(0);
                         acked.lock().expect("lock").push((format!("d-{i:04}"), rv));
                     }
                     Err(_) => return,
@@ -51,22 +57,59 @@ async fn acknowledged_creates_survive_sigkill() {
         let _ = t.await;
     }
     let acked = acked.lock().expect("lock").clone();
-    assert!(acked.len() >= kill_after, "{} acknowledged before the kill", acked.len());
+    assert!(
+        acked.len() >= kill_after,
+        "{} acknowledged before the kill",
+        acked.len()
+    );
     let max_rv = acked.iter().map(|(_, rv)| *rv).max().unwrap_or(0);
 
     s.spawn_and_wait();
     let api: Api<ConfigMap> = Api::namespaced(s.client().await, "default");
-    let list = api.list(&ListParams::default()).await.expect("list after restart");
-    let present: std::collections::HashSet<String> =
-        list.items.iter().filter_map(|c| c.metadata.name.clone()).collect();
-    let missing: Vec<&String> = acked.iter().map(|(n, _)| n).filter(|n| !present.contains(*n)).collect();
-    assert!(missing.is_empty(), "{} acknowledged creates lost after SIGKILL (killed after {kill_after}): {:?}", missing.len(), &missing[..missing.len().min(10)]);
-    let rv_after: i64 = list.metadata.resource_version.as_deref().unwrap_or("0").parse().expect("numeric rv");
-    assert!(rv_after >= max_rv, "revision went backwards: {rv_after} < {max_rv}");
+    let list = api
+        .list(&ListParams::default())
+        .await
+        .expect("list after restart");
+    let present: std::collections::HashSet<String> = list
+        .items
+        .iter()
+        .filter_map(|c| c.metadata.name.clone())
+        .collect();
+    let missing: Vec<&String> = acked
+        .iter()
+        .map(|(n, _)| n)
+        .filter(|n| !present.contains(*n))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged creates lost after SIGKILL (killed after {kill_after}): {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+    let rv_after: i64 = list
+        .metadata
+        .resource_version
+        .as_deref()
+        .unwrap_or("0")
+        .parse()
+        .expect("numeric rv");
+    assert!(
+        rv_after >= max_rv,
+        "revision went backwards: {rv_after} < {max_rv}"
+    );
     // New writes continue above every acknowledged revision.
     let mut c = ConfigMap::default();
     c.metadata.name = Some("after".into());
-    let created = api.create(&PostParams::default(), &c).await.expect("create after restart");
-    let rv: i64 = created.metadata.resource_version.as_deref().unwrap_or("0").parse().expect("rv");
+    let created = api
+        .create(&PostParams::default(), &c)
+        .await
+        .expect("create after restart");
+    let rv: i64 = created
+        .metadata
+        .resource_version
+        .as_deref()
+        .unwrap_or("0")
+        .parse()
+        .expect("rv");
     assert!(rv > max_rv);
 }

@@ -67,9 +67,18 @@ fn fresh_server_has_the_system_namespaces() {
     let s = TestServer::start();
     let out = s.kubectl_ok(&["get", "ns", "-o", "name"]);
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-        assert!(out.contains(&format!("namespace/{ns}")), "missing {ns} in {out}");
+        assert!(
+            out.contains(&format!("namespace/{ns}")),
+            "missing {ns} in {out}"
+        );
     }
-    let svc = s.kubectl_ok(&["get", "svc", "kubernetes", "-o", "jsonpath={.spec.clusterIP}"]);
+    let svc = s.kubectl_ok(&[
+        "get",
+        "svc",
+        "kubernetes",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
     assert_eq!(svc, "10.43.0.1");
 }
 
@@ -77,7 +86,13 @@ fn fresh_server_has_the_system_namespaces() {
 fn applied_manifest_is_listed_with_kubernetes_columns() {
     let s = TestServer::start();
     let out = s.apply(APP);
-    for line in ["namespace/demo created", "configmap/cfg created", "secret/sec created", "deployment.apps/web created", "service/web created"] {
+    for line in [
+        "namespace/demo created",
+        "configmap/cfg created",
+        "secret/sec created",
+        "deployment.apps/web created",
+        "service/web created",
+    ] {
         assert!(out.contains(line), "{line:?} not in {out}");
     }
     let wide = s.kubectl_ok(&["get", "deploy,svc,cm", "-A", "-o", "wide"]);
@@ -85,17 +100,31 @@ fn applied_manifest_is_listed_with_kubernetes_columns() {
     assert!(wide.contains("deployment.apps/web   0/3"), "{wide}");
     assert!(wide.contains("TYPE        CLUSTER-IP"), "{wide}");
     assert!(wide.contains("NodePort"), "{wide}");
-    assert!(wide.contains("80:3"), "node port shown as 80:3xxxx/TCP: {wide}");
+    assert!(
+        wide.contains("80:3"),
+        "node port shown as 80:3xxxx/TCP: {wide}"
+    );
     assert!(wide.contains("configmap/cfg   2"), "{wide}");
 
     // Defaults Kubernetes users see.
     let strategy = s.kubectl_ok(&["get", "deploy", "-n", "demo", "web", "-o", "jsonpath={.spec.strategy.rollingUpdate.maxSurge} {.spec.revisionHistoryLimit} {.spec.template.spec.containers[0].terminationMessagePath} {.spec.template.spec.containers[0].imagePullPolicy}"]);
     assert_eq!(strategy, "25% 10 /dev/termination-log IfNotPresent");
-    let secret = s.kubectl_ok(&["get", "secret", "-n", "demo", "sec", "-o", "jsonpath={.data.password} {.type}"]);
+    let secret = s.kubectl_ok(&[
+        "get",
+        "secret",
+        "-n",
+        "demo",
+        "sec",
+        "-o",
+        "jsonpath={.data.password} {.type}",
+    ]);
     assert_eq!(secret, "aHVudGVyMg== Opaque");
 
     let described = s.kubectl_ok(&["describe", "deploy", "-n", "demo", "web"]);
-    assert!(described.contains("RollingUpdateStrategy:  25% max unavailable, 25% max surge"), "{described}");
+    assert!(
+        described.contains("RollingUpdateStrategy:  25% max unavailable, 25% max surge"),
+        "{described}"
+    );
     let squeezed: String = described.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(squeezed.contains("Port: 80/TCP"), "{described}");
 
@@ -111,7 +140,10 @@ fn delete_and_wait_for_deletion_finish() {
     let out = s.kubectl_ok(&["delete", "cm", "-n", "demo", "cfg"]);
     assert_eq!(out.trim(), "configmap \"cfg\" deleted");
     let err = s.kubectl_err(&["get", "cm", "-n", "demo", "cfg"]);
-    assert!(err.contains("Error from server (NotFound): configmaps \"cfg\" not found"), "{err}");
+    assert!(
+        err.contains("Error from server (NotFound): configmaps \"cfg\" not found"),
+        "{err}"
+    );
     // Deleting a namespace removes what is in it, and kubectl waits for it.
     s.kubectl_ok(&["delete", "ns", "demo", "--timeout=30s"]);
     let err = s.kubectl_err(&["get", "deploy", "-n", "demo", "web"]);
@@ -124,7 +156,12 @@ fn delete_and_wait_for_deletion_finish() {
 fn wait_for_a_condition_and_for_delete() {
     let s = TestServer::start();
     s.kubectl_ok(&["create", "configmap", "w", "--from-literal=k=v"]);
-    let out = s.kubectl_ok(&["wait", "--for=jsonpath={.data.k}=v", "cm/w", "--timeout=10s"]);
+    let out = s.kubectl_ok(&[
+        "wait",
+        "--for=jsonpath={.data.k}=v",
+        "cm/w",
+        "--timeout=10s",
+    ]);
     assert!(out.contains("configmap/w condition met"), "{out}");
     let waiter = std::thread::spawn({
         let kc = s.kubeconfig();
@@ -142,17 +179,27 @@ fn wait_for_a_condition_and_for_delete() {
     std::thread::sleep(std::time::Duration::from_millis(500));
     s.kubectl_ok(&["delete", "cm", "w"]);
     let out = waiter.join().expect("waiter thread");
-    assert!(out.status.success(), "wait --for=delete failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "wait --for=delete failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
 fn api_resources_versions_and_explain_work() {
     let s = TestServer::start();
     let res = s.kubectl_ok(&["api-resources"]);
-    assert!(res.contains("deployments                 deploy") || res.contains("deployments "), "{res}");
+    assert!(
+        res.contains("deployments                 deploy") || res.contains("deployments "),
+        "{res}"
+    );
     let versions = s.kubectl_ok(&["api-versions"]);
     for gv in ["apps/v1", "batch/v1", "v1", "rbac.authorization.k8s.io/v1"] {
-        assert!(versions.lines().any(|l| l == gv), "{gv} missing in {versions}");
+        assert!(
+            versions.lines().any(|l| l == gv),
+            "{gv} missing in {versions}"
+        );
     }
     let v = s.kubectl_ok(&["version", "-o", "json"]);
     assert!(v.contains("\"minor\": \"33\""), "{v}");

@@ -11,13 +11,26 @@ use support::TestServer;
 
 #[test]
 fn help_lists_the_k3s_style_flags() {
-    let out = Command::new(env!("CARGO_BIN_EXE_skiff")).args(["server", "--help"]).output().expect("run");
+    let out = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args(["server", "--help"])
+        .output()
+        .expect("run");
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
     for flag in [
-        "--data-dir", "--https-listen-port", "--bind-address", "--write-kubeconfig", "--write-kubeconfig-mode",
-        "--cluster-cidr", "--service-cidr", "--service-node-port-range", "--cluster-domain", "--token",
-        "--datastore-endpoint", "--disable-agent", "--disable",
+        "--data-dir",
+        "--https-listen-port",
+        "--bind-address",
+        "--write-kubeconfig",
+        "--write-kubeconfig-mode",
+        "--cluster-cidr",
+        "--service-cidr",
+        "--service-node-port-range",
+        "--cluster-domain",
+        "--token",
+        "--datastore-endpoint",
+        "--disable-agent",
+        "--disable",
     ] {
         assert!(help.contains(flag), "{flag} missing from help:\n{help}");
     }
@@ -33,7 +46,10 @@ fn a_second_server_on_the_same_data_dir_refuses() {
         .expect("run");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("another skiff server") && err.contains("already using data dir"), "{err}");
+    assert!(
+        err.contains("another skiff server") && err.contains("already using data dir"),
+        "{err}"
+    );
     // The first one is unaffected.
     s.kubectl_ok(&["get", "ns", "default"]);
 }
@@ -51,7 +67,11 @@ fn sigterm_stops_the_server_cleanly_and_data_remains() {
 fn bad_flags_are_one_line_errors() {
     let dir = tempfile::tempdir().expect("tmp");
     for (flag, value, expect) in [
-        ("--service-node-port-range", "9-3", "--service-node-port-range"),
+        (
+            "--service-node-port-range",
+            "9-3",
+            "--service-node-port-range",
+        ),
         ("--disable", "nonsense", "unknown component"),
         ("--datastore-endpoint", "mysql://x", "only etcd endpoints"),
     ] {
@@ -64,6 +84,9 @@ fn bad_flags_are_one_line_errors() {
         assert!(!out.status.success(), "{flag} {value} accepted");
         let err = String::from_utf8_lossy(&out.stderr);
         let last = err.lines().last().unwrap_or_default();
-        assert!(last.starts_with("error: ") && last.contains(expect), "{flag}: {err}");
+        assert!(
+            last.starts_with("error: ") && last.contains(expect),
+            "{flag}: {err}"
+        );
     }
 }

@@ -21,7 +21,9 @@ pub(crate) fn generate_name(base: &str) -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let base = if base.len() > 58 { &base[..58] } else { base };
     let mut rng = rand::rng();
-    let suffix: String = (0..5).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect();
+    let suffix: String = (0..5)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect();
     format!("{base}{suffix}")
 }
 
@@ -44,7 +46,9 @@ pub(crate) fn validate_name(rule: NameRule, name: &str, field: &str) -> Vec<Fiel
             m
         }
     };
-    msgs.into_iter().map(|m| FieldError::invalid(field, name, m)).collect()
+    msgs.into_iter()
+        .map(|m| FieldError::invalid(field, name, m))
+        .collect()
 }
 
 const MAX_ANNOTATIONS_BYTES: usize = 256 * 1024;
@@ -52,10 +56,16 @@ const MAX_ANNOTATIONS_BYTES: usize = 256 * 1024;
 /// Validates labels, annotations, finalizers and ownerReferences in `metadata`.
 pub(crate) fn validate_object_meta(obj: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    let Some(meta) = obj.get("metadata") else { return errs };
+    let Some(meta) = obj.get("metadata") else {
+        return errs;
+    };
     if let Some(labels) = meta.get("labels") {
         match labels.as_object() {
-            None if !labels.is_null() => errs.push(FieldError::invalid("metadata.labels", labels.clone(), "must be a map")),
+            None if !labels.is_null() => errs.push(FieldError::invalid(
+                "metadata.labels",
+                labels.clone(),
+                "must be a map",
+            )),
             None => {}
             Some(map) => {
                 for (k, v) in map {
@@ -68,7 +78,11 @@ pub(crate) fn validate_object_meta(obj: &Value) -> Vec<FieldError> {
                                 errs.push(FieldError::invalid("metadata.labels", s, m));
                             }
                         }
-                        None => errs.push(FieldError::invalid("metadata.labels", v.clone(), "must be a string")),
+                        None => errs.push(FieldError::invalid(
+                            "metadata.labels",
+                            v.clone(),
+                            "must be a string",
+                        )),
                     }
                 }
             }
@@ -83,14 +97,21 @@ pub(crate) fn validate_object_meta(obj: &Value) -> Vec<FieldError> {
             total += k.len() + v.as_str().map_or(0, str::len);
         }
         if total > MAX_ANNOTATIONS_BYTES {
-            errs.push(FieldError::too_long("metadata.annotations", MAX_ANNOTATIONS_BYTES));
+            errs.push(FieldError::too_long(
+                "metadata.annotations",
+                MAX_ANNOTATIONS_BYTES,
+            ));
         }
     }
     if let Some(list) = meta.get("finalizers").and_then(Value::as_array) {
         for (i, f) in list.iter().enumerate() {
             let s = f.as_str().unwrap_or_default();
             for m in api::selector::is_qualified_name(s) {
-                errs.push(FieldError::invalid(format!("metadata.finalizers[{i}]"), s, m));
+                errs.push(FieldError::invalid(
+                    format!("metadata.finalizers[{i}]"),
+                    s,
+                    m,
+                ));
             }
         }
     }
@@ -98,11 +119,18 @@ pub(crate) fn validate_object_meta(obj: &Value) -> Vec<FieldError> {
         for (i, r) in list.iter().enumerate() {
             for f in ["apiVersion", "kind", "name", "uid"] {
                 if r.get(f).and_then(Value::as_str).is_none_or(str::is_empty) {
-                    errs.push(FieldError::invalid(format!("metadata.ownerReferences[{i}].{f}"), "", format!("{f} must not be empty")));
+                    errs.push(FieldError::invalid(
+                        format!("metadata.ownerReferences[{i}].{f}"),
+                        "",
+                        format!("{f} must not be empty"),
+                    ));
                 }
             }
         }
-        let controllers = list.iter().filter(|r| r.get("controller") == Some(&json!(true))).count();
+        let controllers = list
+            .iter()
+            .filter(|r| r.get("controller") == Some(&json!(true)))
+            .count();
         if controllers > 1 {
             errs.push(FieldError::invalid(
                 "metadata.ownerReferences",
@@ -127,7 +155,8 @@ mod tests {
 
     #[test]
     fn two_controller_owner_references_are_invalid() {
-        let r = json!({"apiVersion": "v1", "kind": "X", "name": "a", "uid": "1", "controller": true});
+        let r =
+            json!({"apiVersion": "v1", "kind": "X", "name": "a", "uid": "1", "controller": true});
         let errs = validate_object_meta(&json!({"metadata": {"ownerReferences": [r.clone(), r]}}));
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].field, "metadata.ownerReferences");

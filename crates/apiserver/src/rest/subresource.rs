@@ -38,12 +38,20 @@ fn is_service(res: &ResourceInfo) -> bool {
 fn node_ports(obj: &Value) -> Vec<u16> {
     obj.pointer("/spec/ports")
         .and_then(Value::as_array)
-        .map(|ps| ps.iter().filter_map(|p| p.get("nodePort").and_then(Value::as_u64)).filter_map(|p| u16::try_from(p).ok()).filter(|p| *p != 0).collect())
+        .map(|ps| {
+            ps.iter()
+                .filter_map(|p| p.get("nodePort").and_then(Value::as_u64))
+                .filter_map(|p| u16::try_from(p).ok())
+                .filter(|p| *p != 0)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 fn cluster_ip(obj: &Value) -> Option<&str> {
-    obj.pointer("/spec/clusterIP").and_then(Value::as_str).filter(|s| !s.is_empty() && *s != "None")
+    obj.pointer("/spec/clusterIP")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty() && *s != "None")
 }
 
 /// Assigns the cluster IP and node ports a Service needs (keeping those of `old`).
@@ -57,7 +65,11 @@ pub(crate) fn allocate_service(
     if !is_service(res) {
         return Ok(taken);
     }
-    let ty = obj.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
+    let ty = obj
+        .pointer("/spec/type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP")
+        .to_string();
     let mut errs = Vec::new();
     if ty == "ExternalName" {
         if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
@@ -65,13 +77,19 @@ pub(crate) fn allocate_service(
             spec.remove("clusterIPs");
         }
     } else {
-        let wanted = obj.pointer("/spec/clusterIP").and_then(Value::as_str).map(String::from);
+        let wanted = obj
+            .pointer("/spec/clusterIP")
+            .and_then(Value::as_str)
+            .map(String::from);
         let old_ip = old.and_then(cluster_ip).map(String::from);
         let ip = match (wanted.as_deref(), old_ip) {
             (Some("None"), _) => Some("None".to_string()),
             (None | Some(""), Some(o)) => Some(o),
             (Some(w), Some(o)) if w == o => Some(o),
-            (w, _) => match state.allocator.allocate_ip(w.filter(|s| !s.is_empty()), "spec.clusterIPs") {
+            (w, _) => match state
+                .allocator
+                .allocate_ip(w.filter(|s| !s.is_empty()), "spec.clusterIPs")
+            {
                 Ok(ip) => {
                     taken.ips.push(ip.clone());
                     Some(ip)
@@ -83,12 +101,13 @@ pub(crate) fn allocate_service(
             },
         };
         if let Some(ip) = ip {
-            obj["spec"]["clusterIP"] = ip.clone().into();
-            obj["spec"]["clusterIPs"] = json!([ip]);
+            crate::object::set(obj, "spec.clusterIP", ip.clone().into());
+            crate::object::set(obj, "spec.clusterIPs", json!([ip]));
         }
     }
     let wants_node_ports = ty == "NodePort"
-        || (ty == "LoadBalancer" && obj.pointer("/spec/allocateLoadBalancerNodePorts") != Some(&json!(false)));
+        || (ty == "LoadBalancer"
+            && obj.pointer("/spec/allocateLoadBalancerNodePorts") != Some(&json!(false)));
     let old_ports: Vec<Value> = old
         .and_then(|o| o.pointer("/spec/ports"))
         .and_then(Value::as_array)
@@ -104,24 +123,39 @@ pub(crate) fn allocate_service(
                 }
                 continue;
             }
-            let wanted = p.get("nodePort").and_then(Value::as_u64).filter(|n| *n != 0);
+            let wanted = p
+                .get("nodePort")
+                .and_then(Value::as_u64)
+                .filter(|n| *n != 0);
             let carried = wanted.is_none().then(|| {
                 old_ports
                     .iter()
-                    .find(|op| op.get("port") == p.get("port") && op.get("protocol") == p.get("protocol"))
+                    .find(|op| {
+                        op.get("port") == p.get("port") && op.get("protocol") == p.get("protocol")
+                    })
                     .and_then(|op| op.get("nodePort").and_then(Value::as_u64))
             });
             let port = match (wanted, carried.flatten()) {
                 (Some(w), _) if old_set.contains(&(w as u16)) => Ok(w as u16),
                 (None, Some(c)) => Ok(c as u16),
                 (w, _) => match w.map(u16::try_from) {
-                    Some(Err(_)) => Err(FieldError::invalid(&field, w.unwrap_or_default(), "must be between 1 and 65535, inclusive")),
-                    Some(Ok(w)) => state.allocator.allocate_port(Some(w), &field).inspect(|p| taken.ports.push(*p)),
-                    None => state.allocator.allocate_port(None, &field).inspect(|p| taken.ports.push(*p)),
+                    Some(Err(_)) => Err(FieldError::invalid(
+                        &field,
+                        w.unwrap_or_default(),
+                        "must be between 1 and 65535, inclusive",
+                    )),
+                    Some(Ok(w)) => state
+                        .allocator
+                        .allocate_port(Some(w), &field)
+                        .inspect(|p| taken.ports.push(*p)),
+                    None => state
+                        .allocator
+                        .allocate_port(None, &field)
+                        .inspect(|p| taken.ports.push(*p)),
                 },
             };
             match port {
-                Ok(n) => p["nodePort"] = n.into(),
+                Ok(n) => crate::object::set(p, "nodePort", n.into()),
                 Err(e) => errs.push(e),
             }
         }
@@ -179,13 +213,18 @@ fn scale_of(res: &ResourceInfo, obj: &Value) -> Value {
     let selector = match obj.pointer("/spec/selector") {
         Some(Value::Object(m)) if res.group.is_empty() => {
             // ReplicationController: a plain map selector.
-            m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect::<Vec<_>>().join(",")
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(",")
         }
-        Some(sel) => serde_json::from_value::<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>(sel.clone())
-            .ok()
-            .and_then(|s| api::selector::LabelSelector::from_label_selector(&s).ok())
-            .map(|s| s.to_string())
-            .unwrap_or_default(),
+        Some(sel) => serde_json::from_value::<
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+        >(sel.clone())
+        .ok()
+        .and_then(|s| api::selector::LabelSelector::from_label_selector(&s).ok())
+        .map(|s| s.to_string())
+        .unwrap_or_default(),
         None => String::new(),
     };
     let m = obj.get("metadata").cloned().unwrap_or_default();
@@ -209,7 +248,11 @@ fn scale_of(res: &ResourceInfo, obj: &Value) -> Value {
 
 impl Ctx<'_> {
     pub(super) async fn get_scale(&mut self) -> Result<Reply, ApiError> {
-        let obj = self.state.storage.get(&self.res, self.namespace(), self.name()).await?;
+        let obj = self
+            .state
+            .storage
+            .get(&self.res, self.namespace(), self.name())
+            .await?;
         Ok(Reply::Json(200, scale_of(&self.res, &obj)))
     }
 
@@ -229,51 +272,109 @@ impl Ctx<'_> {
                 "autoscaling",
                 "Scale",
                 self.name(),
-                vec![FieldError::invalid("spec.replicas", replicas, "must be greater than or equal to 0")],
+                vec![FieldError::invalid(
+                    "spec.replicas",
+                    replicas,
+                    "must be greater than or equal to 0",
+                )],
             ));
         }
         let mut new = old.clone();
-        new["spec"]["replicas"] = replicas.into();
-        if let Some(rv) = scale.pointer("/metadata/resourceVersion").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+        crate::object::set(&mut new, "spec.replicas", replicas.into());
+        if let Some(rv) = scale
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+        {
             object::meta_mut(&mut new).insert("resourceVersion".into(), rv.into());
         }
-        let (code, out) = update_object(self.state, &self.res, self.strategy, old, new, false, dry_run).await?;
+        let (code, out) = update_object(
+            self.state,
+            &self.res,
+            self.strategy,
+            old,
+            new,
+            false,
+            dry_run,
+        )
+        .await?;
         Ok(Reply::Json(code, scale_of(&self.res, &out)))
     }
 
-    pub(super) async fn update_scale(&mut self, content_type: Option<&str>, body: Bytes) -> Result<Reply, ApiError> {
+    pub(super) async fn update_scale(
+        &mut self,
+        content_type: Option<&str>,
+        body: Bytes,
+    ) -> Result<Reply, ApiError> {
         let ty = negotiate::body_type(content_type)?;
         let (scale, _) = negotiate::decode_object(&body, ty)?;
-        let old = self.state.storage.get(&self.res, self.namespace(), self.name()).await?;
+        let old = self
+            .state
+            .storage
+            .get(&self.res, self.namespace(), self.name())
+            .await?;
         self.set_replicas(scale, old).await
     }
 
-    pub(super) async fn patch_scale(&mut self, content_type: Option<&str>, body: Bytes) -> Result<Reply, ApiError> {
+    pub(super) async fn patch_scale(
+        &mut self,
+        content_type: Option<&str>,
+        body: Bytes,
+    ) -> Result<Reply, ApiError> {
         let ty = negotiate::body_type(content_type)?;
-        let old = self.state.storage.get(&self.res, self.namespace(), self.name()).await?;
+        let old = self
+            .state
+            .storage
+            .get(&self.res, self.namespace(), self.name())
+            .await?;
         let current = scale_of(&self.res, &old);
         let patched = match ty {
             negotiate::BodyType::JsonPatch => api::patch::json_patch(&current, &body),
             negotiate::BodyType::MergePatch | negotiate::BodyType::StrategicMergePatch => {
                 api::patch::merge_patch_bytes(&current, &body)
             }
-            _ => return Err(ApiError::unsupported_media_type(content_type.unwrap_or_default())),
+            _ => {
+                return Err(ApiError::unsupported_media_type(
+                    content_type.unwrap_or_default(),
+                ));
+            }
         }
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
         self.set_replicas(patched, old).await
     }
 
     /// `POST pods/{name}/binding`: assigns the pod to a node once.
-    pub(super) async fn bind(&mut self, content_type: Option<&str>, body: Bytes) -> Result<Reply, ApiError> {
+    pub(super) async fn bind(
+        &mut self,
+        content_type: Option<&str>,
+        body: Bytes,
+    ) -> Result<Reply, ApiError> {
         let ty = negotiate::body_type(content_type)?;
         let (binding, _) = negotiate::decode_object(&body, ty)?;
-        let node = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or_default().to_string();
+        let node = binding
+            .pointer("/target/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         if node.is_empty() {
-            return Err(ApiError::invalid("", "Binding", self.name(), vec![FieldError::required("target.name", "")]));
+            return Err(ApiError::invalid(
+                "",
+                "Binding",
+                self.name(),
+                vec![FieldError::required("target.name", "")],
+            ));
         }
         let dry_run = self.dry_run()?;
-        let old = self.state.storage.get(&self.res, self.namespace(), self.name()).await?;
-        if let Some(n) = old.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+        let old = self
+            .state
+            .storage
+            .get(&self.res, self.namespace(), self.name())
+            .await?;
+        if let Some(n) = old
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+        {
             return Err(ApiError::conflict_message(
                 "",
                 "pods",
@@ -281,16 +382,32 @@ impl Ctx<'_> {
                 &format!("pod {} is already assigned to node {n:?}", self.name()),
             ));
         }
-        if old.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) {
-            return Err(ApiError::conflict_message("", "pods", self.name(), "pod is being deleted, cannot be assigned to a host"));
+        if old
+            .pointer("/metadata/deletionTimestamp")
+            .is_some_and(|v| !v.is_null())
+        {
+            return Err(ApiError::conflict_message(
+                "",
+                "pods",
+                self.name(),
+                "pod is being deleted, cannot be assigned to a host",
+            ));
         }
         let mut new = old.clone();
-        new["spec"]["nodeName"] = node.into();
-        if let Some(ann) = binding.pointer("/metadata/annotations").and_then(Value::as_object) {
+        crate::object::set(&mut new, "spec.nodeName", node.into());
+        if let Some(ann) = binding
+            .pointer("/metadata/annotations")
+            .and_then(Value::as_object)
+        {
             let m = object::meta_mut(&mut new);
             let target = m.entry("annotations").or_insert_with(|| json!({}));
-            for (k, v) in ann {
-                target[k] = v.clone();
+            if !target.is_object() {
+                *target = json!({});
+            }
+            if let Some(t) = target.as_object_mut() {
+                for (k, v) in ann {
+                    t.insert(k.clone(), v.clone());
+                }
             }
         }
         let conds = new.pointer_mut("/status/conditions");
@@ -300,11 +417,15 @@ impl Ctx<'_> {
                 list.retain(|c| c["type"] != "PodScheduled");
                 list.push(cond);
             }
-            None => new["status"]["conditions"] = json!([cond]),
+            None => crate::object::set(&mut new, "status.conditions", json!([cond])),
         }
         if !dry_run {
-            let expected = crate::storage::parse_rv(object::meta_str(&old, "resourceVersion").unwrap_or("0"))?;
-            self.state.storage.update(&self.res, self.namespace(), self.name(), &new, expected).await?;
+            let expected =
+                crate::storage::parse_rv(object::meta_str(&old, "resourceVersion").unwrap_or("0"))?;
+            self.state
+                .storage
+                .update(&self.res, self.namespace(), self.name(), &new, expected)
+                .await?;
         }
         Ok(Reply::Json(201, api::status::success_status(None)))
     }

@@ -29,23 +29,37 @@ pub(crate) struct DeleteOptions {
 
 impl DeleteOptions {
     fn parse(ctx: &Ctx<'_>, body: &Bytes) -> Result<Self, ApiError> {
-        let mut o = DeleteOptions { dry_run: ctx.dry_run()?, ..Default::default() };
+        let mut o = DeleteOptions {
+            dry_run: ctx.dry_run()?,
+            ..Default::default()
+        };
         if !body.is_empty() {
             let v: Value = serde_json::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("error decoding DeleteOptions: {e}")))?;
             o.grace_period = v.get("gracePeriodSeconds").and_then(Value::as_i64);
-            o.propagation = v.get("propagationPolicy").and_then(Value::as_str).map(String::from);
+            o.propagation = v
+                .get("propagationPolicy")
+                .and_then(Value::as_str)
+                .map(String::from);
             if v.get("orphanDependents") == Some(&json!(true)) && o.propagation.is_none() {
                 o.propagation = Some("Orphan".into());
             }
-            o.precondition_uid = v.pointer("/preconditions/uid").and_then(Value::as_str).map(String::from);
-            o.precondition_rv = v.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(String::from);
+            o.precondition_uid = v
+                .pointer("/preconditions/uid")
+                .and_then(Value::as_str)
+                .map(String::from);
+            o.precondition_rv = v
+                .pointer("/preconditions/resourceVersion")
+                .and_then(Value::as_str)
+                .map(String::from);
             if let Some(d) = v.get("dryRun").and_then(Value::as_array) {
                 o.dry_run |= d.iter().any(|x| x == "All");
             }
         }
         if let Some(g) = ctx.info.param("gracePeriodSeconds") {
-            o.grace_period = Some(g.parse().map_err(|_| ApiError::bad_request(format!("invalid gracePeriodSeconds: {g:?}")))?);
+            o.grace_period = Some(g.parse().map_err(|_| {
+                ApiError::bad_request(format!("invalid gracePeriodSeconds: {g:?}"))
+            })?);
         }
         if let Some(p) = ctx.info.param("propagationPolicy") {
             o.propagation = Some(p.to_string());
@@ -57,7 +71,11 @@ impl DeleteOptions {
                 "meta.k8s.io",
                 "DeleteOptions",
                 "",
-                vec![FieldError::not_supported("propagationPolicy", p.as_str(), &["Foreground", "Background", "Orphan", "nil"])],
+                vec![FieldError::not_supported(
+                    "propagationPolicy",
+                    p.as_str(),
+                    &["Foreground", "Background", "Orphan", "nil"],
+                )],
             ));
         }
         Ok(o)
@@ -85,18 +103,48 @@ fn spec_part(v: &Value) -> Value {
     v
 }
 
+/// Drops empty or null metadata maps and lists, as Go's `omitempty` does.
+fn prune_empty_metadata(obj: &mut Value) {
+    let m = meta_mut(obj);
+    for f in [
+        "labels",
+        "annotations",
+        "finalizers",
+        "ownerReferences",
+        "managedFields",
+    ] {
+        let empty = match m.get(f) {
+            Some(Value::Object(x)) => x.is_empty(),
+            Some(Value::Array(x)) => x.is_empty(),
+            Some(Value::Null) => true,
+            _ => false,
+        };
+        if empty {
+            m.remove(f);
+        }
+    }
+}
+
 fn invalid(res: &ResourceInfo, name: &str, errs: Vec<FieldError>) -> ApiError {
     ApiError::invalid(&res.group, &res.kind, name, errs)
 }
 
-fn check_namespace_can_hold(state: &State, res: &ResourceInfo, ns_obj: Option<&Value>, ns: &str) -> Result<(), ApiError> {
+fn check_namespace_can_hold(
+    state: &State,
+    res: &ResourceInfo,
+    ns_obj: Option<&Value>,
+    ns: &str,
+) -> Result<(), ApiError> {
     if !res.namespaced {
         return Ok(());
     }
     let _ = state;
     match ns_obj {
         None => Err(ApiError::not_found("", "namespaces", ns)),
-        Some(n) if n.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) => {
+        Some(n)
+            if n.pointer("/metadata/deletionTimestamp")
+                .is_some_and(|v| !v.is_null()) =>
+        {
             let mut e = ApiError::forbidden(format!(
                 "unable to create new content in namespace {ns} because it is being terminated"
             ));
@@ -116,7 +164,9 @@ impl Ctx<'_> {
     fn decode_body(&mut self, content_type: Option<&str>, body: &Bytes) -> Result<Value, ApiError> {
         let ty = negotiate::body_type(content_type)?;
         if !matches!(ty, BodyType::Json | BodyType::Yaml) {
-            return Err(ApiError::unsupported_media_type(content_type.unwrap_or_default()));
+            return Err(ApiError::unsupported_media_type(
+                content_type.unwrap_or_default(),
+            ));
         }
         if body.is_empty() {
             return Err(ApiError::bad_request("the body of the request was empty"));
@@ -129,12 +179,19 @@ impl Ctx<'_> {
 
     fn check_kind(&self, obj: &Value) -> Result<(), ApiError> {
         let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default();
-        let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+        let api_version = obj
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if kind.is_empty() {
-            return Err(ApiError::bad_request(format!("Object 'Kind' is missing in '{obj}'")));
+            return Err(ApiError::bad_request(format!(
+                "Object 'Kind' is missing in '{obj}'"
+            )));
         }
         if api_version.is_empty() {
-            return Err(ApiError::bad_request(format!("Object 'apiVersion' is missing in '{obj}'")));
+            return Err(ApiError::bad_request(format!(
+                "Object 'apiVersion' is missing in '{obj}'"
+            )));
         }
         if api_version != self.res.api_version() {
             return Err(ApiError::bad_request(format!(
@@ -159,7 +216,10 @@ impl Ctx<'_> {
                 "fieldValidation parameter unsupported: {mode}. Supported values are: Ignore, Warn, Strict"
             )));
         }
-        let prefix = format!("{} in version {:?} cannot be handled as a {}", self.res.kind, self.res.version, self.res.kind);
+        let prefix = format!(
+            "{} in version {:?} cannot be handled as a {}",
+            self.res.kind, self.res.version, self.res.kind
+        );
         if let Err(e) = crate::typecheck::check(&self.res.definition, obj) {
             return Err(ApiError::bad_request(format!("{prefix}: {e}")));
         }
@@ -176,13 +236,20 @@ impl Ctx<'_> {
             return Ok(());
         }
         if mode == "Strict" {
-            return Err(ApiError::bad_request(format!("{prefix}: strict decoding error: {}", problems.join(", "))));
+            return Err(ApiError::bad_request(format!(
+                "{prefix}: strict decoding error: {}",
+                problems.join(", ")
+            )));
         }
         self.warnings.extend(problems);
         Ok(())
     }
 
-    pub(super) async fn create(&mut self, content_type: Option<&str>, body: Bytes) -> Result<Reply, ApiError> {
+    pub(super) async fn create(
+        &mut self,
+        content_type: Option<&str>,
+        body: Bytes,
+    ) -> Result<Reply, ApiError> {
         let dry_run = self.dry_run()?;
         let mut obj = self.decode_body(content_type, &body)?;
         let path_ns = self.namespace().map(String::from);
@@ -205,7 +272,12 @@ impl Ctx<'_> {
         Ok(Reply::Json(201, self.render_object(created)))
     }
 
-    pub(super) async fn update(&mut self, content_type: Option<&str>, body: Bytes, status_only: bool) -> Result<Reply, ApiError> {
+    pub(super) async fn update(
+        &mut self,
+        content_type: Option<&str>,
+        body: Bytes,
+        status_only: bool,
+    ) -> Result<Reply, ApiError> {
         let dry_run = self.dry_run()?;
         let new = self.decode_body(content_type, &body)?;
         let name = self.name().to_string();
@@ -215,7 +287,11 @@ impl Ctx<'_> {
                     "the name of the object ({n}) does not match the name on the URL ({name})"
                 )));
             }
-            None => return Err(ApiError::bad_request("name is required in the object's metadata")),
+            None => {
+                return Err(ApiError::bad_request(
+                    "name is required in the object's metadata",
+                ));
+            }
             _ => {}
         }
         if let (Some(n), Some(ns)) = (object::namespace(&new), self.namespace())
@@ -225,18 +301,40 @@ impl Ctx<'_> {
                 "the namespace of the provided object does not match the namespace sent on the request",
             ));
         }
-        let old = self.state.storage.get(&self.res, self.namespace(), &name).await?;
-        let (code, out) = update_object(self.state, &self.res, self.strategy, old, new, status_only, dry_run).await?;
+        let old = self
+            .state
+            .storage
+            .get(&self.res, self.namespace(), &name)
+            .await?;
+        let (code, out) = update_object(
+            self.state,
+            &self.res,
+            self.strategy,
+            old,
+            new,
+            status_only,
+            dry_run,
+        )
+        .await?;
         Ok(Reply::Json(code, self.render_object(out)))
     }
 
-    pub(super) async fn patch(&mut self, content_type: Option<&str>, body: Bytes, status_only: bool) -> Result<Reply, ApiError> {
+    pub(super) async fn patch(
+        &mut self,
+        content_type: Option<&str>,
+        body: Bytes,
+        status_only: bool,
+    ) -> Result<Reply, ApiError> {
         let dry_run = self.dry_run()?;
         let ty = negotiate::body_type(content_type)?;
         let name = self.name().to_string();
         let mut last_err = None;
         for _ in 0..RETRIES {
-            let old = self.state.storage.get(&self.res, self.namespace(), &name).await?;
+            let old = self
+                .state
+                .storage
+                .get(&self.res, self.namespace(), &name)
+                .await?;
             let patched = self.apply_patch(ty, &old, &body)?;
             if object::name(&patched) != Some(name.as_str()) {
                 return Err(ApiError::bad_request(format!(
@@ -246,23 +344,46 @@ impl Ctx<'_> {
             }
             self.check_kind(&patched)?;
             self.field_validation(&patched, Vec::new())?;
-            let pinned = object::meta_str(&patched, "resourceVersion") != object::meta_str(&old, "resourceVersion");
-            match update_object(self.state, &self.res, self.strategy, old, patched, status_only, dry_run).await {
+            let pinned = object::meta_str(&patched, "resourceVersion")
+                != object::meta_str(&old, "resourceVersion");
+            match update_object(
+                self.state,
+                &self.res,
+                self.strategy,
+                old,
+                patched,
+                status_only,
+                dry_run,
+            )
+            .await
+            {
                 Ok((code, out)) => return Ok(Reply::Json(code, self.render_object(out))),
                 Err(e) if e.reason == "Conflict" && !pinned => last_err = Some(e),
                 Err(e) => return Err(e),
             }
         }
-        Err(last_err.unwrap_or_else(|| ApiError::conflict(&self.res.group, &self.res.plural, &name)))
+        Err(last_err
+            .unwrap_or_else(|| ApiError::conflict(&self.res.group, &self.res.plural, &name)))
     }
 
     /// Applies a patch body of type `ty` to `old`.
-    pub(super) fn apply_patch(&self, ty: BodyType, old: &Value, body: &Bytes) -> Result<Value, ApiError> {
+    pub(super) fn apply_patch(
+        &self,
+        ty: BodyType,
+        old: &Value,
+        body: &Bytes,
+    ) -> Result<Value, ApiError> {
         if body.is_empty() {
             return Err(ApiError::bad_request("the body of the request was empty"));
         }
         let to_api = |e: api::patch::PatchError| match e.http_status() {
-            422 => ApiError { code: 422, reason: "Invalid", message: e.to_string(), details: None, retry_after_seconds: None },
+            422 => ApiError {
+                code: 422,
+                reason: "Invalid",
+                message: e.to_string(),
+                details: None,
+                retry_after_seconds: None,
+            },
             _ => ApiError::bad_request(e.to_string()),
         };
         match ty {
@@ -286,8 +407,10 @@ impl Ctx<'_> {
     pub(super) async fn delete(&mut self, body: Bytes) -> Result<Reply, ApiError> {
         let opts = DeleteOptions::parse(self, &body)?;
         let name = self.name().to_string();
-        let (obj, deleted) = delete_object(self.state, &self.res, self.namespace(), &name, &opts).await?;
-        let returns_object = matches!(self.res.plural.as_str(), "pods" | "services" | "namespaces") && self.res.group.is_empty();
+        let (obj, deleted) =
+            delete_object(self.state, &self.res, self.namespace(), &name, &opts).await?;
+        let returns_object = matches!(self.res.plural.as_str(), "pods" | "services" | "namespaces")
+            && self.res.group.is_empty();
         if deleted && !returns_object && self.output == Output::Json {
             let uid = object::meta_str(&obj, "uid").unwrap_or_default();
             return Ok(Reply::Json(
@@ -302,7 +425,11 @@ impl Ctx<'_> {
         let opts = DeleteOptions::parse(self, &body)?;
         let q = self.list_query()?;
         let prefix = self.list_prefix();
-        let page = self.state.storage.list(&prefix, None, None, 0, &|o| self.matches(&q, o)).await?;
+        let page = self
+            .state
+            .storage
+            .list(&prefix, None, None, 0, &|o| self.matches(&q, o))
+            .await?;
         let mut items = Vec::new();
         for o in page.items {
             let name = object::name(&o).unwrap_or_default().to_string();
@@ -337,23 +464,45 @@ pub(crate) async fn create_object(
     let ns = object::namespace(&obj).map(String::from);
     {
         let m = meta_mut(&mut obj);
-        let has_name = m.get("name").and_then(Value::as_str).is_some_and(|s| !s.is_empty());
-        if !has_name && let Some(base) = m.get("generateName").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+        let has_name = m
+            .get("name")
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.is_empty());
+        if !has_name
+            && let Some(base) = m
+                .get("generateName")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+        {
             let n = meta::generate_name(base);
             m.insert("name".into(), n.into());
         }
     }
     let Some(name) = object::name(&obj).map(String::from) else {
-        return Err(invalid(res, "", vec![FieldError::required("metadata.name", "name or generateName is required")]));
+        return Err(invalid(
+            res,
+            "",
+            vec![FieldError::required(
+                "metadata.name",
+                "name or generateName is required",
+            )],
+        ));
     };
     if object::meta_str(&obj, "resourceVersion").is_some_and(|s| !s.is_empty()) {
-        return Err(ApiError::internal("resourceVersion should not be set on objects to be created"));
+        return Err(ApiError::internal(
+            "resourceVersion should not be set on objects to be created",
+        ));
     }
     {
         let m = meta_mut(&mut obj);
         m.insert("uid".into(), uuid::Uuid::new_v4().to_string().into());
         m.insert("creationTimestamp".into(), object::now_rfc3339().into());
-        for f in ["deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "managedFields"] {
+        for f in [
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+            "managedFields",
+        ] {
             m.remove(f);
         }
         if strategy.tracks_generation() {
@@ -362,11 +511,15 @@ pub(crate) async fn create_object(
             m.remove("generation");
         }
     }
-    if strategy.resets_status_on_create() && res.has_subresource("status") && let Some(m) = obj.as_object_mut() {
+    if strategy.resets_status_on_create()
+        && res.has_subresource("status")
+        && let Some(m) = obj.as_object_mut()
+    {
         m.remove("status");
     }
     strategy.default(&mut obj);
     strategy.prepare_for_create(&mut obj);
+    prune_empty_metadata(&mut obj);
     let mut errs = meta::validate_name(strategy.name_rule(), &name, "metadata.name");
     errs.extend(meta::validate_object_meta(&obj));
     errs.extend(strategy.validate(&obj));
@@ -382,6 +535,14 @@ pub(crate) async fn create_object(
                 Err(e) => return Err(e),
             };
             check_namespace_can_hold(state, res, ns_obj.as_ref(), ns)?;
+        }
+    }
+    if res.group.is_empty() && res.plural == "services" {
+        // Report an existing Service as AlreadyExists, not as a taken cluster IP.
+        match state.storage.get(res, ns.as_deref(), &name).await {
+            Ok(_) => return Err(ApiError::already_exists(&res.group, &res.plural, &name)),
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
         }
     }
     let allocated = crate::rest::subresource::allocate_service(state, res, &mut obj, None)
@@ -411,7 +572,9 @@ pub(crate) async fn update_object(
 ) -> Result<(u16, Value), ApiError> {
     let name = object::name(&old).unwrap_or_default().to_string();
     let ns = object::namespace(&old).map(String::from);
-    let old_rv = object::meta_str(&old, "resourceVersion").unwrap_or_default().to_string();
+    let old_rv = object::meta_str(&old, "resourceVersion")
+        .unwrap_or_default()
+        .to_string();
     match object::meta_str(&new, "resourceVersion") {
         Some(rv) if !rv.is_empty() && rv != old_rv => {
             parse_rv(rv)?;
@@ -423,7 +586,7 @@ pub(crate) async fn update_object(
         let status = new.get("status").cloned();
         let mut merged = old.clone();
         match status {
-            Some(s) => merged["status"] = s,
+            Some(s) => crate::object::set(&mut merged, "status", s),
             None => {
                 if let Some(m) = merged.as_object_mut() {
                     m.remove("status");
@@ -435,7 +598,14 @@ pub(crate) async fn update_object(
         {
             let om = old.get("metadata").cloned().unwrap_or_else(|| json!({}));
             let m = meta_mut(&mut new);
-            for f in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "namespace", "generation"] {
+            for f in [
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "namespace",
+                "generation",
+            ] {
                 match om.get(f) {
                     Some(v) => {
                         m.insert(f.into(), v.clone());
@@ -449,7 +619,7 @@ pub(crate) async fn update_object(
         }
         if res.has_subresource("status") {
             match old.get("status") {
-                Some(s) => new["status"] = s.clone(),
+                Some(s) => crate::object::set(&mut new, "status", s.clone()),
                 None => {
                     if let Some(m) = new.as_object_mut() {
                         m.remove("status");
@@ -459,6 +629,7 @@ pub(crate) async fn update_object(
         }
         strategy.default(&mut new);
     }
+    prune_empty_metadata(&mut new);
     meta_mut(&mut new).insert("resourceVersion".into(), old_rv.clone().into());
     let mut errs = meta::validate_object_meta(&new);
     errs.extend(strategy.validate_update(&new, &old));
@@ -466,25 +637,41 @@ pub(crate) async fn update_object(
         return Err(invalid(res, &name, errs));
     }
     if strategy.tracks_generation() && !status_only {
-        let g = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
-        let g = if spec_part(&new) != spec_part(&old) { g + 1 } else { g };
+        let g = old
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(1);
+        let g = if spec_part(&new) != spec_part(&old) {
+            g + 1
+        } else {
+            g
+        };
         meta_mut(&mut new).insert("generation".into(), g.into());
     }
     let allocated = if status_only {
         crate::rest::subresource::Allocated::default()
     } else {
-        crate::rest::subresource::allocate_service(state, res, &mut new, Some(&old)).map_err(|errs| invalid(res, &name, errs))?
+        crate::rest::subresource::allocate_service(state, res, &mut new, Some(&old))
+            .map_err(|errs| invalid(res, &name, errs))?
     };
     if same_ignoring_rv(&new, &old) {
         return Ok((200, old));
     }
     let expected = parse_rv(&old_rv)?;
-    let terminating = new.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null());
-    if terminating && object::finalizers(&new).is_empty() && !(res.plural == "namespaces" && res.group.is_empty()) {
+    let terminating = new
+        .pointer("/metadata/deletionTimestamp")
+        .is_some_and(|v| !v.is_null());
+    if terminating
+        && object::finalizers(&new).is_empty()
+        && !(res.plural == "namespaces" && res.group.is_empty())
+    {
         if dry_run {
             return Ok((200, new));
         }
-        let out = state.storage.delete(res, ns.as_deref(), &name, Some(expected)).await?;
+        let out = state
+            .storage
+            .delete(res, ns.as_deref(), &name, Some(expected))
+            .await?;
         crate::rest::subresource::release_service(state, res, &out);
         return Ok((200, out));
     }
@@ -492,7 +679,11 @@ pub(crate) async fn update_object(
         allocated.rollback(state);
         return Ok((200, new));
     }
-    match state.storage.update(res, ns.as_deref(), &name, &new, expected).await {
+    match state
+        .storage
+        .update(res, ns.as_deref(), &name, &new, expected)
+        .await
+    {
         Ok(v) => {
             crate::rest::subresource::release_replaced(state, res, &old, &v);
             Ok((200, v))
@@ -522,7 +713,9 @@ pub(crate) async fn delete_object(
                     &res.group,
                     &res.plural,
                     name,
-                    &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"),
+                    &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
+                    ),
                 ));
             }
         }
@@ -533,7 +726,9 @@ pub(crate) async fn delete_object(
                     &res.group,
                     &res.plural,
                     name,
-                    &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {actual}"),
+                    &format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {actual}"
+                    ),
                 ));
             }
         }
@@ -553,13 +748,15 @@ pub(crate) async fn delete_object(
             _ => {}
         }
         let is_namespace = res.group.is_empty() && res.plural == "namespaces";
-        let already_terminating = old.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null());
+        let already_terminating = old
+            .pointer("/metadata/deletionTimestamp")
+            .is_some_and(|v| !v.is_null());
         if is_namespace {
             if !already_terminating {
                 let m = meta_mut(&mut new);
                 m.insert("deletionTimestamp".into(), object::now_rfc3339().into());
                 m.insert("deletionGracePeriodSeconds".into(), 0.into());
-                new["status"]["phase"] = "Terminating".into();
+                crate::object::set(&mut new, "status.phase", "Terminating".into());
             } else {
                 return Ok((old, false));
             }
@@ -569,11 +766,20 @@ pub(crate) async fn delete_object(
         }
         let graceful_pod = res.group.is_empty()
             && res.plural == "pods"
-            && old.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty())
-            && !matches!(old.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed"));
+            && old
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .is_some_and(|n| !n.is_empty())
+            && !matches!(
+                old.pointer("/status/phase").and_then(Value::as_str),
+                Some("Succeeded" | "Failed")
+            );
         let grace = opts
             .grace_period
-            .or_else(|| old.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+            .or_else(|| {
+                old.pointer("/spec/terminationGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+            })
             .unwrap_or(30);
         if graceful_pod && grace > 0 && !keep {
             if already_terminating {
@@ -581,7 +787,9 @@ pub(crate) async fn delete_object(
             }
             let when = jiff::Timestamp::now().as_second() + grace;
             let m = meta_mut(&mut new);
-            let ts = jiff::Timestamp::from_second(when).map(|t| t.to_string()).unwrap_or_default();
+            let ts = jiff::Timestamp::from_second(when)
+                .map(|t| t.to_string())
+                .unwrap_or_default();
             m.insert("deletionTimestamp".into(), ts.into());
             m.insert("deletionGracePeriodSeconds".into(), grace.into());
             keep = true;
@@ -603,7 +811,10 @@ pub(crate) async fn delete_object(
             match state.storage.update(res, ns, name, &new, expected).await {
                 Ok(v) => {
                     if is_namespace {
-                        crate::namespace_lifecycle::spawn_finalizer(state.self_ref(), name.to_string());
+                        crate::namespace_lifecycle::spawn_finalizer(
+                            state.self_ref(),
+                            name.to_string(),
+                        );
                     }
                     return Ok((v, false));
                 }

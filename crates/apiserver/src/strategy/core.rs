@@ -10,11 +10,14 @@ use crate::object::default_field;
 
 /// Keys of ConfigMap/Secret data: `[-._a-zA-Z0-9]+`, at most 253 characters.
 fn validate_data_keys(errs: &mut Vec<FieldError>, obj: &Value, field: &str) {
-    let Some(map) = obj.get(field).and_then(Value::as_object) else { return };
+    let Some(map) = obj.get(field).and_then(Value::as_object) else {
+        return;
+    };
     for k in map.keys() {
         let ok = !k.is_empty()
             && k.len() <= 253
-            && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
             && k != "."
             && k != ".."
             && !k.starts_with("..");
@@ -47,7 +50,7 @@ impl Strategy for NamespaceStrategy {
         default_field(obj, "spec", "finalizers", json!(["kubernetes"]));
     }
     fn prepare_for_create(&self, obj: &mut Value) {
-        obj["status"] = json!({"phase": "Active"});
+        crate::object::set(obj, "status", json!({"phase": "Active"}));
     }
     fn name_rule(&self) -> NameRule {
         NameRule::Label
@@ -69,8 +72,13 @@ impl Strategy for SecretStrategy {
                 *data = json!({});
             }
             for (k, v) in sd {
-                let s = v.as_str().map(String::from).unwrap_or_else(|| v.to_string());
-                data[k] = base64::engine::general_purpose::STANDARD.encode(s.as_bytes()).into();
+                let s = v
+                    .as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| v.to_string());
+                data[k] = base64::engine::general_purpose::STANDARD
+                    .encode(s.as_bytes())
+                    .into();
             }
         }
     }
@@ -80,9 +88,16 @@ impl Strategy for SecretStrategy {
         let mut total = 0;
         if let Some(data) = obj.get("data").and_then(Value::as_object) {
             for (k, v) in data {
-                match v.as_str().map(|s| base64::engine::general_purpose::STANDARD.decode(s)) {
+                match v
+                    .as_str()
+                    .map(|s| base64::engine::general_purpose::STANDARD.decode(s))
+                {
                     Some(Ok(b)) => total += b.len(),
-                    _ => errs.push(FieldError::invalid(format!("data[{k}]"), "<secret contents redacted>", "illegal base64 data")),
+                    _ => errs.push(FieldError::invalid(
+                        format!("data[{k}]"),
+                        "<secret contents redacted>",
+                        "illegal base64 data",
+                    )),
                 }
             }
         }
@@ -100,7 +115,10 @@ impl Strategy for SecretStrategy {
         let mut errs = self.validate(new);
         super::immutable(&mut errs, new, old, "type");
         if old.get("immutable") == Some(&json!(true)) && new.get("data") != old.get("data") {
-            errs.push(FieldError::forbidden("data", "field is immutable when `immutable` is set"));
+            errs.push(FieldError::forbidden(
+                "data",
+                "field is immutable when `immutable` is set",
+            ));
         }
         errs
     }
@@ -123,7 +141,10 @@ impl Strategy for ConfigMapStrategy {
         let size: usize = ["data", "binaryData"]
             .iter()
             .filter_map(|f| obj.get(*f).and_then(Value::as_object))
-            .flat_map(|m| m.iter().map(|(k, v)| k.len() + v.as_str().map_or(0, str::len)))
+            .flat_map(|m| {
+                m.iter()
+                    .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+            })
             .sum();
         if size > MAX_DATA_BYTES {
             errs.push(FieldError::too_long("", MAX_DATA_BYTES));
@@ -133,7 +154,10 @@ impl Strategy for ConfigMapStrategy {
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
         let mut errs = self.validate(new);
         if old.get("immutable") == Some(&json!(true)) && new.get("data") != old.get("data") {
-            errs.push(FieldError::forbidden("data", "field is immutable when `immutable` is set"));
+            errs.push(FieldError::forbidden(
+                "data",
+                "field is immutable when `immutable` is set",
+            ));
         }
         errs
     }
@@ -151,9 +175,12 @@ impl Strategy for NodeStrategy {
     }
     fn field_value(&self, obj: &Value, field: &str) -> Option<String> {
         match field {
-            "spec.unschedulable" => {
-                Some(obj.pointer("/spec/unschedulable").and_then(Value::as_bool).unwrap_or(false).to_string())
-            }
+            "spec.unschedulable" => Some(
+                obj.pointer("/spec/unschedulable")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false)
+                    .to_string(),
+            ),
             _ => None,
         }
     }
@@ -169,11 +196,17 @@ impl Strategy for EventStrategy {
     fn validate(&self, obj: &Value) -> Vec<FieldError> {
         let mut errs = Vec::new();
         let ns = crate::object::namespace(obj).unwrap_or_default();
-        if let Some(ins) = obj.pointer("/involvedObject/namespace").and_then(Value::as_str)
+        if let Some(ins) = obj
+            .pointer("/involvedObject/namespace")
+            .and_then(Value::as_str)
             && !ins.is_empty()
             && ins != ns
         {
-            errs.push(FieldError::invalid("involvedObject.namespace", ins, "does not match event.namespace"));
+            errs.push(FieldError::invalid(
+                "involvedObject.namespace",
+                ins,
+                "does not match event.namespace",
+            ));
         }
         errs
     }
@@ -252,7 +285,11 @@ impl Strategy for EndpointSliceStrategy {
         match obj.get("addressType").and_then(Value::as_str) {
             None => vec![FieldError::required("addressType", "")],
             Some("IPv4" | "IPv6" | "FQDN") => vec![],
-            Some(t) => vec![FieldError::not_supported("addressType", t, &["FQDN", "IPv4", "IPv6"])],
+            Some(t) => vec![FieldError::not_supported(
+                "addressType",
+                t,
+                &["FQDN", "IPv4", "IPv6"],
+            )],
         }
     }
 }
@@ -262,11 +299,16 @@ pub(crate) struct PersistentVolumeStrategy;
 
 impl Strategy for PersistentVolumeStrategy {
     fn default(&self, obj: &mut Value) {
-        default_field(obj, "spec", "persistentVolumeReclaimPolicy", json!("Retain"));
+        default_field(
+            obj,
+            "spec",
+            "persistentVolumeReclaimPolicy",
+            json!("Retain"),
+        );
         default_field(obj, "spec", "volumeMode", json!("Filesystem"));
     }
     fn prepare_for_create(&self, obj: &mut Value) {
-        obj["status"] = json!({"phase": "Pending"});
+        crate::object::set(obj, "status", json!({"phase": "Pending"}));
     }
 }
 
@@ -278,12 +320,19 @@ impl Strategy for PersistentVolumeClaimStrategy {
         default_field(obj, "spec", "volumeMode", json!("Filesystem"));
     }
     fn prepare_for_create(&self, obj: &mut Value) {
-        obj["status"] = json!({"phase": "Pending"});
+        crate::object::set(obj, "status", json!({"phase": "Pending"}));
     }
     fn validate(&self, obj: &Value) -> Vec<FieldError> {
         let mut errs = Vec::new();
-        if obj.pointer("/spec/accessModes").and_then(Value::as_array).is_none_or(Vec::is_empty) {
-            errs.push(FieldError::required("spec.accessModes", "at least 1 access mode is required"));
+        if obj
+            .pointer("/spec/accessModes")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty)
+        {
+            errs.push(FieldError::required(
+                "spec.accessModes",
+                "at least 1 access mode is required",
+            ));
         }
         if obj.pointer("/spec/resources/requests/storage").is_none() {
             errs.push(FieldError::required("spec.resources[storage]", ""));
@@ -303,7 +352,12 @@ impl Strategy for PriorityClassStrategy {
         match obj.get("value") {
             Some(Value::Number(n)) if n.as_i64().is_some_and(|v| v <= 1_000_000_000) => vec![],
             Some(Value::Number(n)) => {
-                vec![FieldError::forbidden("value", format!("maximum allowed value of a user defined priority is 1000000000, got {n}"))]
+                vec![FieldError::forbidden(
+                    "value",
+                    format!(
+                        "maximum allowed value of a user defined priority is 1000000000, got {n}"
+                    ),
+                )]
             }
             _ => vec![FieldError::required("value", "")],
         }
@@ -324,7 +378,11 @@ impl Strategy for StorageClassStrategy {
         default_field(obj, "", "volumeBindingMode", json!("Immediate"));
     }
     fn validate(&self, obj: &Value) -> Vec<FieldError> {
-        if obj.get("provisioner").and_then(Value::as_str).is_none_or(str::is_empty) {
+        if obj
+            .get("provisioner")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
             vec![FieldError::required("provisioner", "")]
         } else {
             vec![]

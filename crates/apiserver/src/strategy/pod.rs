@@ -42,7 +42,12 @@ fn default_container(c: &mut Value) {
         _ => "Always",
     };
     default_field(c, "", "imagePullPolicy", json!(policy));
-    default_field(c, "", "terminationMessagePath", json!("/dev/termination-log"));
+    default_field(
+        c,
+        "",
+        "terminationMessagePath",
+        json!("/dev/termination-log"),
+    );
     default_field(c, "", "terminationMessagePolicy", json!("File"));
     default_field(c, "", "resources", json!({}));
     if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
@@ -52,7 +57,9 @@ fn default_container(c: &mut Value) {
     }
     if let Some(env) = c.get_mut("env").and_then(Value::as_array_mut) {
         for e in env {
-            if e.pointer("/valueFrom/fieldRef").is_some_and(Value::is_object) {
+            if e.pointer("/valueFrom/fieldRef")
+                .is_some_and(Value::is_object)
+            {
                 default_field(e, "valueFrom.fieldRef", "apiVersion", json!("v1"));
             }
         }
@@ -63,7 +70,11 @@ fn default_container(c: &mut Value) {
         }
     }
     // Requests default to limits when only limits are given.
-    if let Some(limits) = c.pointer("/resources/limits").cloned().and_then(|l| l.as_object().cloned()) {
+    if let Some(limits) = c
+        .pointer("/resources/limits")
+        .cloned()
+        .and_then(|l| l.as_object().cloned())
+    {
         let res = c.get_mut("resources").expect("defaulted above");
         let requests = crate::object::path_mut(res, "requests");
         if !requests.is_object() {
@@ -77,7 +88,11 @@ fn default_container(c: &mut Value) {
 }
 
 fn default_volume(v: &mut Value) {
-    for (source, field) in [("secret", "defaultMode"), ("configMap", "defaultMode"), ("projected", "defaultMode")] {
+    for (source, field) in [
+        ("secret", "defaultMode"),
+        ("configMap", "defaultMode"),
+        ("projected", "defaultMode"),
+    ] {
         if v.get(source).is_some_and(Value::is_object) {
             default_field(v, source, field, json!(420));
         }
@@ -112,8 +127,16 @@ const DNS_POLICIES: &[&str] = &["ClusterFirstWithHostNet", "ClusterFirst", "Defa
 const PULL_POLICIES: &[&str] = &["Always", "IfNotPresent", "Never"];
 const PROTOCOLS: &[&str] = &["TCP", "UDP", "SCTP"];
 
-fn validate_containers(errs: &mut Vec<FieldError>, spec: &Value, list: &str, base: &str, names: &mut Vec<String>) {
-    let Some(cs) = spec.get(list).and_then(Value::as_array) else { return };
+fn validate_containers(
+    errs: &mut Vec<FieldError>,
+    spec: &Value,
+    list: &str,
+    base: &str,
+    names: &mut Vec<String>,
+) {
+    let Some(cs) = spec.get(list).and_then(Value::as_array) else {
+        return;
+    };
     for (i, c) in cs.iter().enumerate() {
         let at = format!("{base}.{list}[{i}]");
         match c.get("name").and_then(Value::as_str) {
@@ -128,13 +151,20 @@ fn validate_containers(errs: &mut Vec<FieldError>, spec: &Value, list: &str, bas
                 names.push(n.to_string());
             }
         }
-        if c.get("image").and_then(Value::as_str).is_none_or(|s| s.trim().is_empty()) {
+        if c.get("image")
+            .and_then(Value::as_str)
+            .is_none_or(|s| s.trim().is_empty())
+        {
             errs.push(FieldError::required(format!("{at}.image"), ""));
         }
         if let Some(p) = c.get("imagePullPolicy").and_then(Value::as_str)
             && !PULL_POLICIES.contains(&p)
         {
-            errs.push(FieldError::not_supported(format!("{at}.imagePullPolicy"), p, PULL_POLICIES));
+            errs.push(FieldError::not_supported(
+                format!("{at}.imagePullPolicy"),
+                p,
+                PULL_POLICIES,
+            ));
         }
         if let Some(ports) = c.get("ports").and_then(Value::as_array) {
             for (j, p) in ports.iter().enumerate() {
@@ -151,12 +181,20 @@ fn validate_containers(errs: &mut Vec<FieldError>, spec: &Value, list: &str, bas
                 if let Some(n) = p.get("hostPort").and_then(Value::as_i64)
                     && !(1..=65535).contains(&n)
                 {
-                    errs.push(FieldError::invalid(format!("{pat}.hostPort"), n, "must be between 1 and 65535, inclusive"));
+                    errs.push(FieldError::invalid(
+                        format!("{pat}.hostPort"),
+                        n,
+                        "must be between 1 and 65535, inclusive",
+                    ));
                 }
                 if let Some(proto) = p.get("protocol").and_then(Value::as_str)
                     && !PROTOCOLS.contains(&proto)
                 {
-                    errs.push(FieldError::not_supported(format!("{pat}.protocol"), proto, PROTOCOLS));
+                    errs.push(FieldError::not_supported(
+                        format!("{pat}.protocol"),
+                        proto,
+                        PROTOCOLS,
+                    ));
                 }
             }
         }
@@ -170,7 +208,11 @@ pub(crate) fn validate_pod_spec(spec: Option<&Value>, base: &str) -> Vec<FieldEr
         errs.push(FieldError::required(format!("{base}.containers"), ""));
         return errs;
     };
-    if spec.get("containers").and_then(Value::as_array).is_none_or(Vec::is_empty) {
+    if spec
+        .get("containers")
+        .and_then(Value::as_array)
+        .is_none_or(Vec::is_empty)
+    {
         errs.push(FieldError::required(format!("{base}.containers"), ""));
     }
     let mut names = Vec::new();
@@ -179,12 +221,20 @@ pub(crate) fn validate_pod_spec(spec: Option<&Value>, base: &str) -> Vec<FieldEr
     if let Some(p) = spec.get("restartPolicy").and_then(Value::as_str)
         && !RESTART_POLICIES.contains(&p)
     {
-        errs.push(FieldError::not_supported(format!("{base}.restartPolicy"), p, RESTART_POLICIES));
+        errs.push(FieldError::not_supported(
+            format!("{base}.restartPolicy"),
+            p,
+            RESTART_POLICIES,
+        ));
     }
     if let Some(p) = spec.get("dnsPolicy").and_then(Value::as_str)
         && !DNS_POLICIES.contains(&p)
     {
-        errs.push(FieldError::not_supported(format!("{base}.dnsPolicy"), p, DNS_POLICIES));
+        errs.push(FieldError::not_supported(
+            format!("{base}.dnsPolicy"),
+            p,
+            DNS_POLICIES,
+        ));
     }
     let wrapped = json!({"s": spec});
     non_negative(&mut errs, &wrapped, "s.terminationGracePeriodSeconds");
@@ -197,10 +247,14 @@ pub(crate) fn validate_pod_spec(spec: Option<&Value>, base: &str) -> Vec<FieldEr
     if let Some(vs) = spec.get("volumes").and_then(Value::as_array) {
         for (i, v) in vs.iter().enumerate() {
             match v.get("name").and_then(Value::as_str) {
-                None | Some("") => errs.push(FieldError::required(format!("{base}.volumes[{i}].name"), "")),
-                Some(n) if vol_names.contains(&n) => {
-                    errs.push(FieldError::duplicate(format!("{base}.volumes[{i}].name"), n))
-                }
+                None | Some("") => errs.push(FieldError::required(
+                    format!("{base}.volumes[{i}].name"),
+                    "",
+                )),
+                Some(n) if vol_names.contains(&n) => errs.push(FieldError::duplicate(
+                    format!("{base}.volumes[{i}].name"),
+                    n,
+                )),
                 Some(n) => vol_names.push(n),
             }
         }
@@ -224,7 +278,10 @@ impl Strategy for PodStrategy {
                 *tolerations = json!([]);
             }
             let list = tolerations.as_array_mut().expect("array");
-            for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+            for key in [
+                "node.kubernetes.io/not-ready",
+                "node.kubernetes.io/unreachable",
+            ] {
                 if !list.iter().any(|t| t["key"] == key) {
                     list.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
                 }
@@ -232,7 +289,8 @@ impl Strategy for PodStrategy {
         }
     }
     fn prepare_for_create(&self, obj: &mut Value) {
-        obj["status"] = json!({"phase": "Pending", "qosClass": qos_class(obj)});
+        let qos = qos_class(obj);
+        crate::object::set(obj, "status", json!({"phase": "Pending", "qosClass": qos}));
     }
     fn validate(&self, obj: &Value) -> Vec<FieldError> {
         validate_pod_spec(obj.get("spec"), "spec")
@@ -253,7 +311,12 @@ impl Strategy for PodStrategy {
                 }
             }
             if let Some(m) = s.as_object_mut() {
-                for f in ["activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds", "nodeName"] {
+                for f in [
+                    "activeDeadlineSeconds",
+                    "tolerations",
+                    "terminationGracePeriodSeconds",
+                    "nodeName",
+                ] {
                     m.remove(f);
                 }
             }
@@ -265,10 +328,20 @@ impl Strategy for PodStrategy {
                 "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)",
             ));
         }
-        let old_node = old.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default();
-        let new_node = new.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default();
+        let old_node = old
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let new_node = new
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if !old_node.is_empty() && old_node != new_node {
-            errs.push(FieldError::invalid("spec.nodeName", new_node, "field is immutable"));
+            errs.push(FieldError::invalid(
+                "spec.nodeName",
+                new_node,
+                "field is immutable",
+            ));
         }
         errs
     }
@@ -354,14 +427,23 @@ mod tests {
         assert_eq!(spec["containers"][0]["imagePullPolicy"], "Always");
         assert_eq!(spec["containers"][1]["imagePullPolicy"], "IfNotPresent");
         assert_eq!(spec["containers"][2]["imagePullPolicy"], "Always");
-        assert_eq!(spec["containers"][0]["terminationMessagePath"], "/dev/termination-log");
+        assert_eq!(
+            spec["containers"][0]["terminationMessagePath"],
+            "/dev/termination-log"
+        );
         assert_eq!(spec["restartPolicy"], "Always");
     }
 
     #[test]
     fn a_container_without_image_is_invalid_at_its_path() {
-        let errs = validate_pod_spec(Some(&json!({"containers": [{"name": "a"}]})), "spec.template.spec");
-        assert_eq!(errs[0].message(), "spec.template.spec.containers[0].image: Required value");
+        let errs = validate_pod_spec(
+            Some(&json!({"containers": [{"name": "a"}]})),
+            "spec.template.spec",
+        );
+        assert_eq!(
+            errs[0].message(),
+            "spec.template.spec.containers[0].image: Required value"
+        );
     }
 
     #[test]
@@ -369,9 +451,14 @@ mod tests {
         let p = |res: Value| json!({"spec": {"containers": [{"name": "a", "image": "i", "resources": res}]}});
         assert_eq!(qos_class(&p(json!({}))), "BestEffort");
         assert_eq!(
-            qos_class(&p(json!({"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "1", "memory": "1Gi"}}))),
+            qos_class(&p(
+                json!({"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "1", "memory": "1Gi"}})
+            )),
             "Guaranteed"
         );
-        assert_eq!(qos_class(&p(json!({"requests": {"cpu": "1"}}))), "Burstable");
+        assert_eq!(
+            qos_class(&p(json!({"requests": {"cpu": "1"}}))),
+            "Burstable"
+        );
     }
 }

@@ -14,7 +14,9 @@ const PROTOCOLS: &[&str] = &["SCTP", "TCP", "UDP"];
 pub(crate) struct ServiceStrategy;
 
 fn service_type(obj: &Value) -> &str {
-    obj.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP")
+    obj.pointer("/spec/type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP")
 }
 
 impl Strategy for ServiceStrategy {
@@ -23,7 +25,12 @@ impl Strategy for ServiceStrategy {
         let ty = service_type(obj).to_string();
         default_field(obj, "spec", "sessionAffinity", json!("None"));
         if obj.pointer("/spec/sessionAffinity") == Some(&json!("ClientIP")) {
-            default_field(obj, "spec", "sessionAffinityConfig", json!({"clientIP": {"timeoutSeconds": 10800}}));
+            default_field(
+                obj,
+                "spec",
+                "sessionAffinityConfig",
+                json!({"clientIP": {"timeoutSeconds": 10800}}),
+            );
         }
         if let Some(ports) = obj.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
             for p in ports {
@@ -46,7 +53,7 @@ impl Strategy for ServiceStrategy {
         }
     }
     fn prepare_for_create(&self, obj: &mut Value) {
-        obj["status"] = json!({"loadBalancer": {}});
+        crate::object::set(obj, "status", json!({"loadBalancer": {}}));
     }
     fn validate(&self, obj: &Value) -> Vec<FieldError> {
         let mut errs = Vec::new();
@@ -55,16 +62,28 @@ impl Strategy for ServiceStrategy {
             errs.push(FieldError::not_supported("spec.type", ty, TYPES));
         }
         let headless = obj.pointer("/spec/clusterIP") == Some(&json!("None"));
-        let ports = obj.pointer("/spec/ports").and_then(Value::as_array).cloned().unwrap_or_default();
+        let ports = obj
+            .pointer("/spec/ports")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         if ty == "ExternalName" {
-            if obj.pointer("/spec/externalName").and_then(Value::as_str).is_none_or(str::is_empty) {
+            if obj
+                .pointer("/spec/externalName")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
                 errs.push(FieldError::required("spec.externalName", ""));
             }
         } else if ports.is_empty() && !headless {
             errs.push(FieldError::required("spec.ports", ""));
         }
         if headless && (ty == "NodePort" || ty == "LoadBalancer") {
-            errs.push(FieldError::invalid("spec.clusterIPs[0]", "None", format!("may not be set to 'None' for {ty} services")));
+            errs.push(FieldError::invalid(
+                "spec.clusterIPs[0]",
+                "None",
+                format!("may not be set to 'None' for {ty} services"),
+            ));
         }
         let mut names: Vec<&str> = Vec::new();
         for (i, p) in ports.iter().enumerate() {
@@ -84,38 +103,61 @@ impl Strategy for ServiceStrategy {
             }
             match p.get("port").and_then(Value::as_i64) {
                 None => errs.push(FieldError::required(format!("{at}.port"), "")),
-                Some(n) if !(1..=65535).contains(&n) => {
-                    errs.push(FieldError::invalid(format!("{at}.port"), n, "must be between 1 and 65535, inclusive"))
-                }
+                Some(n) if !(1..=65535).contains(&n) => errs.push(FieldError::invalid(
+                    format!("{at}.port"),
+                    n,
+                    "must be between 1 and 65535, inclusive",
+                )),
                 _ => {}
             }
             if let Some(proto) = p.get("protocol").and_then(Value::as_str)
                 && !PROTOCOLS.contains(&proto)
             {
-                errs.push(FieldError::not_supported(format!("{at}.protocol"), proto, PROTOCOLS));
+                errs.push(FieldError::not_supported(
+                    format!("{at}.protocol"),
+                    proto,
+                    PROTOCOLS,
+                ));
             }
             if let Some(np) = p.get("nodePort").and_then(Value::as_i64)
                 && np != 0
                 && ty != "NodePort"
                 && ty != "LoadBalancer"
             {
-                errs.push(FieldError::forbidden(format!("{at}.nodePort"), "may not be used when `type` is 'ClusterIP'"));
+                errs.push(FieldError::forbidden(
+                    format!("{at}.nodePort"),
+                    "may not be used when `type` is 'ClusterIP'",
+                ));
             }
         }
         if let Some(a) = obj.pointer("/spec/sessionAffinity").and_then(Value::as_str)
             && a != "None"
             && a != "ClientIP"
         {
-            errs.push(FieldError::not_supported("spec.sessionAffinity", a, &["ClientIP", "None"]));
+            errs.push(FieldError::not_supported(
+                "spec.sessionAffinity",
+                a,
+                &["ClientIP", "None"],
+            ));
         }
         errs
     }
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
         let mut errs = self.validate(new);
-        let old_ip = old.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or_default();
-        let new_ip = new.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or_default();
+        let old_ip = old
+            .pointer("/spec/clusterIP")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let new_ip = new
+            .pointer("/spec/clusterIP")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if !old_ip.is_empty() && new_ip != old_ip && service_type(new) != "ExternalName" {
-            errs.push(FieldError::invalid("spec.clusterIPs[0]", new_ip, "may not change once set"));
+            errs.push(FieldError::invalid(
+                "spec.clusterIPs[0]",
+                new_ip,
+                "may not change once set",
+            ));
         }
         errs
     }

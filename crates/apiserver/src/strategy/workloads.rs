@@ -16,14 +16,19 @@ fn default_template(obj: &mut Value, at: &str) {
 
 /// `spec.selector` must be present, valid, non-empty and match the template labels.
 fn validate_selector_and_template(errs: &mut Vec<FieldError>, obj: &Value) {
-    let template_labels = crate::object::labels(obj.pointer("/spec/template").unwrap_or(&Value::Null));
+    let template_labels =
+        crate::object::labels(obj.pointer("/spec/template").unwrap_or(&Value::Null));
     match obj.pointer("/spec/selector") {
         None | Some(Value::Null) => errs.push(FieldError::required("spec.selector", "")),
         Some(sel) => {
             let parsed: Result<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector, _> =
                 serde_json::from_value(sel.clone());
             match parsed {
-                Err(e) => errs.push(FieldError::invalid("spec.selector", sel.clone(), e.to_string())),
+                Err(e) => errs.push(FieldError::invalid(
+                    "spec.selector",
+                    sel.clone(),
+                    e.to_string(),
+                )),
                 Ok(s) => {
                     let empty = s.match_labels.as_ref().is_none_or(|m| m.is_empty())
                         && s.match_expressions.as_ref().is_none_or(|m| m.is_empty());
@@ -52,7 +57,11 @@ fn validate_selector_and_template(errs: &mut Vec<FieldError>, obj: &Value) {
                             ));
                         }
                         Ok(_) => {}
-                        Err(e) => errs.push(FieldError::invalid("spec.selector", sel.clone(), e.to_string())),
+                        Err(e) => errs.push(FieldError::invalid(
+                            "spec.selector",
+                            sel.clone(),
+                            e.to_string(),
+                        )),
                     }
                 }
             }
@@ -66,7 +75,10 @@ fn validate_replicated(obj: &Value) -> Vec<FieldError> {
     non_negative(&mut errs, obj, "spec.minReadySeconds");
     non_negative(&mut errs, obj, "spec.revisionHistoryLimit");
     validate_selector_and_template(&mut errs, obj);
-    errs.extend(validate_pod_spec(obj.pointer("/spec/template/spec"), "spec.template.spec"));
+    errs.extend(validate_pod_spec(
+        obj.pointer("/spec/template/spec"),
+        "spec.template.spec",
+    ));
     errs
 }
 
@@ -82,7 +94,12 @@ impl Strategy for DeploymentStrategy {
         default_field(obj, "spec.strategy", "type", json!("RollingUpdate"));
         if obj.pointer("/spec/strategy/type") == Some(&json!("RollingUpdate")) {
             default_field(obj, "spec.strategy", "rollingUpdate", json!({}));
-            default_field(obj, "spec.strategy.rollingUpdate", "maxUnavailable", json!("25%"));
+            default_field(
+                obj,
+                "spec.strategy.rollingUpdate",
+                "maxUnavailable",
+                json!("25%"),
+            );
             default_field(obj, "spec.strategy.rollingUpdate", "maxSurge", json!("25%"));
         }
         default_template(obj, "/spec/template/spec");
@@ -91,18 +108,32 @@ impl Strategy for DeploymentStrategy {
         let mut errs = validate_replicated(obj);
         if let Some(t) = obj.pointer("/spec/strategy/type").and_then(Value::as_str) {
             if !["RollingUpdate", "Recreate"].contains(&t) {
-                errs.push(FieldError::not_supported("spec.strategy.type", t, &["Recreate", "RollingUpdate"]));
-            } else if t == "Recreate" && obj.pointer("/spec/strategy/rollingUpdate").is_some_and(|v| !v.is_null()) {
+                errs.push(FieldError::not_supported(
+                    "spec.strategy.type",
+                    t,
+                    &["Recreate", "RollingUpdate"],
+                ));
+            } else if t == "Recreate"
+                && obj
+                    .pointer("/spec/strategy/rollingUpdate")
+                    .is_some_and(|v| !v.is_null())
+            {
                 errs.push(FieldError::forbidden(
                     "spec.strategy.rollingUpdate",
                     "may not be specified when strategy `type` is 'Recreate'",
                 ));
             }
         }
-        if let Some(t) = obj.pointer("/spec/template/spec/restartPolicy").and_then(Value::as_str)
+        if let Some(t) = obj
+            .pointer("/spec/template/spec/restartPolicy")
+            .and_then(Value::as_str)
             && t != "Always"
         {
-            errs.push(FieldError::not_supported("spec.template.spec.restartPolicy", t, &["Always"]));
+            errs.push(FieldError::not_supported(
+                "spec.template.spec.restartPolicy",
+                t,
+                &["Always"],
+            ));
         }
         errs
     }
@@ -145,10 +176,20 @@ impl Strategy for StatefulSetStrategy {
         default_field(obj, "spec", "replicas", json!(1));
         default_field(obj, "spec", "podManagementPolicy", json!("OrderedReady"));
         default_field(obj, "spec", "revisionHistoryLimit", json!(10));
-        default_field(obj, "spec", "updateStrategy", json!({"type": "RollingUpdate"}));
+        default_field(
+            obj,
+            "spec",
+            "updateStrategy",
+            json!({"type": "RollingUpdate"}),
+        );
         if obj.pointer("/spec/updateStrategy/type") == Some(&json!("RollingUpdate")) {
             default_field(obj, "spec.updateStrategy", "rollingUpdate", json!({}));
-            default_field(obj, "spec.updateStrategy.rollingUpdate", "partition", json!(0));
+            default_field(
+                obj,
+                "spec.updateStrategy.rollingUpdate",
+                "partition",
+                json!(0),
+            );
         }
         default_field(
             obj,
@@ -179,11 +220,26 @@ pub(crate) struct DaemonSetStrategy;
 impl Strategy for DaemonSetStrategy {
     fn default(&self, obj: &mut Value) {
         default_field(obj, "spec", "revisionHistoryLimit", json!(10));
-        default_field(obj, "spec", "updateStrategy", json!({"type": "RollingUpdate"}));
+        default_field(
+            obj,
+            "spec",
+            "updateStrategy",
+            json!({"type": "RollingUpdate"}),
+        );
         if obj.pointer("/spec/updateStrategy/type") == Some(&json!("RollingUpdate")) {
             default_field(obj, "spec.updateStrategy", "rollingUpdate", json!({}));
-            default_field(obj, "spec.updateStrategy.rollingUpdate", "maxUnavailable", json!(1));
-            default_field(obj, "spec.updateStrategy.rollingUpdate", "maxSurge", json!(0));
+            default_field(
+                obj,
+                "spec.updateStrategy.rollingUpdate",
+                "maxUnavailable",
+                json!(1),
+            );
+            default_field(
+                obj,
+                "spec.updateStrategy.rollingUpdate",
+                "maxSurge",
+                json!(0),
+            );
         }
         default_template(obj, "/spec/template/spec");
     }
@@ -208,7 +264,10 @@ impl Strategy for ReplicationControllerStrategy {
         default_field(obj, "spec", "replicas", json!(1));
         if let Some(labels) = obj.pointer("/spec/template/metadata/labels").cloned() {
             default_field(obj, "spec", "selector", labels.clone());
-            if obj.pointer("/metadata/labels").is_none_or(|l| l.as_object().is_none_or(|m| m.is_empty())) {
+            if obj
+                .pointer("/metadata/labels")
+                .is_none_or(|l| l.as_object().is_none_or(|m| m.is_empty()))
+            {
                 crate::object::meta_mut(obj).insert("labels".into(), labels);
             }
         }
@@ -217,7 +276,10 @@ impl Strategy for ReplicationControllerStrategy {
     fn validate(&self, obj: &Value) -> Vec<FieldError> {
         let mut errs = Vec::new();
         non_negative(&mut errs, obj, "spec.replicas");
-        errs.extend(validate_pod_spec(obj.pointer("/spec/template/spec"), "spec.template.spec"));
+        errs.extend(validate_pod_spec(
+            obj.pointer("/spec/template/spec"),
+            "spec.template.spec",
+        ));
         errs
     }
     fn tracks_generation(&self) -> bool {
@@ -228,10 +290,20 @@ impl Strategy for ReplicationControllerStrategy {
 fn validate_job_template(errs: &mut Vec<FieldError>, obj: &Value, at: &str, field: &str) {
     let spec = obj.pointer(at);
     errs.extend(validate_pod_spec(spec, &format!("{field}.spec")));
-    match spec.and_then(|s| s.get("restartPolicy")).and_then(Value::as_str) {
+    match spec
+        .and_then(|s| s.get("restartPolicy"))
+        .and_then(Value::as_str)
+    {
         Some("Never" | "OnFailure") => {}
-        Some(p) => errs.push(FieldError::not_supported(format!("{field}.spec.restartPolicy"), p, &["OnFailure", "Never"])),
-        None => errs.push(FieldError::required(format!("{field}.spec.restartPolicy"), "")),
+        Some(p) => errs.push(FieldError::not_supported(
+            format!("{field}.spec.restartPolicy"),
+            p,
+            &["OnFailure", "Never"],
+        )),
+        None => errs.push(FieldError::required(
+            format!("{field}.spec.restartPolicy"),
+            "",
+        )),
     }
 }
 
@@ -241,8 +313,12 @@ pub(crate) struct JobStrategy;
 
 impl Strategy for JobStrategy {
     fn default(&self, obj: &mut Value) {
-        let completions = obj.pointer("/spec/completions").is_some_and(|v| !v.is_null());
-        let parallelism = obj.pointer("/spec/parallelism").is_some_and(|v| !v.is_null());
+        let completions = obj
+            .pointer("/spec/completions")
+            .is_some_and(|v| !v.is_null());
+        let parallelism = obj
+            .pointer("/spec/parallelism")
+            .is_some_and(|v| !v.is_null());
         if !completions && !parallelism {
             default_field(obj, "spec", "completions", json!(1));
             default_field(obj, "spec", "parallelism", json!(1));
@@ -251,7 +327,12 @@ impl Strategy for JobStrategy {
         default_field(obj, "spec", "backoffLimit", json!(6));
         default_field(obj, "spec", "completionMode", json!("NonIndexed"));
         default_field(obj, "spec", "suspend", json!(false));
-        default_field(obj, "spec", "podReplacementPolicy", json!("TerminatingOrFailed"));
+        default_field(
+            obj,
+            "spec",
+            "podReplacementPolicy",
+            json!("TerminatingOrFailed"),
+        );
         if obj.pointer("/spec/template/spec/restartPolicy").is_none() {
             // Jobs have no default restartPolicy; validation demands one.
         }
@@ -264,26 +345,43 @@ impl Strategy for JobStrategy {
         }
     }
     fn prepare_for_create(&self, obj: &mut Value) {
-        let manual = obj.pointer("/spec/manualSelector").and_then(Value::as_bool).unwrap_or(false);
-        let uid = crate::object::meta_str(obj, "uid").unwrap_or_default().to_string();
+        let manual = obj
+            .pointer("/spec/manualSelector")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let uid = crate::object::meta_str(obj, "uid")
+            .unwrap_or_default()
+            .to_string();
         let name = crate::object::name(obj).unwrap_or_default().to_string();
         if !manual && !uid.is_empty() {
-            obj["spec"]["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
+            crate::object::set(
+                obj,
+                "spec.selector",
+                json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}),
+            );
             let labels = crate::object::path_mut(obj, "spec.template.metadata.labels");
             if !labels.is_object() {
                 *labels = json!({});
             }
             let l = labels.as_object_mut().expect("object");
-            l.insert("batch.kubernetes.io/controller-uid".into(), uid.clone().into());
+            l.insert(
+                "batch.kubernetes.io/controller-uid".into(),
+                uid.clone().into(),
+            );
             l.insert("batch.kubernetes.io/job-name".into(), name.clone().into());
             l.insert("controller-uid".into(), uid.into());
             l.insert("job-name".into(), name.into());
         }
-        obj["status"] = json!({});
+        crate::object::set(obj, "status", json!({}));
     }
     fn validate(&self, obj: &Value) -> Vec<FieldError> {
         let mut errs = Vec::new();
-        for f in ["spec.parallelism", "spec.completions", "spec.backoffLimit", "spec.activeDeadlineSeconds"] {
+        for f in [
+            "spec.parallelism",
+            "spec.completions",
+            "spec.backoffLimit",
+            "spec.activeDeadlineSeconds",
+        ] {
             non_negative(&mut errs, obj, f);
         }
         validate_job_template(&mut errs, obj, "/spec/template/spec", "spec.template");
@@ -338,12 +436,23 @@ impl Strategy for CronJobStrategy {
                 }
             }
         }
-        if let Some(p) = obj.pointer("/spec/concurrencyPolicy").and_then(Value::as_str)
+        if let Some(p) = obj
+            .pointer("/spec/concurrencyPolicy")
+            .and_then(Value::as_str)
             && !["Allow", "Forbid", "Replace"].contains(&p)
         {
-            errs.push(FieldError::not_supported("spec.concurrencyPolicy", p, &["Allow", "Forbid", "Replace"]));
+            errs.push(FieldError::not_supported(
+                "spec.concurrencyPolicy",
+                p,
+                &["Allow", "Forbid", "Replace"],
+            ));
         }
-        validate_job_template(&mut errs, obj, "/spec/jobTemplate/spec/template/spec", "spec.jobTemplate.spec.template");
+        validate_job_template(
+            &mut errs,
+            obj,
+            "/spec/jobTemplate/spec/template/spec",
+            "spec.jobTemplate.spec.template",
+        );
         errs
     }
     fn tracks_generation(&self) -> bool {
@@ -357,16 +466,26 @@ pub(crate) struct HpaStrategy;
 impl Strategy for HpaStrategy {
     fn default(&self, obj: &mut Value) {
         default_field(obj, "spec", "minReplicas", json!(1));
-        if obj.pointer("/spec/metrics").is_none_or(|m| m.as_array().is_none_or(Vec::is_empty)) {
-            obj["spec"]["metrics"] = json!([{
-                "type": "Resource",
-                "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}
-            }]);
+        if obj
+            .pointer("/spec/metrics")
+            .is_none_or(|m| m.as_array().is_none_or(Vec::is_empty))
+        {
+            crate::object::set(
+                obj,
+                "spec.metrics",
+                json!([{
+                    "type": "Resource",
+                    "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}
+                }]),
+            );
         }
     }
     fn validate(&self, obj: &Value) -> Vec<FieldError> {
         let mut errs = Vec::new();
-        let min = obj.pointer("/spec/minReplicas").and_then(Value::as_i64).unwrap_or(1);
+        let min = obj
+            .pointer("/spec/minReplicas")
+            .and_then(Value::as_i64)
+            .unwrap_or(1);
         match obj.pointer("/spec/maxReplicas").and_then(Value::as_i64) {
             None => errs.push(FieldError::required("spec.maxReplicas", "")),
             Some(max) if max < min => errs.push(FieldError::invalid(
@@ -392,7 +511,9 @@ pub(crate) struct PdbStrategy;
 impl Strategy for PdbStrategy {
     fn validate(&self, obj: &Value) -> Vec<FieldError> {
         let mut errs = Vec::new();
-        if obj.pointer("/spec/minAvailable").is_some() && obj.pointer("/spec/maxUnavailable").is_some() {
+        if obj.pointer("/spec/minAvailable").is_some()
+            && obj.pointer("/spec/maxUnavailable").is_some()
+        {
             errs.push(FieldError::invalid(
                 "spec",
                 obj["spec"].clone(),

@@ -12,7 +12,11 @@ pub struct TestEtcd {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 impl TestEtcd {
@@ -21,25 +25,39 @@ impl TestEtcd {
             std::path::Path::new("/usr/bin/etcd").exists(),
             "/usr/bin/etcd is missing: install Debian's etcd-server (the README's setup command does)"
         );
-        let dir = tempfile::Builder::new().prefix("skiff-etcd-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("skiff-etcd-")
+            .tempdir()
+            .expect("temp dir");
         let (cp, pp) = (free_port(), free_port());
         let client_url = format!("http://127.0.0.1:{cp}");
         let peer_url = format!("http://127.0.0.1:{pp}");
         let log = std::fs::File::create(dir.path().join("etcd.log")).expect("log");
         let child = Command::new("/usr/bin/etcd")
-            .arg("--name").arg("test")
-            .arg("--data-dir").arg(dir.path().join("data"))
-            .arg("--listen-client-urls").arg(&client_url)
-            .arg("--advertise-client-urls").arg(&client_url)
-            .arg("--listen-peer-urls").arg(&peer_url)
-            .arg("--initial-advertise-peer-urls").arg(&peer_url)
-            .arg("--initial-cluster").arg(format!("test={peer_url}"))
+            .arg("--name")
+            .arg("test")
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--listen-client-urls")
+            .arg(&client_url)
+            .arg("--advertise-client-urls")
+            .arg(&client_url)
+            .arg("--listen-peer-urls")
+            .arg(&peer_url)
+            .arg("--initial-advertise-peer-urls")
+            .arg(&peer_url)
+            .arg("--initial-cluster")
+            .arg(format!("test={peer_url}"))
             .arg("--unsafe-no-fsync")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start etcd");
-        let e = TestEtcd { dir, child, client_url };
+        let e = TestEtcd {
+            dir,
+            child,
+            client_url,
+        };
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(20) {
             let ok = Command::new("curl")
@@ -53,7 +71,10 @@ impl TestEtcd {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("etcd did not become healthy: {}", std::fs::read_to_string(e.dir.path().join("etcd.log")).unwrap_or_default());
+        panic!(
+            "etcd did not become healthy: {}",
+            std::fs::read_to_string(e.dir.path().join("etcd.log")).unwrap_or_default()
+        );
     }
 }
 

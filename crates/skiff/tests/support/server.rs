@@ -38,8 +38,16 @@ impl TestServer {
 
     /// Starts a server with extra flags and waits for /readyz.
     pub fn start_with(opts: Options) -> Self {
-        let dir = tempfile::Builder::new().prefix("skiff-e2e-").tempdir().expect("temp dir");
-        let mut s = TestServer { dir, child: None, port: 0, extra: opts.args };
+        let dir = tempfile::Builder::new()
+            .prefix("skiff-e2e-")
+            .tempdir()
+            .expect("temp dir");
+        let mut s = TestServer {
+            dir,
+            child: None,
+            port: 0,
+            extra: opts.args,
+        };
         s.spawn_and_wait();
         s
     }
@@ -81,7 +89,10 @@ impl TestServer {
                 return;
             }
             self.kill();
-            eprintln!("server start attempt {attempt} failed; log:\n{}", self.log());
+            eprintln!(
+                "server start attempt {attempt} failed; log:\n{}",
+                self.log()
+            );
         }
         panic!("skiff server did not become ready; log:\n{}", self.log());
     }
@@ -99,7 +110,15 @@ impl TestServer {
                 return false;
             }
             let out = Command::new("curl")
-                .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "1"])
+                .args([
+                    "-sk",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    "--max-time",
+                    "1",
+                ])
                 .arg(format!("https://127.0.0.1:{}/readyz", self.port))
                 .output();
             if let Ok(o) = out
@@ -123,7 +142,10 @@ impl TestServer {
     /// SIGTERM and wait; returns the exit status code.
     pub fn terminate(&mut self) -> Option<i32> {
         let mut c = self.child.take()?;
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(15) {
             if let Ok(Some(st)) = c.try_wait() {
@@ -150,12 +172,21 @@ impl TestServer {
             .arg("--cache-dir")
             .arg(self.dir.path().join("kube-cache"))
             .args(args)
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("run kubectl");
         if let Some(input) = stdin {
-            child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(input.as_bytes())
+                .expect("write stdin");
         }
         child.wait_with_output().expect("kubectl output")
     }
@@ -199,9 +230,10 @@ impl TestServer {
     /// A kube-rs client for this server (admin certificate).
     pub async fn client(&self) -> kube::Client {
         let kc = kube::config::Kubeconfig::read_from(self.kubeconfig()).expect("read kubeconfig");
-        let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-            .await
-            .expect("kube config");
+        let cfg =
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .expect("kube config");
         kube::Client::try_from(cfg).expect("kube client")
     }
 
@@ -223,7 +255,12 @@ impl TestServer {
         let tls = self.dir.path().join("server/tls");
         let cert = tls.join("admin.crt");
         let key = tls.join("admin.key");
-        let mut args: Vec<&str> = vec!["--cert", cert.to_str().expect("utf8"), "--key", key.to_str().expect("utf8")];
+        let mut args: Vec<&str> = vec![
+            "--cert",
+            cert.to_str().expect("utf8"),
+            "--key",
+            key.to_str().expect("utf8"),
+        ];
         args.extend_from_slice(extra);
         self.curl(path, &args)
     }

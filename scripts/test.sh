@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: installs what the tests need, checks formatting and
+# lints, builds once, and runs every test with cargo-nextest in parallel.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --deps-only
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+echo "==> cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "==> building tests"
+cargo nextest run --workspace --locked --no-run
+echo "==> running tests"
+cargo nextest run --workspace --locked --no-fail-fast "$@"
