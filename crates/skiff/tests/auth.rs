@@ -36,14 +36,14 @@ fn a_static_token_user_can_use_kubectl() {
     assert_eq!(code, 200, "{body}");
     // A kubeconfig with only the cluster CA and the user's token.
     let ca = s.data_dir().join("server/tls/ca.crt");
-    let token_cfg = |name: &str, token: Option<&str>| {
+    let token_cfg = |name: &str, token: Option<&str>| -> std::path::PathBuf {
         let path = dir.path().join(name);
         let user = match token {
-            Some(t) => format!("    token: {t}\n"),
-            None => "    {}\n".to_string(),
+            Some(t) => format!("  user:\n    token: {t}\n"),
+            None => "  user: {}\n".to_string(),
         };
         let cfg = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:{}\n    certificate-authority: {}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\nusers:\n- name: u\n  user:\n{user}",
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:{}\n    certificate-authority: {}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\nusers:\n- name: u\n{user}",
             s.port,
             ca.display()
         );
@@ -71,7 +71,8 @@ fn a_static_token_user_can_use_kubectl() {
         String::from_utf8_lossy(&out.stdout).trim(),
         "namespace/default"
     );
-    let out = run(&token_cfg("nobody.yaml", None), "c2");
+    // A token the server does not know is refused (no credentials at all would make kubectl prompt).
+    let out = run(&token_cfg("mallory.yaml", Some("not-a-known-token")), "c2");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
