@@ -175,7 +175,7 @@ fn paths_for(r: &ResourceInfo, v3: bool, out: &mut Map<String, Value>) {
     let def = r.definition.as_str();
     let list_def = format!("{def}List");
     let json_ct: &[&str] = &["application/json", "application/yaml"];
-    let mut path_params = |path: &str, with_name: bool| {
+    let path_params = |path: &str, with_name: bool| {
         let mut ps = Vec::new();
         if with_name {
             ps.push(param("name", "path", "string", v3, true));
