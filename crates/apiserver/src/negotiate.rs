@@ -66,6 +66,7 @@ pub(crate) fn output(accept: Option<&str>) -> Result<Output, ApiError> {
 pub(crate) enum BodyType {
     Json,
     Yaml,
+    Protobuf,
     JsonPatch,
     MergePatch,
     StrategicMergePatch,
@@ -84,6 +85,7 @@ pub(crate) fn body_type(content_type: Option<&str>) -> Result<BodyType, ApiError
     Ok(match media.as_str() {
         "application/json" | "" | "*/*" => BodyType::Json,
         "application/yaml" => BodyType::Yaml,
+        "application/vnd.kubernetes.protobuf" => BodyType::Protobuf,
         "application/json-patch+json" => BodyType::JsonPatch,
         "application/merge-patch+json" => BodyType::MergePatch,
         "application/strategic-merge-patch+json" => BodyType::StrategicMergePatch,
@@ -99,6 +101,11 @@ pub(crate) fn decode_object(bytes: &[u8], ty: BodyType) -> Result<(Value, Vec<St
         BodyType::Yaml => {
             let v: Value = serde_yaml::from_slice(bytes)
                 .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+            (v, Vec::new())
+        }
+        BodyType::Protobuf => {
+            let v = protobuf_codec::decode_to_json(bytes)
+                .map_err(|e| ApiError::bad_request(format!("error decoding protobuf body: {e}")))?;
             (v, Vec::new())
         }
         _ => api::schema::parse_json_detect_duplicates(bytes).map_err(|e| {

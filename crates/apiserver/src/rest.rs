@@ -56,6 +56,11 @@ impl<'a> Ctx<'a> {
             .ok_or_else(|| {
                 ApiError::not_found_message("the server could not find the requested resource")
             })?;
+        if !res.namespaced && info.namespace.is_some() {
+            return Err(ApiError::not_found_message(
+                "the server could not find the requested resource",
+            ));
+        }
         let strategy = strategy::for_resource(&res);
         Ok(Self {
             state,

@@ -207,3 +207,153 @@ fn api_resources_versions_and_explain_work() {
     assert!(explain.contains("KIND:       Deployment"), "{explain}");
     assert!(explain.contains("rollingUpdate"), "{explain}");
 }
+
+#[test]
+fn kubectl_create_subcommands_send_protobuf_and_work() {
+    let s = TestServer::start();
+    s.kubectl_ok(&["create", "namespace", "pb"]);
+    s.kubectl_ok(&[
+        "create",
+        "deployment",
+        "web",
+        "-n",
+        "pb",
+        "--image=nginx:1.27",
+        "--replicas=3",
+        "--port=80",
+    ]);
+    assert_eq!(
+        s.kubectl_ok(&["get", "deploy", "-n", "pb", "web", "-o", "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].ports[0].containerPort} {.spec.selector.matchLabels.app}"]),
+        "3 80 web"
+    );
+    s.kubectl_ok(&[
+        "expose",
+        "deployment",
+        "web",
+        "-n",
+        "pb",
+        "--port=8080",
+        "--target-port=80",
+    ]);
+    assert_eq!(
+        s.kubectl_ok(&[
+            "get",
+            "svc",
+            "-n",
+            "pb",
+            "web",
+            "-o",
+            "jsonpath={.spec.ports[0].port} {.spec.ports[0].targetPort} {.spec.selector.app}"
+        ]),
+        "8080 80 web"
+    );
+    s.kubectl_ok(&[
+        "create",
+        "service",
+        "nodeport",
+        "np",
+        "-n",
+        "pb",
+        "--tcp=80:8080",
+        "--node-port=30123",
+    ]);
+    assert_eq!(
+        s.kubectl_ok(&[
+            "get",
+            "svc",
+            "-n",
+            "pb",
+            "np",
+            "-o",
+            "jsonpath={.spec.type} {.spec.ports[0].nodePort}"
+        ]),
+        "NodePort 30123"
+    );
+    s.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "creds",
+        "-n",
+        "pb",
+        "--from-literal=user=admin",
+    ]);
+    assert_eq!(
+        s.kubectl_ok(&[
+            "get",
+            "secret",
+            "-n",
+            "pb",
+            "creds",
+            "-o",
+            "jsonpath={.data.user}"
+        ]),
+        "YWRtaW4="
+    );
+    s.kubectl_ok(&[
+        "create",
+        "configmap",
+        "cfg",
+        "-n",
+        "pb",
+        "--from-literal=a=1",
+    ]);
+    s.kubectl_ok(&[
+        "create",
+        "job",
+        "once",
+        "-n",
+        "pb",
+        "--image=busybox",
+        "--",
+        "true",
+    ]);
+    assert_eq!(
+        s.kubectl_ok(&[
+            "get",
+            "job",
+            "-n",
+            "pb",
+            "once",
+            "-o",
+            "jsonpath={.spec.template.spec.restartPolicy} {.spec.backoffLimit}"
+        ]),
+        "Never 6"
+    );
+    s.kubectl_ok(&[
+        "run",
+        "solo",
+        "-n",
+        "pb",
+        "--image=busybox",
+        "--restart=Never",
+        "--",
+        "sleep",
+        "1",
+    ]);
+    assert_eq!(
+        s.kubectl_ok(&[
+            "get",
+            "pod",
+            "-n",
+            "pb",
+            "solo",
+            "-o",
+            "jsonpath={.status.phase} {.spec.restartPolicy}"
+        ]),
+        "Pending Never"
+    );
+    let all = s.kubectl_ok(&["get", "all", "-n", "pb", "-o", "name"]);
+    for want in [
+        "pod/solo",
+        "service/web",
+        "service/np",
+        "deployment.apps/web",
+        "job.batch/once",
+    ] {
+        assert!(
+            all.lines().any(|l| l == want),
+            "{want} missing from get all:\n{all}"
+        );
+    }
+}

@@ -13,7 +13,17 @@ fn json(body: &str) -> Value {
 }
 
 fn post(s: &TestServer, path: &str, body: &str) -> (u16, Value) {
-    let (code, text) = s.curl_admin(path, &["-X", "POST", "-H", "Content-Type: application/json", "--data-binary", body]);
+    let (code, text) = s.curl_admin(
+        path,
+        &[
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            body,
+        ],
+    );
     (code, json(&text))
 }
 
@@ -21,31 +31,79 @@ fn post(s: &TestServer, path: &str, body: &str) -> (u16, Value) {
 fn cluster_ips_and_node_ports_are_unique_and_released_on_delete() {
     let s = TestServer::start();
     let svc = |name: &str, ip: &str, node_port: u16| {
-        format!(r#"{{"apiVersion":"v1","kind":"Service","metadata":{{"name":"{name}"}},"spec":{{"type":"NodePort","clusterIP":"{ip}","ports":[{{"port":80,"nodePort":{node_port}}}]}}}}"#)
+        format!(
+            r#"{{"apiVersion":"v1","kind":"Service","metadata":{{"name":"{name}"}},"spec":{{"type":"NodePort","clusterIP":"{ip}","ports":[{{"port":80,"nodePort":{node_port}}}]}}}}"#
+        )
     };
-    let (code, body) = post(&s, "/api/v1/namespaces/default/services", &svc("a", "10.43.7.7", 30080));
+    let (code, body) = post(
+        &s,
+        "/api/v1/namespaces/default/services",
+        &svc("a", "10.43.7.7", 30080),
+    );
     assert_eq!(code, 201, "{body}");
     assert_eq!(body["spec"]["ports"][0]["targetPort"], 80);
-    let (code, body) = post(&s, "/api/v1/namespaces/default/services", &svc("b", "10.43.7.7", 30081));
+    let (code, body) = post(
+        &s,
+        "/api/v1/namespaces/default/services",
+        &svc("b", "10.43.7.7", 30081),
+    );
     assert_eq!(code, 422, "{body}");
-    assert!(body["message"].as_str().unwrap_or_default().contains("provided IP is already allocated"), "{body}");
-    let (code, body) = post(&s, "/api/v1/namespaces/default/services", &svc("b", "10.43.7.8", 30080));
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("provided IP is already allocated"),
+        "{body}"
+    );
+    let (code, body) = post(
+        &s,
+        "/api/v1/namespaces/default/services",
+        &svc("b", "10.43.7.8", 30080),
+    );
     assert_eq!(code, 422, "{body}");
-    assert!(body["message"].as_str().unwrap_or_default().contains("provided port is already allocated"), "{body}");
-    let (code, body) = post(&s, "/api/v1/namespaces/default/services", &svc("b", "10.43.7.8", 80));
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("provided port is already allocated"),
+        "{body}"
+    );
+    let (code, body) = post(
+        &s,
+        "/api/v1/namespaces/default/services",
+        &svc("b", "10.43.7.8", 80),
+    );
     assert_eq!(code, 422, "{body}");
-    assert!(body["message"].as_str().unwrap_or_default().contains("30000-32767"), "{body}");
-    let (code, body) = post(&s, "/api/v1/namespaces/default/services", &svc("a", "10.43.7.9", 30082));
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("30000-32767"),
+        "{body}"
+    );
+    let (code, body) = post(
+        &s,
+        "/api/v1/namespaces/default/services",
+        &svc("a", "10.43.7.9", 30082),
+    );
     assert_eq!(code, 409, "{body}");
     assert_eq!(body["reason"], "AlreadyExists");
     s.kubectl_ok(&["delete", "svc", "a"]);
-    let (code, body) = post(&s, "/api/v1/namespaces/default/services", &svc("b", "10.43.7.7", 30080));
+    let (code, body) = post(
+        &s,
+        "/api/v1/namespaces/default/services",
+        &svc("b", "10.43.7.7", 30080),
+    );
     assert_eq!(code, 201, "released IP and port are reusable: {body}");
     // Allocation survives a restart: the same IP is still taken afterwards.
     let mut s = s;
     assert_eq!(s.terminate(), Some(0));
     s.spawn_and_wait();
-    let (code, body) = post(&s, "/api/v1/namespaces/default/services", &svc("c", "10.43.7.7", 30090));
+    let (code, body) = post(
+        &s,
+        "/api/v1/namespaces/default/services",
+        &svc("c", "10.43.7.7", 30090),
+    );
     assert_eq!(code, 422, "{body}");
 }
 
@@ -63,12 +121,32 @@ fn a_pod_binds_to_a_node_once() {
     assert_eq!(code, 201, "{body}");
     let node = s.kubectl_ok(&["get", "pod", "p", "-o", "jsonpath={.spec.nodeName}"]);
     assert_eq!(node, "node-1");
-    let (code, body) = post(&s, "/api/v1/namespaces/default/pods/p/binding", &binding.replace("node-1", "node-2"));
+    let (code, body) = post(
+        &s,
+        "/api/v1/namespaces/default/pods/p/binding",
+        &binding.replace("node-1", "node-2"),
+    );
     assert_eq!(code, 409, "{body}");
-    assert!(body["message"].as_str().unwrap_or_default().contains("is already assigned to node \"node-1\""), "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("is already assigned to node \"node-1\""),
+        "{body}"
+    );
     let wide = s.kubectl_ok(&["get", "pods", "-o", "wide"]);
-    assert!(wide.contains("node-1") && wide.contains("Pending"), "{wide}");
-    let by_node = s.kubectl_ok(&["get", "pods", "--field-selector", "spec.nodeName=node-1", "-o", "name"]);
+    assert!(
+        wide.contains("node-1") && wide.contains("Pending"),
+        "{wide}"
+    );
+    let by_node = s.kubectl_ok(&[
+        "get",
+        "pods",
+        "--field-selector",
+        "spec.nodeName=node-1",
+        "-o",
+        "name",
+    ]);
     assert_eq!(by_node.trim(), "pod/p");
 }
 
@@ -76,9 +154,14 @@ fn a_pod_binds_to_a_node_once() {
 fn deletecollection_deletes_only_what_the_selector_matches() {
     let s = TestServer::start();
     for (n, tier) in [("a", "web"), ("b", "web"), ("c", "db")] {
-        s.apply(&format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {n}\n  labels: {{tier: {tier}}}\n"));
+        s.apply(&format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {n}\n  labels: {{tier: {tier}}}\n"
+        ));
     }
-    let (code, text) = s.curl_admin("/api/v1/namespaces/default/configmaps?labelSelector=tier%3Dweb", &["-X", "DELETE"]);
+    let (code, text) = s.curl_admin(
+        "/api/v1/namespaces/default/configmaps?labelSelector=tier%3Dweb",
+        &["-X", "DELETE"],
+    );
     assert_eq!(code, 200, "{text}");
     assert_eq!(json(&text)["kind"], "ConfigMapList");
     let left = s.kubectl_ok(&["get", "cm", "-l", "tier", "-o", "name"]);
@@ -90,7 +173,10 @@ fn metadata_only_and_table_responses_have_kubernetes_shapes() {
     let s = TestServer::start();
     let (code, text) = s.curl_admin(
         "/api/v1/namespaces",
-        &["-H", "Accept: application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"],
+        &[
+            "-H",
+            "Accept: application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
+        ],
     );
     assert_eq!(code, 200, "{text}");
     let v = json(&text);
@@ -98,11 +184,19 @@ fn metadata_only_and_table_responses_have_kubernetes_shapes() {
     assert_eq!(v["items"][0]["kind"], "PartialObjectMetadata");
     assert!(v["items"][0]["metadata"]["name"].is_string());
     assert!(v["items"][0].get("spec").is_none());
-    let (code, text) = s.curl_admin("/api/v1/namespaces", &["-H", "Accept: application/json;as=Table;g=meta.k8s.io;v=v1"]);
+    let (code, text) = s.curl_admin(
+        "/api/v1/namespaces",
+        &["-H", "Accept: application/json;as=Table;g=meta.k8s.io;v=v1"],
+    );
     assert_eq!(code, 200, "{text}");
     let t = json(&text);
     assert_eq!(t["kind"], "Table");
-    let cols: Vec<&str> = t["columnDefinitions"].as_array().expect("columns").iter().filter_map(|c| c["name"].as_str()).collect();
+    let cols: Vec<&str> = t["columnDefinitions"]
+        .as_array()
+        .expect("columns")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
     assert_eq!(cols, vec!["Name", "Status", "Age"]);
     assert_eq!(t["rows"][0]["cells"][1], "Active");
 }
@@ -111,15 +205,37 @@ fn metadata_only_and_table_responses_have_kubernetes_shapes() {
 fn duplicate_json_fields_are_rejected_when_strict() {
     let s = TestServer::start();
     let body = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"d"},"data":{"k":"1"},"data":{"k":"2"}}"#;
-    let (code, v) = post(&s, "/api/v1/namespaces/default/configmaps?fieldValidation=Strict", body);
+    let (code, v) = post(
+        &s,
+        "/api/v1/namespaces/default/configmaps?fieldValidation=Strict",
+        body,
+    );
     assert_eq!(code, 400, "{v}");
-    assert!(v["message"].as_str().unwrap_or_default().contains("duplicate field \"data\""), "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("duplicate field \"data\""),
+        "{v}"
+    );
     let (code, text) = s.curl_admin(
         "/api/v1/namespaces/default/configmaps?fieldValidation=Warn",
-        &["-i", "-X", "POST", "-H", "Content-Type: application/json", "--data-binary", body],
+        &[
+            "-i",
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            body,
+        ],
     );
     assert_eq!(code, 201, "{text}");
-    assert!(text.to_ascii_lowercase().contains("warning: 299 - \"duplicate field \\\"data\\\"\""), "{text}");
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("warning: 299 - \"duplicate field \\\"data\\\"\""),
+        "{text}"
+    );
 }
 
 #[test]
@@ -127,8 +243,16 @@ fn kubectl_edit_applies_the_editors_change() {
     let s = TestServer::start();
     s.apply("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: e\ndata:\n  k: before\n");
     let editor = s.data_dir().join("editor.sh");
-    std::fs::write(&editor, "#!/bin/sh\nsed -i 's/k: before/k: after/' \"$1\"\n").expect("editor");
-    std::process::Command::new("chmod").arg("+x").arg(&editor).status().expect("chmod");
+    std::fs::write(
+        &editor,
+        "#!/bin/sh\nsed -i 's/k: before/k: after/' \"$1\"\n",
+    )
+    .expect("editor");
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&editor)
+        .status()
+        .expect("chmod");
     let out = std::process::Command::new("/usr/bin/kubectl")
         .env("KUBECONFIG", s.kubeconfig())
         .env("KUBE_EDITOR", &editor)
@@ -137,7 +261,17 @@ fn kubectl_edit_applies_the_editors_change() {
         .args(["edit", "cm", "e"])
         .output()
         .expect("kubectl edit");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "configmap/e edited");
-    assert_eq!(s.kubectl_ok(&["get", "cm", "e", "-o", "jsonpath={.data.k}"]), "after");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "configmap/e edited"
+    );
+    assert_eq!(
+        s.kubectl_ok(&["get", "cm", "e", "-o", "jsonpath={.data.k}"]),
+        "after"
+    );
 }

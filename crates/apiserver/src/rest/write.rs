@@ -163,7 +163,7 @@ impl Ctx<'_> {
     /// Decodes a body into an object of this resource, applying field validation.
     fn decode_body(&mut self, content_type: Option<&str>, body: &Bytes) -> Result<Value, ApiError> {
         let ty = negotiate::body_type(content_type)?;
-        if !matches!(ty, BodyType::Json | BodyType::Yaml) {
+        if !matches!(ty, BodyType::Json | BodyType::Yaml | BodyType::Protobuf) {
             return Err(ApiError::unsupported_media_type(
                 content_type.unwrap_or_default(),
             ));
@@ -397,10 +397,13 @@ impl Ctx<'_> {
             BodyType::ApplyPatch => Err(ApiError::unsupported_media_type(
                 "application/apply-patch+yaml (server-side apply is not supported yet)",
             )),
-            BodyType::Json | BodyType::Yaml => Err(ApiError::unsupported_media_type(match ty {
-                BodyType::Json => "application/json",
-                _ => "application/yaml",
-            })),
+            BodyType::Json | BodyType::Yaml | BodyType::Protobuf => {
+                Err(ApiError::unsupported_media_type(match ty {
+                    BodyType::Json => "application/json",
+                    BodyType::Protobuf => "application/vnd.kubernetes.protobuf",
+                    _ => "application/yaml",
+                }))
+            }
         }
     }
 

@@ -35,8 +35,12 @@ impl Strategy for ServiceStrategy {
         if let Some(ports) = obj.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
             for p in ports {
                 default_field(p, "", "protocol", json!("TCP"));
-                if let Some(port) = p.get("port").cloned() {
-                    default_field(p, "", "targetPort", port);
+                // Unset, null, 0 and "" all mean "the same as port" (IntOrString zero value).
+                let unset = matches!(p.get("targetPort"), None | Some(Value::Null))
+                    || p.get("targetPort") == Some(&json!(0))
+                    || p.get("targetPort") == Some(&json!(""));
+                if unset && let Some(port) = p.get("port").cloned() {
+                    crate::object::set(p, "targetPort", port);
                 }
             }
         }
