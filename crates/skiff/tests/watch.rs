@@ -202,3 +202,26 @@ async fn kube_runtime_watcher_sees_the_initial_list_and_changes() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn streaming_list_watch_sends_initial_events_then_a_bookmark() {
+    use kube::runtime::watcher::{self, Event};
+    let s = TestServer::start();
+    let api: Api<ConfigMap> = Api::namespaced(s.client().await, "default");
+    for n in ["s1", "s2"] {
+        api.create(&PostParams::default(), &cm(n, &[])).await.expect("create");
+    }
+    let cfg = watcher::Config::default().streaming_lists();
+    let mut w = watcher::watcher(api.clone(), cfg).boxed();
+    let mut init = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), w.try_next()).await.expect("event in time").expect("ok") {
+            Some(Event::InitApply(o)) => init.push(o.metadata.name.unwrap_or_default()),
+            Some(Event::InitDone) => break,
+            Some(_) => {}
+            None => panic!("watcher ended"),
+        }
+    }
+    init.sort();
+    assert_eq!(init, vec!["s1", "s2"]);
+}
