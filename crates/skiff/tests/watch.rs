@@ -209,13 +209,19 @@ async fn streaming_list_watch_sends_initial_events_then_a_bookmark() {
     let s = TestServer::start();
     let api: Api<ConfigMap> = Api::namespaced(s.client().await, "default");
     for n in ["s1", "s2"] {
-        api.create(&PostParams::default(), &cm(n, &[])).await.expect("create");
+        api.create(&PostParams::default(), &cm(n, &[]))
+            .await
+            .expect("create");
     }
     let cfg = watcher::Config::default().streaming_lists();
     let mut w = watcher::watcher(api.clone(), cfg).boxed();
     let mut init = Vec::new();
     loop {
-        match tokio::time::timeout(Duration::from_secs(10), w.try_next()).await.expect("event in time").expect("ok") {
+        match tokio::time::timeout(Duration::from_secs(10), w.try_next())
+            .await
+            .expect("event in time")
+            .expect("ok")
+        {
             Some(Event::InitApply(o)) => init.push(o.metadata.name.unwrap_or_default()),
             Some(Event::InitDone) => break,
             Some(_) => {}
