@@ -187,6 +187,20 @@ impl EtcdStore {
     }
 
     /// The current state from the `else` branch of a failed transaction.
+    /// The error of a compare-and-swap that did not succeed: NotFound when the key is
+    /// gone, Conflict (with the current state) when its revision moved on.
+    fn cas_failure(&self, key: &str, response: &TxnResponse) -> Result<StoreError, StoreError> {
+        Ok(match self.failed_state(response)? {
+            None => StoreError::NotFound {
+                key: key.to_string(),
+            },
+            current => StoreError::Conflict {
+                key: key.to_string(),
+                current,
+            },
+        })
+    }
+
     fn failed_state(&self, response: &TxnResponse) -> Result<Option<KeyValue>, StoreError> {
         for op in response.op_responses() {
             if let TxnOpResponse::Get(get) = op {
@@ -353,15 +367,7 @@ impl Store for EtcdStore {
             .or_else([TxnOp::get(full, None)]);
         let response = self.txn("cannot update a key", txn).await?;
         if !response.succeeded() {
-            return Err(match self.failed_state(&response)? {
-                None => StoreError::NotFound {
-                    key: key.to_string(),
-                },
-                current => StoreError::Conflict {
-                    key: key.to_string(),
-                    current,
-                },
-            });
+            return Err(self.cas_failure(key, &response)?);
         }
         let revision = header_revision(&response);
         let create_revision = response
@@ -402,15 +408,7 @@ impl Store for EtcdStore {
             .or_else([TxnOp::get(full, None)]);
         let response = self.txn("cannot delete a key", txn).await?;
         if !response.succeeded() {
-            return Err(match self.failed_state(&response)? {
-                None => StoreError::NotFound {
-                    key: key.to_string(),
-                },
-                current => StoreError::Conflict {
-                    key: key.to_string(),
-                    current,
-                },
-            });
+            return Err(self.cas_failure(key, &response)?);
         }
         let revision = header_revision(&response);
         let prev = response

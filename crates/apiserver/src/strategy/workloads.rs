@@ -69,6 +69,12 @@ fn validate_selector_and_template(errs: &mut Vec<FieldError>, obj: &Value) {
     }
 }
 
+/// Update rule of every replicated workload: the selector never changes.
+fn selector_is_immutable(mut errs: Vec<FieldError>, new: &Value, old: &Value) -> Vec<FieldError> {
+    immutable(&mut errs, new, old, "spec.selector");
+    errs
+}
+
 fn validate_replicated(obj: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
     non_negative(&mut errs, obj, "spec.replicas");
@@ -138,9 +144,7 @@ impl Strategy for DeploymentStrategy {
         errs
     }
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
-        let mut errs = self.validate(new);
-        immutable(&mut errs, new, old, "spec.selector");
-        errs
+        selector_is_immutable(self.validate(new), new, old)
     }
     fn tracks_generation(&self) -> bool {
         true
@@ -159,9 +163,7 @@ impl Strategy for ReplicaSetStrategy {
         validate_replicated(obj)
     }
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
-        let mut errs = self.validate(new);
-        immutable(&mut errs, new, old, "spec.selector");
-        errs
+        selector_is_immutable(self.validate(new), new, old)
     }
     fn tracks_generation(&self) -> bool {
         true
@@ -203,8 +205,7 @@ impl Strategy for StatefulSetStrategy {
         validate_replicated(obj)
     }
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
-        let mut errs = self.validate(new);
-        immutable(&mut errs, new, old, "spec.selector");
+        let mut errs = selector_is_immutable(self.validate(new), new, old);
         immutable(&mut errs, new, old, "spec.serviceName");
         immutable(&mut errs, new, old, "spec.podManagementPolicy");
         errs
@@ -247,9 +248,7 @@ impl Strategy for DaemonSetStrategy {
         validate_replicated(obj)
     }
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
-        let mut errs = self.validate(new);
-        immutable(&mut errs, new, old, "spec.selector");
-        errs
+        selector_is_immutable(self.validate(new), new, old)
     }
     fn tracks_generation(&self) -> bool {
         true
