@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::rest::write::{DeleteOptions, delete_object};
+use crate::rest::delete::{DeleteOptions, delete_object};
 use crate::serve::State;
 
 /// Starts finalizing namespace `name` in the background.

@@ -20,6 +20,7 @@ use crate::strategy::{self, Strategy};
 
 mod meta;
 pub(crate) use meta::partial_metadata;
+pub(crate) mod delete;
 pub(crate) mod subresource;
 pub(crate) mod write;
 
