@@ -1,6 +1,7 @@
 //! `skiff`: one binary for the Skiff control plane, node agent and tools.
 
 mod bench;
+mod components;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -17,6 +18,10 @@ struct Cli {
 enum Command {
     /// Run the control plane (API server on an embedded datastore).
     Server(Box<server::ServerArgs>),
+    /// Run the scheduler against an API server (several may run; one leads).
+    Scheduler(components::SchedulerArgs),
+    /// Run the controller manager against an API server (several may run; one leads).
+    ControllerManager(components::ControllerManagerArgs),
     /// Benchmarks whose results go into BENCHMARKS.md.
     Bench(bench::BenchArgs),
 }
@@ -46,6 +51,8 @@ fn main() {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Server(args) => server::run(*args).await,
+            Command::Scheduler(args) => components::run_scheduler(args).await,
+            Command::ControllerManager(args) => components::run_controller_manager(args).await,
             Command::Bench(args) => bench::run(args).await,
         }
     });

@@ -320,7 +320,38 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             "the node agent is not built yet; this server runs no pods (see README: what is missing)"
         );
     }
-    server.run(shutdown_signal()).await?;
+    // Control-plane clients in this process, talking to the server over HTTPS.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let components_kubeconfig = kubeconfig.clone();
+    let cluster_cidr = args.cluster_cidr.clone();
+    let disabled = args.disable.clone();
+    let components = tokio::spawn(async move {
+        match crate::components::spawn_embedded(
+            &components_kubeconfig,
+            &cluster_cidr,
+            &disabled,
+            stop_rx,
+        )
+        .await
+        {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the scheduler and controllers");
+                Vec::new()
+            }
+        }
+    });
+    server
+        .run(async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        })
+        .await?;
+    if let Ok(tasks) = components.await {
+        for t in tasks {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(3), t).await;
+        }
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -52,7 +52,21 @@ fn crates_only_depend_on_what_their_layer_allows() {
         ("store", &[]),
         ("protobuf-codec", &["api"]),
         ("apiserver", &["api", "store", "protobuf-codec"]),
-        ("skiff", &["api", "store", "apiserver", "protobuf-codec"]),
+        ("leader-election", &[]),
+        // Watch clients talk to the API through `kube`: never to the store or the server.
+        ("scheduler", &["api", "leader-election"]),
+        ("controllers", &["api", "leader-election"]),
+        (
+            "skiff",
+            &[
+                "api",
+                "store",
+                "apiserver",
+                "protobuf-codec",
+                "scheduler",
+                "controllers",
+            ],
+        ),
     ];
     for (krate, uses) in &deps {
         let ok: BTreeSet<String> = allowed

@@ -1,0 +1,161 @@
+//! `skiff scheduler` and `skiff controller-manager`: the control-plane API clients on
+//! their own, against any server (`--kubeconfig`), with leader election so that
+//! several instances can run side by side. `skiff server` runs the same code in its
+//! own process through [`spawn_embedded`].
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use clap::Args;
+use tokio::sync::watch;
+
+/// Flags shared by the standalone components.
+#[derive(Args, Debug, Clone)]
+pub struct ClientArgs {
+    /// Kubeconfig of the API server to use.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: PathBuf,
+    /// Run under leader election (set false to run unconditionally).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+}
+
+/// Flags of `skiff controller-manager`.
+#[derive(Args, Debug, Clone)]
+pub struct ControllerManagerArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Controllers to run: `*` for all, `name` to add, `-name` to remove.
+    #[arg(long, value_delimiter = ',', default_value = "*")]
+    pub controllers: Vec<String>,
+    /// Pod network split into per-node CIDRs by node IPAM.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    pub cluster_cidr: String,
+    /// Seconds without a node Lease renewal before the node is marked unreachable.
+    #[arg(long, default_value_t = 40)]
+    pub node_monitor_grace_period: u64,
+}
+
+/// Flags of `skiff scheduler`.
+#[derive(Args, Debug, Clone)]
+pub struct SchedulerArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// A kube client from a kubeconfig file.
+pub async fn client_from(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig)
+        .with_context(|| format!("reading kubeconfig {}", kubeconfig.display()))?;
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+        .await
+        .with_context(|| format!("using kubeconfig {}", kubeconfig.display()))?;
+    Ok(kube::Client::try_from(cfg)?)
+}
+
+fn identity(role: &str) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}_{role}_{}", host.trim(), std::process::id())
+}
+
+fn shutdown_on_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        } else {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+fn controller_config(args: &ControllerManagerArgs) -> controllers::ControllerManagerConfig {
+    controllers::ControllerManagerConfig {
+        controllers: args.controllers.clone(),
+        cluster_cidr: args.cluster_cidr.clone(),
+        node_monitor_grace_period: std::time::Duration::from_secs(args.node_monitor_grace_period),
+        leader_elect: args.client.leader_elect,
+        identity: identity("controller-manager"),
+        ..Default::default()
+    }
+}
+
+/// Runs `skiff controller-manager`.
+pub async fn run_controller_manager(args: ControllerManagerArgs) -> anyhow::Result<()> {
+    controllers::selected(&args.controllers)?;
+    let client = client_from(&args.client.kubeconfig).await?;
+    controllers::run(client, controller_config(&args), shutdown_on_signal()).await?;
+    Ok(())
+}
+
+/// Runs `skiff scheduler`.
+pub async fn run_scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
+    let client = client_from(&args.client.kubeconfig).await?;
+    let cfg = scheduler::SchedulerConfig {
+        leader_elect: args.client.leader_elect,
+        identity: identity("scheduler"),
+    };
+    scheduler::run(client, cfg, shutdown_on_signal()).await?;
+    Ok(())
+}
+
+/// Waits for the server's /readyz (its bootstrap objects exist then).
+async fn wait_ready(client: &kube::Client) -> anyhow::Result<()> {
+    for _ in 0..600 {
+        let req = http::Request::get("/readyz").body(Vec::new())?;
+        if client
+            .request_text(req)
+            .await
+            .is_ok_and(|t| t.trim() == "ok")
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("the API server did not become ready within 30 s")
+}
+
+/// Starts the scheduler and controller manager inside `skiff server`, as API clients
+/// of the server through `kubeconfig`.
+pub async fn spawn_embedded(
+    kubeconfig: &Path,
+    cluster_cidr: &str,
+    disabled: &[String],
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let client = client_from(kubeconfig).await?;
+    wait_ready(&client).await?;
+    let mut tasks = Vec::new();
+    if !disabled.iter().any(|d| d == "scheduler") {
+        let cfg = scheduler::SchedulerConfig {
+            leader_elect: true,
+            identity: identity("scheduler"),
+        };
+        let (c, s) = (client.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = scheduler::run(c, cfg, s).await {
+                tracing::error!(error = %e, "scheduler stopped");
+            }
+        }));
+    }
+    if !disabled.iter().any(|d| d == "controllers") {
+        let cfg = controllers::ControllerManagerConfig {
+            cluster_cidr: cluster_cidr.to_string(),
+            identity: identity("controller-manager"),
+            ..Default::default()
+        };
+        let (c, s) = (client, shutdown);
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = controllers::run(c, cfg, s).await {
+                tracing::error!(error = %e, "controller manager stopped");
+            }
+        }));
+    }
+    Ok(tasks)
+}
