@@ -41,6 +41,10 @@ pub struct ResourceInfo {
     pub verbs: Vec<String>,
     /// OpenAPI definition name of the kind, e.g. `io.k8s.api.apps.v1.Deployment`.
     pub definition: String,
+    /// The group whose key space stores these objects: the resource's own group,
+    /// except for views of another resource (events.k8s.io Events are stored as
+    /// core/v1 Events, as Kubernetes does).
+    pub storage_group: String,
 }
 
 impl ResourceInfo {
@@ -70,10 +74,10 @@ impl ResourceInfo {
 
     /// The store key prefix of all objects of this resource (ends with `/`).
     pub fn key_prefix(&self) -> String {
-        let group = if self.group.is_empty() {
+        let group = if self.storage_group.is_empty() {
             "core"
         } else {
-            &self.group
+            &self.storage_group
         };
         format!("/registry/{group}/{}/", self.plural)
     }
@@ -184,6 +188,10 @@ impl Registry {
                     subresources: strings(s.sub),
                     verbs: strings(s.verbs),
                     definition: definition_name(s.group, s.version, s.kind),
+                    storage_group: match s.group {
+                        "events.k8s.io" => String::new(),
+                        g => g.to_string(),
+                    },
                 })
             })
             .collect();
@@ -262,6 +270,16 @@ mod tests {
             "/registry/apps/deployments/default/web"
         );
         assert!(d.has_subresource("scale"));
+    }
+
+    #[test]
+    fn events_of_both_groups_share_one_key_space() {
+        let reg = Registry::builtin();
+        let core = reg.lookup("", "v1", "events").expect("core events");
+        let v1 = reg
+            .lookup("events.k8s.io", "v1", "events")
+            .expect("events.k8s.io events");
+        assert_eq!(core.key_prefix(), v1.key_prefix());
     }
 
     #[test]

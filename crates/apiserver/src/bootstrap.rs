@@ -53,7 +53,7 @@ pub(crate) async fn run(state: &State) -> Result<(), crate::Error> {
     let services = lookup(state, "", "v1", "services")?;
     let page = state
         .storage
-        .list(&services.key_prefix(), None, None, 0, &|_| true)
+        .list(&services, &services.key_prefix(), None, None, 0, &|_| true)
         .await
         .map_err(api_error)?;
     for svc in &page.items {
@@ -123,7 +123,14 @@ pub(crate) async fn run(state: &State) -> Result<(), crate::Error> {
     let namespaces = lookup(state, "", "v1", "namespaces")?;
     let page = state
         .storage
-        .list(&namespaces.key_prefix(), None, None, 0, &|_| true)
+        .list(
+            &namespaces,
+            &namespaces.key_prefix(),
+            None,
+            None,
+            0,
+            &|_| true,
+        )
         .await
         .map_err(api_error)?;
     for ns in page.items {

@@ -10,6 +10,7 @@ mod authn;
 mod authz;
 mod bootstrap;
 mod config;
+mod conversion;
 mod discovery;
 mod error;
 mod handler;

@@ -41,7 +41,7 @@ async fn finalize_once(state: &State, name: &str) -> Result<bool, api::status::A
     for res in state.registry.all().iter().filter(|r| r.namespaced) {
         let page = state
             .storage
-            .list(&res.namespace_prefix(name), None, None, 0, &|_| true)
+            .list(res, &res.namespace_prefix(name), None, None, 0, &|_| true)
             .await?;
         for obj in page.items {
             let Some(n) = crate::object::name(&obj) else {

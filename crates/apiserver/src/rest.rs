@@ -302,7 +302,7 @@ impl<'a> Ctx<'a> {
         let page = self
             .state
             .storage
-            .list(&prefix, revision, start_after, limit, &|o| {
+            .list(&self.res, &prefix, revision, start_after, limit, &|o| {
                 self.matches(&q, o)
             })
             .await?;

@@ -52,9 +52,14 @@ pub(crate) fn decode(kv: &KeyValue) -> Result<Value, ApiError> {
     Ok(v)
 }
 
+/// Decodes a stored object in the shape `info` serves.
+pub(crate) fn decode_as(info: &ResourceInfo, kv: &KeyValue) -> Result<Value, ApiError> {
+    decode(kv).map(|v| crate::conversion::from_storage(info, v))
+}
+
 /// Encodes an object for storage (without `resourceVersion`, which the store owns).
-pub(crate) fn encode(obj: &Value) -> Bytes {
-    let mut obj = obj.clone();
+pub(crate) fn encode(info: &ResourceInfo, obj: &Value) -> Bytes {
+    let mut obj = crate::conversion::to_storage(info, obj);
     crate::object::meta_mut(&mut obj).remove("resourceVersion");
     Bytes::from(serde_json::to_vec(&obj).unwrap_or_default())
 }
@@ -112,7 +117,7 @@ impl Storage {
     ) -> Result<Value, ApiError> {
         let key = info.key(ns, name);
         match self.store.get(&key).await {
-            Ok(Some(kv)) => decode(&kv),
+            Ok(Some(kv)) => decode_as(info, &kv),
             Ok(None) => Err(ApiError::not_found(&info.group, &info.plural, name)),
             Err(e) => Err(store_error(info, name, e)),
         }
@@ -127,10 +132,10 @@ impl Storage {
     ) -> Result<Value, ApiError> {
         let kv = self
             .store
-            .create(&info.key(ns, name), encode(obj))
+            .create(&info.key(ns, name), encode(info, obj))
             .await
             .map_err(|e| store_error(info, name, e))?;
-        decode(&kv)
+        decode_as(info, &kv)
     }
 
     pub(crate) async fn update(
@@ -143,10 +148,10 @@ impl Storage {
     ) -> Result<Value, ApiError> {
         let kv = self
             .store
-            .update(&info.key(ns, name), encode(obj), expected)
+            .update(&info.key(ns, name), encode(info, obj), expected)
             .await
             .map_err(|e| store_error(info, name, e))?;
-        decode(&kv)
+        decode_as(info, &kv)
     }
 
     pub(crate) async fn delete(
@@ -161,12 +166,13 @@ impl Storage {
             .delete(&info.key(ns, name), expected)
             .await
             .map_err(|e| store_error(info, name, e))?;
-        decode(&kv)
+        decode_as(info, &kv)
     }
 
     /// Lists objects, filtering with `keep`, until `limit` kept items are found (0 = all).
     pub(crate) async fn list(
         &self,
+        info: &ResourceInfo,
         prefix: &str,
         revision: Option<Revision>,
         start_after: Option<String>,
@@ -192,7 +198,7 @@ impl Storage {
             at = Some(res.revision);
             let last_key = res.items.last().map(|kv| kv.key.clone());
             for kv in &res.items {
-                let obj = decode(kv)?;
+                let obj = decode_as(info, kv)?;
                 if keep(&obj) {
                     items.push(obj);
                     if limit > 0 && items.len() == limit {

@@ -17,7 +17,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use crate::handler::Reply;
 use crate::negotiate::Output;
 use crate::rest::{Ctx, ListQuery};
-use crate::storage::{decode, parse_rv};
+use crate::storage::{decode_as, parse_rv};
 
 /// How often an idle watch with bookmarks enabled gets one.
 const BOOKMARK_EVERY: Duration = Duration::from_secs(30);
@@ -117,7 +117,7 @@ impl Ctx<'_> {
                 let page = self
                     .state
                     .storage
-                    .list(&prefix, None, None, 0, &|o| self.matches(&q, o))
+                    .list(&self.res, &prefix, None, None, 0, &|o| self.matches(&q, o))
                     .await?;
                 (Some(page.items), page.revision)
             }
@@ -127,7 +127,7 @@ impl Ctx<'_> {
                     let page = self
                         .state
                         .storage
-                        .list(&prefix, None, None, 0, &|o| self.matches(&q, o))
+                        .list(&self.res, &prefix, None, None, 0, &|o| self.matches(&q, o))
                         .await?;
                     (Some(page.items), page.revision.max(r))
                 } else {
@@ -178,6 +178,7 @@ impl Ctx<'_> {
             }
         };
         let mut shutdown = self.state.shutdown.clone();
+        let res = self.res.clone();
         tokio::spawn(async move {
             let mut last_rv = from;
             if let Some(items) = initial {
@@ -219,8 +220,9 @@ impl Ctx<'_> {
                             }
                         };
                         last_rv = ev.kv.mod_revision;
-                        let Ok(obj) = decode(&ev.kv) else { continue };
-                        let prev = ev.prev_value.as_ref().and_then(|p| serde_json::from_slice::<Value>(p).ok());
+                        let Ok(obj) = decode_as(&res, &ev.kv) else { continue };
+                        let prev = ev.prev_value.as_ref().and_then(|p| serde_json::from_slice::<Value>(p).ok())
+                            .map(|v| crate::conversion::from_storage(&res, v));
                         let now_matches = ctx_matches(&obj);
                         let was_matching = prev.as_ref().map(&ctx_matches);
                         let ty = match (ev.kind, was_matching, now_matches) {

@@ -275,3 +275,18 @@ fn kubectl_edit_applies_the_editors_change() {
         "after"
     );
 }
+
+#[test]
+fn events_written_through_events_k8s_io_are_core_events_too() {
+    let s = TestServer::start();
+    let ev = r#"{"apiVersion":"events.k8s.io/v1","kind":"Event","metadata":{"name":"e1"},"eventTime":"2026-01-01T00:00:00.000000Z",
+        "regarding":{"apiVersion":"v1","kind":"ConfigMap","name":"cfg","namespace":"default"},"reason":"Tested","note":"hello from v1",
+        "type":"Normal","action":"Test","reportingController":"skiff-test","reportingInstance":"t1"}"#;
+    let (code, body) = post(&s, "/apis/events.k8s.io/v1/namespaces/default/events", ev);
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(body["note"], "hello from v1");
+    let core = s.kubectl_ok(&["get", "events.v1.", "e1", "-o", "jsonpath={.message} {.involvedObject.name} {.reportingComponent}"]);
+    assert_eq!(core, "hello from v1 cfg skiff-test");
+    let listed = s.kubectl_ok(&["get", "events", "--field-selector", "involvedObject.name=cfg", "-o", "name"]);
+    assert!(listed.contains("e1"), "{listed}");
+}

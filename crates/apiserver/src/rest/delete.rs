@@ -106,7 +106,7 @@ impl Ctx<'_> {
         let page = self
             .state
             .storage
-            .list(&prefix, None, None, 0, &|o| self.matches(&q, o))
+            .list(&self.res, &prefix, None, None, 0, &|o| self.matches(&q, o))
             .await?;
         let mut items = Vec::new();
         for o in page.items {
