@@ -125,7 +125,7 @@ async fn wait_ready(client: &kube::Client) -> anyhow::Result<()> {
 /// of the server through `kubeconfig`.
 pub async fn spawn_embedded(
     kubeconfig: &Path,
-    cluster_cidr: &str,
+    controller_config: controllers::ControllerManagerConfig,
     disabled: &[String],
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
@@ -145,11 +145,7 @@ pub async fn spawn_embedded(
         }));
     }
     if !disabled.iter().any(|d| d == "controllers") {
-        let cfg = controllers::ControllerManagerConfig {
-            cluster_cidr: cluster_cidr.to_string(),
-            identity: identity("controller-manager"),
-            ..Default::default()
-        };
+        let cfg = controllers::ControllerManagerConfig { identity: identity("controller-manager"), ..controller_config };
         let (c, s) = (client, shutdown);
         tasks.push(tokio::spawn(async move {
             if let Err(e) = controllers::run(c, cfg, s).await {

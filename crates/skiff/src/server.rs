@@ -69,6 +69,9 @@ pub struct ServerArgs {
     /// Components not to run, comma separated (scheduler, controllers, dns, proxy, serving, metrics, ui).
     #[arg(long, value_delimiter = ',')]
     pub disable: Vec<String>,
+    /// Seconds without a node Lease renewal before a node is marked unreachable.
+    #[arg(long, default_value_t = 40)]
+    pub node_monitor_grace_period: u64,
     /// Seconds of store history kept for watches before compaction.
     #[arg(long, default_value_t = 300, hide = true)]
     pub compaction_interval: u64,
@@ -323,12 +326,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // Control-plane clients in this process, talking to the server over HTTPS.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let components_kubeconfig = kubeconfig.clone();
-    let cluster_cidr = args.cluster_cidr.clone();
+    let controller_config = controllers::ControllerManagerConfig {
+        cluster_cidr: args.cluster_cidr.clone(),
+        node_monitor_grace_period: std::time::Duration::from_secs(args.node_monitor_grace_period),
+        ..Default::default()
+    };
     let disabled = args.disable.clone();
     let components = tokio::spawn(async move {
         match crate::components::spawn_embedded(
             &components_kubeconfig,
-            &cluster_cidr,
+            controller_config,
             &disabled,
             stop_rx,
         )
