@@ -71,6 +71,18 @@ pub(crate) async fn run(state: &State) -> Result<(), crate::Error> {
         .await?;
     }
 
+    for (name, value, description) in crate::admission::SYSTEM_PRIORITY_CLASSES {
+        ensure(
+            state,
+            "scheduling.k8s.io",
+            "v1",
+            "priorityclasses",
+            json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": name},
+                   "value": value, "description": description, "globalDefault": false}),
+        )
+        .await?;
+    }
+
     let first_ip = crate::allocator::Cidr::parse(&state.config.service_cidr)
         .map_err(crate::Error::Config)?
         .nth(1)

@@ -5,6 +5,7 @@
 //! strategy (defaults, validation) → store. Discovery and OpenAPI documents are
 //! served from the resource registry in the `api` crate.
 
+mod admission;
 mod allocator;
 mod authn;
 mod authz;

@@ -290,3 +290,24 @@ fn events_written_through_events_k8s_io_are_core_events_too() {
     let listed = s.kubectl_ok(&["get", "events", "--field-selector", "involvedObject.name=cfg", "-o", "name"]);
     assert!(listed.contains("e1"), "{listed}");
 }
+
+#[test]
+fn pod_priority_comes_from_its_priority_class() {
+    let s = TestServer::start();
+    let pcs = s.kubectl_ok(&["get", "priorityclasses", "-o", "name"]);
+    assert!(pcs.contains("system-node-critical") && pcs.contains("system-cluster-critical"), "{pcs}");
+    s.apply("apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata:\n  name: high\nvalue: 1000\npreemptionPolicy: Never\n");
+    let pod = |name: &str, class: &str| {
+        format!(r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}"}},"spec":{{"priorityClassName":"{class}","containers":[{{"name":"c","image":"busybox"}}]}}}}"#)
+    };
+    let (code, body) = post(&s, "/api/v1/namespaces/default/pods", &pod("p1", "high"));
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(body["spec"]["priority"], 1000);
+    assert_eq!(body["spec"]["preemptionPolicy"], "Never");
+    let (code, body) = post(&s, "/api/v1/namespaces/default/pods", &pod("p2", "missing"));
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(body["message"], "pods \"p2\" is forbidden: no PriorityClass with name missing was found");
+    let (code, body) = post(&s, "/api/v1/namespaces/default/pods", r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p3"},"spec":{"containers":[{"name":"c","image":"busybox"}]}}"#);
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(body["spec"]["priority"], 0);
+}

@@ -64,36 +64,6 @@ fn invalid(res: &ResourceInfo, name: &str, errs: Vec<FieldError>) -> ApiError {
     ApiError::invalid(&res.group, &res.kind, name, errs)
 }
 
-fn check_namespace_can_hold(
-    state: &State,
-    res: &ResourceInfo,
-    ns_obj: Option<&Value>,
-    ns: &str,
-) -> Result<(), ApiError> {
-    if !res.namespaced {
-        return Ok(());
-    }
-    let _ = state;
-    match ns_obj {
-        None => Err(ApiError::not_found("", "namespaces", ns)),
-        Some(n)
-            if n.pointer("/metadata/deletionTimestamp")
-                .is_some_and(|v| !v.is_null()) =>
-        {
-            let mut e = ApiError::forbidden(format!(
-                "unable to create new content in namespace {ns} because it is being terminated"
-            ));
-            e.details = Some(api::status::StatusDetails {
-                name: Some(ns.to_string()),
-                kind: Some("namespaces".into()),
-                ..Default::default()
-            });
-            Err(e)
-        }
-        Some(_) => Ok(()),
-    }
-}
-
 impl Ctx<'_> {
     /// Decodes a body into an object of this resource, applying field validation.
     fn decode_body(&mut self, content_type: Option<&str>, body: &Bytes) -> Result<Value, ApiError> {
@@ -417,17 +387,7 @@ pub(crate) async fn create_object(
     if !errs.is_empty() {
         return Err(invalid(res, &name, errs));
     }
-    if let Some(ns) = &ns {
-        let ns_res = state.registry.lookup("", "v1", "namespaces").cloned();
-        if let Some(ns_res) = ns_res {
-            let ns_obj = match state.storage.get(&ns_res, None, ns).await {
-                Ok(o) => Some(o),
-                Err(e) if e.code == 404 => None,
-                Err(e) => return Err(e),
-            };
-            check_namespace_can_hold(state, res, ns_obj.as_ref(), ns)?;
-        }
-    }
+    crate::admission::admit_create(state, res, &mut obj).await?;
     if res.group.is_empty() && res.plural == "services" {
         // Report an existing Service as AlreadyExists, not as a taken cluster IP.
         match state.storage.get(res, ns.as_deref(), &name).await {

@@ -351,6 +351,11 @@ impl Strategy for PriorityClassStrategy {
     fn validate(&self, obj: &Value) -> Vec<FieldError> {
         match obj.get("value") {
             Some(Value::Number(n)) if n.as_i64().is_some_and(|v| v <= 1_000_000_000) => vec![],
+            Some(Value::Number(_))
+                if crate::object::name(obj).is_some_and(|n| n.starts_with("system-")) =>
+            {
+                vec![]
+            }
             Some(Value::Number(n)) => {
                 vec![FieldError::forbidden(
                     "value",

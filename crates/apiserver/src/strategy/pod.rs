@@ -270,9 +270,7 @@ impl Strategy for PodStrategy {
         if let Some(spec) = obj.get_mut("spec") {
             default_pod_spec(spec);
             default_field(spec, "", "serviceAccountName", json!("default"));
-            default_field(spec, "", "priority", json!(0));
             default_field(spec, "", "enableServiceLinks", json!(true));
-            default_field(spec, "", "preemptionPolicy", json!("PreemptLowerPriority"));
             let tolerations = crate::object::path_mut(spec, "tolerations");
             if !tolerations.is_array() {
                 *tolerations = json!([]);
