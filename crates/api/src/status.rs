@@ -54,6 +54,9 @@ pub enum FieldErrorType {
     TooMany,
     /// `Not found`.
     NotFound,
+    /// A non-field cause with its own reason (e.g. `DisruptionBudget`); the message
+    /// is the detail alone.
+    Cause(&'static str),
 }
 
 impl FieldErrorType {
@@ -67,6 +70,7 @@ impl FieldErrorType {
             Self::TooLong => "FieldValueTooLong",
             Self::TooMany => "FieldValueTooMany",
             Self::NotFound => "FieldValueNotFound",
+            Self::Cause(reason) => reason,
         }
     }
 }
@@ -151,6 +155,9 @@ impl FieldError {
 
     /// The message without the field path, as in `details.causes[].message`.
     pub fn body(&self) -> String {
+        if let FieldErrorType::Cause(_) = self.kind {
+            return self.detail.clone();
+        }
         let head = match self.kind {
             FieldErrorType::Required => "Required value",
             FieldErrorType::Invalid => "Invalid value",
@@ -160,6 +167,7 @@ impl FieldError {
             FieldErrorType::TooLong => "Too long",
             FieldErrorType::TooMany => "Too many",
             FieldErrorType::NotFound => "Not found",
+            FieldErrorType::Cause(_) => "",
         };
         let mut s = head.to_string();
         if let Some(v) = &self.value {
@@ -410,7 +418,13 @@ impl ApiError {
                 let causes: Vec<Value> = d
                     .causes
                     .iter()
-                    .map(|c| json!({"reason": c.kind.reason(), "message": c.body(), "field": c.field}))
+                    .map(|c| {
+                        let mut cause = json!({"reason": c.kind.reason(), "message": c.body()});
+                        if !c.field.is_empty() {
+                            cause["field"] = c.field.clone().into();
+                        }
+                        cause
+                    })
                     .collect();
                 dj.insert("causes".into(), causes.into());
             }

@@ -51,6 +51,42 @@ pub(crate) fn identity_from_certificate(der: &[u8]) -> Option<Identity> {
     Some(Identity::authenticated(user, String::new(), groups))
 }
 
+/// Authenticates a service account JWT: valid signature, issuer, audience and
+/// expiry, and the ServiceAccount (and bound pod, if any) still exists with the UID
+/// the token names.
+pub(crate) async fn service_account_identity(
+    state: &crate::serve::State,
+    authorization: Option<&str>,
+) -> Result<Identity, ()> {
+    let token = authorization
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .ok_or(())?;
+    let claims = state.token_issuer.verify(token, &state.token_issuer.issuer).ok_or(())?;
+    let k = &claims.kubernetes;
+    let sa_res = state.registry.lookup("", "v1", "serviceaccounts").ok_or(())?;
+    let sa = state
+        .storage
+        .get(sa_res, Some(&k.namespace), &k.serviceaccount.name)
+        .await
+        .map_err(|_| ())?;
+    if crate::object::meta_str(&sa, "uid") != Some(k.serviceaccount.uid.as_str()) {
+        return Err(());
+    }
+    if let Some(pod) = &k.pod {
+        let pod_res = state.registry.lookup("", "v1", "pods").ok_or(())?;
+        let p = state.storage.get(pod_res, Some(&k.namespace), &pod.name).await.map_err(|_| ())?;
+        if crate::object::meta_str(&p, "uid") != Some(pod.uid.as_str()) {
+            return Err(());
+        }
+    }
+    Ok(Identity::authenticated(
+        claims.sub.clone(),
+        k.serviceaccount.uid.clone(),
+        vec!["system:serviceaccounts".into(), format!("system:serviceaccounts:{}", k.namespace)],
+    ))
+}
+
 /// Looks up bearer tokens.
 #[derive(Debug, Default)]
 pub(crate) struct TokenAuthenticator {

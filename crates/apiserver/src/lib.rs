@@ -25,6 +25,7 @@ pub(crate) mod rest;
 mod serve;
 mod storage;
 mod strategy;
+mod tokens;
 mod typecheck;
 
 #[cfg(test)]

@@ -29,6 +29,10 @@ pub struct Pki {
     pub admin_cert: String,
     /// Admin client key (PEM).
     pub admin_key: String,
+    /// Service account token signing key (PKCS#8 ECDSA P-256, PEM).
+    pub service_account_key: String,
+    /// Its public key (PEM), for verifying tokens.
+    pub service_account_public_key: String,
 }
 
 /// What the serving certificate must name.
@@ -195,6 +199,19 @@ impl Pki {
             }
         };
 
+        let sa_key = match read_or_none(&path("service-account.key")) {
+            Some(k) => k,
+            None => {
+                let key = KeyPair::generate().map_err(pki_err("generating service account key"))?;
+                let k = key.serialize_pem();
+                write_private(&path("service-account.key"), &k)?;
+                k
+            }
+        };
+        let sa_public = KeyPair::from_pem(&sa_key)
+            .map_err(pki_err("loading service account key"))?
+            .public_key_pem();
+
         Ok(Self {
             ca_cert,
             ca_key,
@@ -202,6 +219,8 @@ impl Pki {
             serving_key,
             admin_cert,
             admin_key,
+            service_account_key: sa_key,
+            service_account_public_key: sa_public,
         })
     }
 }

@@ -22,6 +22,8 @@ mod meta;
 pub(crate) use meta::partial_metadata;
 pub(crate) mod delete;
 pub(crate) mod subresource;
+mod eviction;
+mod token;
 pub(crate) mod write;
 
 /// One resource request being served.
@@ -152,6 +154,8 @@ impl<'a> Ctx<'a> {
             ("scale", "update") => self.update_scale(content_type, body).await,
             ("scale", "patch") => self.patch_scale(content_type, body).await,
             ("binding", "create") => self.bind(content_type, body).await,
+            ("token", "create") => self.token_request(content_type, body).await,
+            ("eviction", "create") => self.evict(content_type, body).await,
             ("finalize", "update") => self.update(content_type, body, false).await,
             _ => Err(ApiError::method_not_allowed()),
         }

@@ -32,6 +32,7 @@ pub(crate) struct State {
     pub storage: Storage,
     pub allocator: Allocator,
     pub tokens: TokenAuthenticator,
+    pub token_issuer: crate::tokens::TokenIssuer,
     pub authorizer: Box<dyn Authorizer>,
     pub inflight: Arc<Semaphore>,
     pub shutdown: watch::Receiver<bool>,
@@ -139,10 +140,16 @@ impl ApiServer {
                 addr: addr.to_string(),
                 source,
             })?;
+        let token_issuer = crate::tokens::TokenIssuer::new(
+            &pki.service_account_key,
+            &pki.service_account_public_key,
+            format!("https://kubernetes.default.svc.{}", config.cluster_domain),
+        )?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let state = Arc::new_cyclic(|me| State {
             allocator: Allocator::new(cidr, config.node_port_range),
             tokens: TokenAuthenticator::new(&config.static_tokens),
+            token_issuer,
             authorizer: Box::new(AllowAuthenticated),
             inflight: Arc::new(Semaphore::new(config.max_requests_inflight)),
             registry: Registry::builtin(),
@@ -273,11 +280,15 @@ async fn serve_connection(
             let auth_header = req
                 .headers()
                 .get(http::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok());
+                .and_then(|v| v.to_str().ok())
+                .map(String::from);
             let who: Result<Identity, ()> = match cert_identity {
                 Some(id) => Ok(id),
-                None => match state.tokens.authenticate(auth_header) {
-                    Some(r) => r,
+                None => match state.tokens.authenticate(auth_header.as_deref()) {
+                    Some(Ok(id)) => Ok(id),
+                    Some(Err(())) => {
+                        crate::authn::service_account_identity(&state, auth_header.as_deref()).await
+                    }
                     None => Ok(Identity::anonymous()),
                 },
             };

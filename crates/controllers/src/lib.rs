@@ -19,6 +19,7 @@ pub use error::Error;
 mod cronjob;
 mod daemonset;
 mod deployment;
+mod disruption;
 mod endpoints;
 mod endpointslice;
 mod garbagecollector;
@@ -94,6 +95,7 @@ const REGISTRY: &[(&str, Starter)] = &[
     ("nodeipam", |c| tokio::spawn(nodeipam::run(c))),
     ("nodelifecycle", |c| tokio::spawn(nodelifecycle::run(c))),
     ("podgc", |c| tokio::spawn(podgc::run(c))),
+    ("disruption", |c| tokio::spawn(disruption::run(c))),
 ];
 
 /// Names of all controllers.

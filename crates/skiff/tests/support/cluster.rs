@@ -11,7 +11,14 @@ use serde_json::json;
 
 /// Creates a Ready node with `cpu` (e.g. "4") and `memory` (e.g. "8Gi"), labels and
 /// taints (`key=value:Effect`).
-pub async fn create_node(client: &kube::Client, name: &str, cpu: &str, memory: &str, labels: &[(&str, &str)], taints: &[&str]) -> Node {
+pub async fn create_node(
+    client: &kube::Client,
+    name: &str,
+    cpu: &str,
+    memory: &str,
+    labels: &[(&str, &str)],
+    taints: &[&str],
+) -> Node {
     let nodes: Api<Node> = Api::all(client.clone());
     let mut all_labels = serde_json::Map::new();
     all_labels.insert("kubernetes.io/hostname".into(), name.into());
@@ -41,12 +48,17 @@ pub async fn create_node(client: &kube::Client, name: &str, cpu: &str, memory: &
         }
     }))
     .expect("node JSON");
-    nodes.create(&PostParams::default(), &node).await.expect("create node")
+    nodes
+        .create(&PostParams::default(), &node)
+        .await
+        .expect("create node")
 }
 
 fn now() -> String {
     let t = k8s_openapi::jiff::Timestamp::now();
-    k8s_openapi::jiff::Timestamp::from_second(t.as_second()).expect("ts").to_string()
+    k8s_openapi::jiff::Timestamp::from_second(t.as_second())
+        .expect("ts")
+        .to_string()
 }
 
 /// Marks a pod Running and Ready (all containers ready) through `pods/status`.
@@ -71,14 +83,20 @@ pub async fn set_pod_running(client: &kube::Client, ns: &str, name: &str, ip: &s
         ],
         "containerStatuses": statuses,
     }});
-    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status)).await.expect("patch pod status");
+    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("patch pod status");
 }
 
 /// Marks a pod Succeeded or Failed (containers terminated with `exit_code`).
 pub async fn set_pod_finished(client: &kube::Client, ns: &str, name: &str, exit_code: i32) {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let pod = pods.get(name).await.expect("get pod");
-    let phase = if exit_code == 0 { "Succeeded" } else { "Failed" };
+    let phase = if exit_code == 0 {
+        "Succeeded"
+    } else {
+        "Failed"
+    };
     let statuses: Vec<serde_json::Value> = pod
         .spec
         .as_ref()
@@ -89,7 +107,9 @@ pub async fn set_pod_finished(client: &kube::Client, ns: &str, name: &str, exit_
         })).collect())
         .unwrap_or_default();
     let status = json!({"status": {"phase": phase, "containerStatuses": statuses}});
-    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status)).await.expect("patch pod status");
+    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("patch pod status");
 }
 
 /// Polls `check` every 100 ms until it returns `Some`, or panics after `within`.
