@@ -28,6 +28,15 @@ pub struct BenchArgs {
     /// Concurrent watchers for the fan-out measurement.
     #[arg(long, default_value_t = 1_000)]
     pub watchers: usize,
+    /// Nodes for `skiff bench scheduler`.
+    #[arg(long, default_value_t = 5_000)]
+    pub nodes: usize,
+    /// Pending pods for `skiff bench scheduler`.
+    #[arg(long, default_value_t = 50_000)]
+    pub pods: usize,
+    /// Deployment replicas for `skiff bench rollout`.
+    #[arg(long, default_value_t = 1_000)]
+    pub replicas: usize,
     /// Skip the etcd baseline (when /usr/bin/etcd is not installed).
     #[arg(long)]
     pub no_etcd: bool,
@@ -37,11 +46,15 @@ pub struct BenchArgs {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.what.as_str() {
         "api" => api(args).await,
-        other => bail!("skiff bench {other}: unknown benchmark; known: api"),
+        "scheduler" => {
+            crate::bench_scheduler::scheduler(args.nodes, args.pods, args.concurrency).await
+        }
+        "rollout" => crate::bench_scheduler::rollout(args.replicas).await,
+        other => bail!("skiff bench {other}: unknown benchmark; known: api, scheduler, rollout"),
     }
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
@@ -49,11 +62,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn ms(d: Duration) -> String {
+pub(crate) fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1000.0)
 }
 
-fn rss_mib(pid: u32) -> f64 {
+pub(crate) fn rss_mib(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
@@ -67,13 +80,13 @@ fn rss_mib(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
 }
 
-struct ChildGuard(Child);
+pub(crate) struct ChildGuard(pub(crate) Child);
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {
@@ -82,7 +95,7 @@ impl Drop for ChildGuard {
     }
 }
 
-async fn wait_ready(port: u16, within: Duration) -> anyhow::Result<Duration> {
+pub(crate) async fn wait_ready(port: u16, within: Duration) -> anyhow::Result<Duration> {
     let start = Instant::now();
     loop {
         let ok = tokio::process::Command::new("curl")
@@ -110,7 +123,7 @@ async fn wait_ready(port: u16, within: Duration) -> anyhow::Result<Duration> {
     }
 }
 
-async fn client_for(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
+pub(crate) async fn client_for(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
     let kc = kube::config::Kubeconfig::read_from(kubeconfig)?;
     let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
         .await?;
@@ -131,7 +144,7 @@ fn cm(name: String) -> ConfigMap {
 }
 
 /// Runs `total` async operations with `concurrency` workers; returns wall time and latencies.
-async fn run_concurrent<F, Fut>(
+pub(crate) async fn run_concurrent<F, Fut>(
     total: usize,
     concurrency: usize,
     op: F,
@@ -250,7 +263,7 @@ async fn raw_etcd_puts(endpoint: &str, total: usize, concurrency: usize) -> anyh
     Ok(total as f64 / wall.as_secs_f64())
 }
 
-fn data_dir() -> anyhow::Result<tempfile::TempDir> {
+pub(crate) fn data_dir() -> anyhow::Result<tempfile::TempDir> {
     Ok(tempfile::Builder::new().prefix("skiff-bench-").tempdir()?)
 }
 

@@ -145,7 +145,10 @@ pub async fn spawn_embedded(
         }));
     }
     if !disabled.iter().any(|d| d == "controllers") {
-        let cfg = controllers::ControllerManagerConfig { identity: identity("controller-manager"), ..controller_config };
+        let cfg = controllers::ControllerManagerConfig {
+            identity: identity("controller-manager"),
+            ..controller_config
+        };
         let (c, s) = (client, shutdown);
         tasks.push(tokio::spawn(async move {
             if let Err(e) = controllers::run(c, cfg, s).await {

@@ -1,6 +1,7 @@
 //! `skiff`: one binary for the Skiff control plane, node agent and tools.
 
 mod bench;
+mod bench_scheduler;
 mod components;
 mod server;
 
