@@ -17,7 +17,9 @@ use crate::object;
 const RETRIES: usize = 5;
 
 fn too_many(why: String) -> ApiError {
-    let mut e = ApiError::too_many_requests(10);
+    // Kubernetes suggests no Retry-After here: clients (kubectl drain) retry themselves.
+    let mut e = ApiError::too_many_requests(0);
+    e.retry_after_seconds = None;
     e.message = "Cannot evict pod as it would violate the pod's disruption budget.".into();
     e.details = Some(StatusDetails {
         causes: vec![api::status::FieldError {

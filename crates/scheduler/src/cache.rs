@@ -1,0 +1,378 @@
+//! The scheduler's view of the cluster (pkg/scheduler/backend/cache): one
+//! [`NodeInfo`] per node with the pods bound or assumed there and their summed
+//! requests, kept up to date incrementally from watch events. Pods the scheduler has
+//! sent for binding are *assumed* on their node until the watch confirms them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Node;
+
+use crate::pod_info::{HostPort, PodInfo, PodKey};
+use crate::resources::Resource;
+
+/// A node and the pods on it.
+#[derive(Debug, Clone, Default)]
+pub struct NodeInfo {
+    /// The node object (None while pods still point at a deleted node).
+    pub node: Option<Arc<Node>>,
+    /// Node name.
+    pub name: String,
+    /// Pods bound or assumed here, by key.
+    pub pods: HashMap<PodKey, Arc<PodInfo>>,
+    /// Number of pods here with any pod affinity/anti-affinity.
+    pub pods_with_affinity: usize,
+    /// Number of pods here with required anti-affinity.
+    pub pods_with_required_anti_affinity: usize,
+    /// Sum of the pods' requests.
+    pub requested: Resource,
+    /// Sum of the pods' requests with scoring defaults for unset cpu/memory.
+    pub non_zero_requested: Resource,
+    /// `status.allocatable`.
+    pub allocatable: Resource,
+    /// Host ports in use.
+    pub used_ports: Vec<HostPort>,
+    /// Bumped on every change.
+    pub generation: u64,
+}
+
+impl NodeInfo {
+    fn new(name: &str) -> NodeInfo {
+        NodeInfo {
+            name: name.to_string(),
+            ..Default::default()
+        }
+    }
+
+    /// The node's labels.
+    pub fn labels(&self) -> &std::collections::BTreeMap<String, String> {
+        static EMPTY: std::sync::OnceLock<std::collections::BTreeMap<String, String>> =
+            std::sync::OnceLock::new();
+        self.node
+            .as_ref()
+            .and_then(|n| n.metadata.labels.as_ref())
+            .unwrap_or_else(|| EMPTY.get_or_init(Default::default))
+    }
+
+    /// Sets the node object.
+    pub fn set_node(&mut self, node: Arc<Node>) {
+        self.allocatable = Resource::from_list(
+            node.status
+                .as_ref()
+                .and_then(|s| s.allocatable.as_ref().or(s.capacity.as_ref())),
+        );
+        self.node = Some(node);
+        self.generation += 1;
+    }
+
+    /// Adds a pod's requests and ports.
+    pub fn add_pod(&mut self, pi: Arc<PodInfo>) {
+        self.requested.add(&pi.requests);
+        self.requested.allowed_pod_number += 1;
+        self.non_zero_requested.add(&pi.non_zero_requests);
+        self.used_ports.extend(pi.host_ports.iter().cloned());
+        if pi.has_affinity() {
+            self.pods_with_affinity += 1;
+        }
+        if !pi.required_anti_affinity.is_empty() {
+            self.pods_with_required_anti_affinity += 1;
+        }
+        if let Some(old) = self.pods.insert(pi.key.clone(), pi) {
+            self.forget(&old);
+        }
+        self.generation += 1;
+    }
+
+    /// Removes a pod; returns it when it was here.
+    pub fn remove_pod(&mut self, key: &str) -> Option<Arc<PodInfo>> {
+        let old = self.pods.remove(key)?;
+        self.forget(&old);
+        self.generation += 1;
+        Some(old)
+    }
+
+    fn forget(&mut self, pi: &PodInfo) {
+        self.requested.sub(&pi.requests);
+        self.requested.allowed_pod_number -= 1;
+        self.non_zero_requested.sub(&pi.non_zero_requests);
+        for hp in &pi.host_ports {
+            if let Some(i) = self.used_ports.iter().position(|u| u == hp) {
+                self.used_ports.swap_remove(i);
+            }
+        }
+        if pi.has_affinity() {
+            self.pods_with_affinity -= 1;
+        }
+        if !pi.required_anti_affinity.is_empty() {
+            self.pods_with_required_anti_affinity -= 1;
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct PodState {
+    node: String,
+    assumed: bool,
+}
+
+/// What changed in the cache, for moving unschedulable pods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Nothing relevant.
+    None,
+    /// A pod was added to or updated on a node.
+    PodAdded,
+    /// A pod left a node (deleted, finished or moved).
+    PodRemoved,
+    /// A node was added or changed in a way that can matter for scheduling.
+    NodeChanged,
+}
+
+/// All nodes and the pods on them.
+#[derive(Debug, Default)]
+pub struct Cache {
+    nodes: HashMap<String, NodeInfo>,
+    /// Names of nodes that have a Node object, in insertion order.
+    order: Vec<String>,
+    pods: HashMap<PodKey, PodState>,
+    /// Image name -> (size in bytes, number of nodes having it).
+    images: HashMap<String, (i64, usize)>,
+}
+
+fn node_images(node: &Node) -> Vec<(String, i64)> {
+    node.status
+        .as_ref()
+        .and_then(|s| s.images.as_ref())
+        .into_iter()
+        .flatten()
+        .flat_map(|img| {
+            let size = img.size_bytes.unwrap_or(0);
+            img.names.iter().flatten().map(move |n| (n.clone(), size))
+        })
+        .collect()
+}
+
+fn scheduling_relevant(a: &Node, b: &Node) -> bool {
+    a.metadata.labels != b.metadata.labels
+        || a.spec.as_ref().map(|s| (&s.taints, s.unschedulable))
+            != b.spec.as_ref().map(|s| (&s.taints, s.unschedulable))
+        || a.status.as_ref().map(|s| &s.allocatable) != b.status.as_ref().map(|s| &s.allocatable)
+        || a.status.as_ref().map(|s| &s.images) != b.status.as_ref().map(|s| &s.images)
+}
+
+impl Cache {
+    /// Adds or updates a node.
+    pub fn apply_node(&mut self, node: Arc<Node>) -> Change {
+        let name = node.metadata.name.clone().unwrap_or_default();
+        let info = self
+            .nodes
+            .entry(name.clone())
+            .or_insert_with(|| NodeInfo::new(&name));
+        let change = match info.node.as_ref() {
+            None => {
+                self.order.push(name.clone());
+                Change::NodeChanged
+            }
+            Some(old) if scheduling_relevant(old, &node) => Change::NodeChanged,
+            Some(_) => Change::None,
+        };
+        let old_images = info
+            .node
+            .as_ref()
+            .map(|n| node_images(n))
+            .unwrap_or_default();
+        let new_images = node_images(&node);
+        info.set_node(node);
+        if old_images != new_images {
+            for (img, _) in &old_images {
+                if let Some(e) = self.images.get_mut(img) {
+                    e.1 -= 1;
+                    if e.1 == 0 {
+                        self.images.remove(img);
+                    }
+                }
+            }
+            for (img, size) in new_images {
+                let e = self.images.entry(img).or_insert((size, 0));
+                e.0 = size;
+                e.1 += 1;
+            }
+        }
+        change
+    }
+
+    /// Removes a node (its pods stay accounted until they go).
+    pub fn remove_node(&mut self, name: &str) {
+        let Some(info) = self.nodes.get_mut(name) else {
+            return;
+        };
+        if let Some(node) = info.node.take() {
+            for (img, _) in node_images(&node) {
+                if let Some(e) = self.images.get_mut(&img) {
+                    e.1 -= 1;
+                    if e.1 == 0 {
+                        self.images.remove(&img);
+                    }
+                }
+            }
+        }
+        self.order.retain(|n| n != name);
+        if info.pods.is_empty() {
+            self.nodes.remove(name);
+        }
+    }
+
+    /// Adds or updates a pod bound to `node` (confirming an assumed pod).
+    pub fn apply_pod(&mut self, pi: Arc<PodInfo>, node: &str) -> Change {
+        let mut change = Change::PodAdded;
+        if let Some(old) = self.pods.get(&pi.key)
+            && old.node != node
+        {
+            let old_node = old.node.clone();
+            self.remove_from_node(&pi.key, &old_node);
+            change = Change::PodRemoved;
+        }
+        self.pods.insert(
+            pi.key.clone(),
+            PodState {
+                node: node.to_string(),
+                assumed: false,
+            },
+        );
+        self.nodes
+            .entry(node.to_string())
+            .or_insert_with(|| NodeInfo::new(node))
+            .add_pod(pi);
+        change
+    }
+
+    /// Assumes a pod on `node` before its binding is confirmed.
+    pub fn assume_pod(&mut self, pi: Arc<PodInfo>, node: &str) {
+        self.apply_pod(pi.clone(), node);
+        if let Some(s) = self.pods.get_mut(&pi.key) {
+            s.assumed = true;
+        }
+    }
+
+    /// Whether the pod is assumed (binding in flight, not yet seen bound).
+    pub fn is_assumed(&self, key: &str) -> bool {
+        self.pods.get(key).is_some_and(|s| s.assumed)
+    }
+
+    /// Whether the pod is in the cache (bound or assumed).
+    pub fn contains_pod(&self, key: &str) -> bool {
+        self.pods.contains_key(key)
+    }
+
+    /// Removes a pod (deleted, finished, or a failed binding).
+    pub fn remove_pod(&mut self, key: &str) -> Change {
+        let Some(state) = self.pods.remove(key) else {
+            return Change::None;
+        };
+        self.remove_from_node(key, &state.node);
+        Change::PodRemoved
+    }
+
+    fn remove_from_node(&mut self, key: &str, node: &str) {
+        if let Some(info) = self.nodes.get_mut(node) {
+            info.remove_pod(key);
+            if info.node.is_none() && info.pods.is_empty() {
+                self.nodes.remove(node);
+            }
+        }
+    }
+
+    /// Keys of all pods in the cache that are not assumed.
+    pub fn bound_pod_keys(&self) -> Vec<PodKey> {
+        self.pods
+            .iter()
+            .filter(|(_, s)| !s.assumed)
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Names of all nodes with a Node object.
+    pub fn node_names(&self) -> &[String] {
+        &self.order
+    }
+
+    /// Number of nodes with a Node object.
+    pub fn num_nodes(&self) -> usize {
+        self.order.len()
+    }
+
+    /// A node's info.
+    pub fn node(&self, name: &str) -> Option<&NodeInfo> {
+        self.nodes.get(name).filter(|n| n.node.is_some())
+    }
+
+    /// All node infos that have a Node object, in order.
+    pub fn nodes(&self) -> impl Iterator<Item = &NodeInfo> {
+        self.order.iter().filter_map(|n| self.nodes.get(n))
+    }
+
+    /// Image size and the number of nodes that have it.
+    pub fn image(&self, name: &str) -> Option<(i64, usize)> {
+        self.images.get(name).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn node(name: &str) -> Arc<Node> {
+        Arc::new(
+            serde_json::from_value(json!({"metadata": {"name": name},
+                "status": {"allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"}}}))
+            .expect("node"),
+        )
+    }
+
+    fn pod(name: &str, cpu: &str) -> Arc<PodInfo> {
+        let p = serde_json::from_value(json!({"metadata": {"name": name, "namespace": "default"},
+            "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": cpu}},
+                "ports": [{"containerPort": 80, "hostPort": 8080}]}]}}))
+        .expect("pod");
+        Arc::new(PodInfo::new(Arc::new(p), 0))
+    }
+
+    #[test]
+    fn assumed_pods_count_until_removed_and_confirming_does_not_double_count() {
+        let mut c = Cache::default();
+        assert_eq!(c.apply_node(node("n1")), Change::NodeChanged);
+        c.assume_pod(pod("a", "1"), "n1");
+        assert!(c.is_assumed("default/a"));
+        assert_eq!(c.node("n1").expect("n1").requested.milli_cpu, 1000);
+        c.apply_pod(pod("a", "1"), "n1");
+        assert!(!c.is_assumed("default/a"));
+        let n = c.node("n1").expect("n1");
+        assert_eq!(n.requested.milli_cpu, 1000);
+        assert_eq!(n.requested.allowed_pod_number, 1);
+        assert_eq!(n.used_ports.len(), 1);
+        assert_eq!(c.remove_pod("default/a"), Change::PodRemoved);
+        let n = c.node("n1").expect("n1");
+        assert_eq!(n.requested.milli_cpu, 0);
+        assert!(n.used_ports.is_empty());
+    }
+
+    #[test]
+    fn deleted_node_keeps_its_pods_until_they_go() {
+        let mut c = Cache::default();
+        c.apply_node(node("n1"));
+        c.apply_pod(pod("a", "1"), "n1");
+        c.remove_node("n1");
+        assert_eq!(c.num_nodes(), 0);
+        assert!(c.node("n1").is_none());
+        c.apply_node(node("n1"));
+        assert_eq!(c.node("n1").expect("n1").requested.milli_cpu, 1000);
+    }
+
+    #[test]
+    fn status_only_node_updates_are_not_scheduling_relevant() {
+        let mut c = Cache::default();
+        c.apply_node(node("n1"));
+        assert_eq!(c.apply_node(node("n1")), Change::None);
+    }
+}

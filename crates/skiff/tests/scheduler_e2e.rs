@@ -1,0 +1,355 @@
+//! The scheduler against a real `skiff server`: nodes are Node objects without a
+//! node agent; pods are bound by the embedded scheduler.
+
+#[path = "support/cluster.rs"]
+mod cluster;
+#[path = "support/server.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, ListParams, PostParams};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn create_pod(client: &kube::Client, name: &str, spec: Value) -> Pod {
+    create_pod_labeled(client, name, json!({}), spec).await
+}
+
+async fn create_pod_labeled(client: &kube::Client, name: &str, labels: Value, spec: Value) -> Pod {
+    let mut spec = spec;
+    if spec.get("containers").is_none() {
+        spec["containers"] = json!([{"name": "c", "image": "registry.k8s.io/pause:3.9"}]);
+    }
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default", "labels": labels},
+        "spec": spec,
+    }))
+    .expect("pod JSON");
+    Api::<Pod>::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), &pod)
+        .await
+        .expect("create pod")
+}
+
+fn container(cpu: &str) -> Value {
+    json!([{"name": "c", "image": "registry.k8s.io/pause:3.9", "resources": {"requests": {"cpu": cpu}}}])
+}
+
+async fn node_of(client: &kube::Client, name: &str) -> String {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    cluster::eventually(WAIT, &format!("pod {name} to be bound"), || {
+        let pods = pods.clone();
+        async move {
+            pods.get(name)
+                .await
+                .ok()
+                .and_then(|p| p.spec.and_then(|s| s.node_name))
+                .filter(|n| !n.is_empty())
+        }
+    })
+    .await
+}
+
+/// Waits for the PodScheduled=False message of a pending pod.
+async fn unschedulable_message(client: &kube::Client, name: &str) -> String {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    cluster::eventually(
+        WAIT,
+        &format!("pod {name} to be marked unschedulable"),
+        || {
+            let pods = pods.clone();
+            async move {
+                let p = pods.get(name).await.ok()?;
+                let c = p
+                    .status?
+                    .conditions?
+                    .into_iter()
+                    .find(|c| c.type_ == "PodScheduled" && c.status == "False")?;
+                assert_eq!(c.reason.as_deref(), Some("Unschedulable"));
+                c.message
+            }
+        },
+    )
+    .await
+}
+
+async fn event_notes(client: &kube::Client, reason: &str) -> Vec<String> {
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    events
+        .list(&ListParams::default())
+        .await
+        .expect("list events")
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .filter_map(|e| e.note)
+        .collect()
+}
+
+#[tokio::test]
+async fn six_pods_spread_two_per_node_over_three_equal_nodes() {
+    let s = support::TestServer::start();
+    let client = s.client().await;
+    for n in ["n1", "n2", "n3"] {
+        cluster::create_node(&client, n, "4", "8Gi", &[], &[]).await;
+    }
+    for i in 0..6 {
+        create_pod(&client, &format!("web-{i}"), json!({})).await;
+    }
+    let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
+    for i in 0..6 {
+        *per_node
+            .entry(node_of(&client, &format!("web-{i}")).await)
+            .or_default() += 1;
+    }
+    assert_eq!(
+        per_node.values().copied().collect::<Vec<_>>(),
+        vec![2, 2, 2],
+        "{per_node:?}"
+    );
+    let out = s.kubectl_ok(&["get", "pods", "-o", "wide"]);
+    assert!(
+        out.contains("n1") && out.contains("n2") && out.contains("n3"),
+        "{out}"
+    );
+    let node = node_of(&client, "web-0").await;
+    let scheduled = event_notes(&client, "Scheduled").await;
+    assert!(
+        scheduled.contains(&format!("Successfully assigned default/web-0 to {node}")),
+        "{scheduled:?}"
+    );
+}
+
+#[tokio::test]
+async fn node_selector_and_required_node_affinity_choose_the_matching_node() {
+    let s = support::TestServer::start();
+    let client = s.client().await;
+    cluster::create_node(&client, "plain", "4", "8Gi", &[], &[]).await;
+    cluster::create_node(&client, "ssd", "4", "8Gi", &[("disk", "ssd")], &[]).await;
+    cluster::create_node(&client, "big", "4", "8Gi", &[("cores", "64")], &[]).await;
+    create_pod(
+        &client,
+        "selector",
+        json!({"nodeSelector": {"disk": "ssd"}}),
+    )
+    .await;
+    create_pod(
+        &client,
+        "affinity",
+        json!({"affinity": {"nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "cores", "operator": "Gt", "values": ["32"]}]}
+        ]}}}}),
+    )
+    .await;
+    create_pod(
+        &client,
+        "by-name",
+        json!({"affinity": {"nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["plain"]}]}
+        ]}}}}),
+    )
+    .await;
+    create_pod(
+        &client,
+        "nowhere",
+        json!({"nodeSelector": {"disk": "nvme"}}),
+    )
+    .await;
+    assert_eq!(node_of(&client, "selector").await, "ssd");
+    assert_eq!(node_of(&client, "affinity").await, "big");
+    assert_eq!(node_of(&client, "by-name").await, "plain");
+    assert_eq!(
+        unschedulable_message(&client, "nowhere").await,
+        "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector. \
+         preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
+    );
+}
+
+#[tokio::test]
+async fn pod_anti_affinity_keeps_replicas_on_different_hosts() {
+    let s = support::TestServer::start();
+    let client = s.client().await;
+    for n in ["h1", "h2"] {
+        cluster::create_node(&client, n, "4", "8Gi", &[], &[]).await;
+    }
+    let spec = json!({"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "kubernetes.io/hostname"}
+    ]}}});
+    create_pod_labeled(&client, "db-0", json!({"app": "db"}), spec.clone()).await;
+    let first = node_of(&client, "db-0").await;
+    create_pod_labeled(&client, "db-1", json!({"app": "db"}), spec.clone()).await;
+    let second = node_of(&client, "db-1").await;
+    assert_ne!(first, second);
+    create_pod_labeled(&client, "db-2", json!({"app": "db"}), spec).await;
+    assert_eq!(
+        unschedulable_message(&client, "db-2").await,
+        "0/2 nodes are available: 2 node(s) didn't match pod anti-affinity rules. \
+         preemption: 0/2 nodes are available: 2 No preemption victims found for incoming pod."
+    );
+    cluster::create_node(&client, "h3", "4", "8Gi", &[], &[]).await;
+    assert_eq!(node_of(&client, "db-2").await, "h3");
+}
+
+#[tokio::test]
+async fn topology_spread_keeps_zones_within_max_skew_one() {
+    let s = support::TestServer::start();
+    let client = s.client().await;
+    let zone = "topology.kubernetes.io/zone";
+    cluster::create_node(&client, "a1", "4", "8Gi", &[(zone, "a")], &[]).await;
+    cluster::create_node(&client, "a2", "4", "8Gi", &[(zone, "a")], &[]).await;
+    cluster::create_node(&client, "b1", "4", "8Gi", &[(zone, "b")], &[]).await;
+    let spec = json!({"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": zone,
+        "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {"matchLabels": {"app": "spread"}}}]});
+    let mut zones: BTreeMap<String, usize> = BTreeMap::new();
+    for i in 0..4 {
+        let name = format!("s-{i}");
+        create_pod_labeled(&client, &name, json!({"app": "spread"}), spec.clone()).await;
+        let node = node_of(&client, &name).await;
+        *zones.entry(node[..1].to_string()).or_default() += 1;
+    }
+    assert_eq!(zones.get("a"), Some(&2), "{zones:?}");
+    assert_eq!(zones.get("b"), Some(&2), "{zones:?}");
+}
+
+#[tokio::test]
+async fn tainted_nodes_take_only_pods_that_tolerate_the_taint() {
+    let s = support::TestServer::start();
+    let client = s.client().await;
+    cluster::create_node(
+        &client,
+        "gpu",
+        "4",
+        "8Gi",
+        &[],
+        &["dedicated=gpu:NoSchedule"],
+    )
+    .await;
+    create_pod(&client, "plain", json!({})).await;
+    create_pod(
+        &client,
+        "tolerant",
+        json!({"tolerations": [
+            {"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}
+        ]}),
+    )
+    .await;
+    assert_eq!(node_of(&client, "tolerant").await, "gpu");
+    assert_eq!(
+        unschedulable_message(&client, "plain").await,
+        "0/1 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}. \
+         preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_pod_stays_pending_with_the_reason_until_a_big_node_joins() {
+    let s = support::TestServer::start();
+    let client = s.client().await;
+    cluster::create_node(&client, "small", "2", "4Gi", &[], &[]).await;
+    cluster::create_node(
+        &client,
+        "control",
+        "8",
+        "16Gi",
+        &[],
+        &["node-role.kubernetes.io/control-plane:NoSchedule"],
+    )
+    .await;
+    create_pod(&client, "huge", json!({"containers": container("6")})).await;
+    let expected = "0/2 nodes are available: 1 Insufficient cpu, 1 node(s) had untolerated taint \
+                    {node-role.kubernetes.io/control-plane: }. preemption: 0/2 nodes are available: \
+                    1 No preemption victims found for incoming pod, 1 Preemption is not helpful for scheduling.";
+    assert_eq!(unschedulable_message(&client, "huge").await, expected);
+    let notes = event_notes(&client, "FailedScheduling").await;
+    assert!(notes.iter().any(|n| n == expected), "{notes:?}");
+    let described = cluster::eventually(
+        WAIT,
+        "kubectl describe to show FailedScheduling",
+        || async {
+            let out = s.kubectl_ok(&["describe", "pod", "huge"]);
+            out.contains("FailedScheduling").then_some(out)
+        },
+    )
+    .await;
+    assert!(described.contains("Insufficient cpu"), "{described}");
+    assert!(described.contains("default-scheduler"), "{described}");
+    let out = s.kubectl_ok(&["get", "pod", "huge"]);
+    assert!(out.contains("Pending"), "{out}");
+    cluster::create_node(&client, "large", "16", "32Gi", &[], &[]).await;
+    assert_eq!(node_of(&client, "huge").await, "large");
+}
+
+#[tokio::test]
+async fn a_second_pod_asking_for_a_taken_host_port_stays_pending() {
+    let s = support::TestServer::start();
+    let client = s.client().await;
+    cluster::create_node(&client, "only", "4", "8Gi", &[], &[]).await;
+    let spec = json!({"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.9",
+        "ports": [{"containerPort": 80, "hostPort": 8080, "protocol": "TCP"}]}]});
+    create_pod(&client, "first", spec.clone()).await;
+    assert_eq!(node_of(&client, "first").await, "only");
+    create_pod(&client, "second", spec).await;
+    assert_eq!(
+        unschedulable_message(&client, "second").await,
+        "0/1 nodes are available: 1 node(s) didn't have free ports for the requested pod ports. \
+         preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."
+    );
+}
+
+#[tokio::test]
+async fn a_high_priority_pod_preempts_a_low_priority_pod() {
+    let s = support::TestServer::start();
+    let client = s.client().await;
+    s.apply(
+        "apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata:\n  name: low\nvalue: 10\n---\n\
+         apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata:\n  name: high\nvalue: 1000\n",
+    );
+    cluster::create_node(&client, "n1", "2", "4Gi", &[], &[]).await;
+    create_pod(
+        &client,
+        "victim",
+        json!({"priorityClassName": "low", "containers": container("1500m")}),
+    )
+    .await;
+    assert_eq!(node_of(&client, "victim").await, "n1");
+    let victim_uid = Api::<Pod>::namespaced(client.clone(), "default")
+        .get("victim")
+        .await
+        .expect("victim")
+        .metadata
+        .uid;
+    let boss = create_pod(
+        &client,
+        "boss",
+        json!({"priorityClassName": "high", "containers": container("1")}),
+    )
+    .await;
+    assert_eq!(node_of(&client, "boss").await, "n1");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let gone = pods.get_opt("victim").await.expect("get victim");
+    assert!(
+        gone.is_none_or(|p| p.metadata.uid != victim_uid),
+        "the victim was deleted"
+    );
+    let uid = boss.metadata.uid.expect("uid");
+    let preempted = cluster::eventually(WAIT, "a Preempted event", || {
+        let client = client.clone();
+        async move {
+            let notes = event_notes(&client, "Preempted").await;
+            (!notes.is_empty()).then_some(notes)
+        }
+    })
+    .await;
+    assert_eq!(
+        preempted,
+        vec![format!("Preempted by pod {uid} on node n1")]
+    );
+}
