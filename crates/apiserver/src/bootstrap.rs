@@ -1,6 +1,6 @@
 //! What exists from the first start: the system namespaces, the `kubernetes` Service
-//! with its Endpoints and EndpointSlice, allocator state rebuilt from stored Services,
-//! and namespace finalization resumed for namespaces being deleted.
+//! with its Endpoints and EndpointSlice, the system PriorityClasses, and allocator
+//! state rebuilt from stored Services.
 
 use api::status::ApiError;
 use serde_json::{Value, json};
@@ -131,28 +131,5 @@ pub(crate) async fn run(state: &State) -> Result<(), crate::Error> {
     )
     .await?;
 
-    // Resume finalization of namespaces that were being deleted.
-    let namespaces = lookup(state, "", "v1", "namespaces")?;
-    let page = state
-        .storage
-        .list(
-            &namespaces,
-            &namespaces.key_prefix(),
-            None,
-            None,
-            0,
-            &|_| true,
-        )
-        .await
-        .map_err(api_error)?;
-    for ns in page.items {
-        if ns
-            .pointer("/metadata/deletionTimestamp")
-            .is_some_and(|v| !v.is_null())
-            && let Some(name) = crate::object::name(&ns)
-        {
-            crate::namespace_lifecycle::spawn_finalizer(state.self_ref(), name.to_string());
-        }
-    }
     Ok(())
 }

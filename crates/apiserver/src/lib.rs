@@ -15,7 +15,6 @@ mod conversion;
 mod discovery;
 mod error;
 mod handler;
-mod namespace_lifecycle;
 mod negotiate;
 mod object;
 mod openapi;

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use api::resource::Registry;
@@ -39,17 +39,11 @@ pub(crate) struct State {
     ready: AtomicBool,
     requests: AtomicU64,
     openapi: OnceLock<OpenApiDocs>,
-    me: Weak<State>,
 }
 
 impl State {
     pub(crate) fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
-    }
-
-    /// A strong reference to this state (for spawned tasks).
-    pub(crate) fn self_ref(&self) -> Arc<State> {
-        self.me.upgrade().expect("state outlives its requests")
     }
 
     pub(crate) fn openapi(&self) -> &OpenApiDocs {
@@ -146,7 +140,7 @@ impl ApiServer {
             format!("https://kubernetes.default.svc.{}", config.cluster_domain),
         )?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let state = Arc::new_cyclic(|me| State {
+        let state = Arc::new(State {
             allocator: Allocator::new(cidr, config.node_port_range),
             tokens: TokenAuthenticator::new(&config.static_tokens),
             token_issuer,
@@ -158,7 +152,6 @@ impl ApiServer {
             ready: AtomicBool::new(false),
             requests: AtomicU64::new(0),
             openapi: OnceLock::new(),
-            me: me.clone(),
             config,
         });
         Ok(Self {

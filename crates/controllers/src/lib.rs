@@ -28,6 +28,7 @@ mod namespace;
 mod nodeipam;
 mod nodelifecycle;
 mod podgc;
+mod queue;
 mod replicaset;
 mod serviceaccount;
 mod statefulset;

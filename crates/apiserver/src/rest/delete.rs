@@ -192,10 +192,11 @@ pub(crate) async fn delete_object(
                 m.insert("deletionTimestamp".into(), object::now_rfc3339().into());
                 m.insert("deletionGracePeriodSeconds".into(), 0.into());
                 crate::object::set(&mut new, "status.phase", "Terminating".into());
-            } else {
+                keep = true;
+            } else if !finalizers.is_empty() || super::write::held_by_spec_finalizers(res, &old) {
                 return Ok((old, false));
             }
-            keep = true;
+            // Otherwise nothing holds it any more: a repeated delete removes it.
         } else if !finalizers.is_empty() {
             keep = true;
         }
@@ -244,15 +245,7 @@ pub(crate) async fn delete_object(
                 return Ok((new, false));
             }
             match state.storage.update(res, ns, name, &new, expected).await {
-                Ok(v) => {
-                    if is_namespace {
-                        crate::namespace_lifecycle::spawn_finalizer(
-                            state.self_ref(),
-                            name.to_string(),
-                        );
-                    }
-                    return Ok((v, false));
-                }
+                Ok(v) => return Ok((v, false)),
                 Err(e) if e.reason == "Conflict" => continue,
                 Err(e) => return Err(e),
             }

@@ -38,6 +38,13 @@ fn spec_part(v: &Value) -> Value {
     v
 }
 
+/// Whether a namespace still has `spec.finalizers` (other kinds never do).
+pub(crate) fn held_by_spec_finalizers(res: &ResourceInfo, obj: &Value) -> bool {
+    res.group.is_empty()
+        && res.plural == "namespaces"
+        && obj.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty())
+}
+
 /// Drops empty or null metadata maps and lists, as Go's `omitempty` does.
 fn prune_empty_metadata(obj: &mut Value) {
     let m = meta_mut(obj);
@@ -512,10 +519,9 @@ pub(crate) async fn update_object(
     let terminating = new
         .pointer("/metadata/deletionTimestamp")
         .is_some_and(|v| !v.is_null());
-    if terminating
-        && object::finalizers(&new).is_empty()
-        && !(res.plural == "namespaces" && res.group.is_empty())
-    {
+    // A terminating object goes once nothing holds it: its finalizers, and for a
+    // namespace also spec.finalizers (Kubernetes' ShouldDeleteNamespaceDuringUpdate).
+    if terminating && object::finalizers(&new).is_empty() && !held_by_spec_finalizers(res, &new) {
         if dry_run {
             return Ok((200, new));
         }
