@@ -1,6 +1,7 @@
 //! Skiff's API data: pure types and functions, no IO and no async.
 //!
 //! - [`resource`]: the registry of served resources (group, version, kind, plural, scope, verbs).
+//! - [`quantity`]: resource quantities (`500m`, `128Mi`) as exact integers.
 //! - [`status`]: Kubernetes `Status` errors with the right reason and HTTP code.
 //! - [`selector`]: label and field selectors.
 //! - [`schema`]: OpenAPI definitions from k8s-openapi, field validation.
@@ -10,6 +11,7 @@
 pub use k8s_openapi;
 
 pub mod patch;
+pub mod quantity;
 pub mod resource;
 pub mod schema;
 pub mod selector;

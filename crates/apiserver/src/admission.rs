@@ -1,6 +1,7 @@
 //! Admission on create, between defaulting and storage (kube-apiserver's admission
-//! chain): NamespaceLifecycle (no objects in missing or terminating namespaces) and
-//! Priority (a pod's `priorityClassName` resolved to `spec.priority`). RBAC-era
+//! chain): NamespaceLifecycle (no objects in missing or terminating namespaces),
+//! LimitRanger (container defaults and min/max) and Priority (a pod's
+//! `priorityClassName` resolved to `spec.priority`). RBAC-era
 //! plugins (LimitRanger, ResourceQuota, PodSecurity, webhooks) slot in here later.
 
 use api::resource::ResourceInfo;
@@ -31,6 +32,7 @@ pub(crate) async fn admit_create(
 ) -> Result<(), ApiError> {
     namespace_lifecycle(state, res, obj).await?;
     if res.group.is_empty() && res.plural == "pods" {
+        limit_ranger(state, obj).await?;
         priority(state, obj).await?;
     }
     Ok(())
@@ -149,4 +151,82 @@ async fn priority(state: &State, obj: &mut Value) -> Result<(), ApiError> {
         crate::object::set(obj, "spec.preemptionPolicy", policy);
     }
     Ok(())
+}
+
+/// LimitRanger: containers without requests/limits get the `default` (limits) and
+/// `defaultRequest` (requests) of the namespace's LimitRanges of type Container, and
+/// containers outside a range's min/max are refused with Kubernetes' message.
+async fn limit_ranger(state: &State, obj: &mut Value) -> Result<(), ApiError> {
+    let Some(lr_res) = state.registry.lookup("", "v1", "limitranges") else { return Ok(()) };
+    let Some(ns) = crate::object::namespace(obj).map(String::from) else { return Ok(()) };
+    let page = state.storage.list(lr_res, &lr_res.namespace_prefix(&ns), None, None, 0, &|_| true).await?;
+    let mut violations = Vec::new();
+    for item in page
+        .items
+        .iter()
+        .filter_map(|lr| lr.pointer("/spec/limits").and_then(Value::as_array))
+        .flatten()
+        .filter(|l| l.get("type").and_then(Value::as_str) == Some("Container"))
+    {
+        for list in ["containers", "initContainers"] {
+            let Some(cs) = obj.pointer_mut(&format!("/spec/{list}")).and_then(Value::as_array_mut) else { continue };
+            for c in cs.iter_mut() {
+                apply_container_defaults(c, item);
+                violations.extend(container_violations(c, item));
+            }
+        }
+    }
+    match violations.into_iter().next() {
+        Some(v) => Err(forbidden_pod(obj, v)),
+        None => Ok(()),
+    }
+}
+
+fn merge_missing(c: &mut Value, dotted: &str, from: &serde_json::Map<String, Value>) {
+    let target = crate::object::path_mut(c, dotted);
+    if !target.is_object() {
+        *target = json!({});
+    }
+    if let Some(m) = target.as_object_mut() {
+        for (k, v) in from {
+            m.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+}
+
+fn apply_container_defaults(c: &mut Value, item: &Value) {
+    if let Some(d) = item.get("default").and_then(Value::as_object) {
+        merge_missing(c, "resources.limits", d);
+    }
+    if let Some(d) = item.get("defaultRequest").and_then(Value::as_object) {
+        merge_missing(c, "resources.requests", d);
+    }
+    // Requests default to limits when only limits are known.
+    if let Some(lim) = c.pointer("/resources/limits").and_then(Value::as_object).cloned() {
+        merge_missing(c, "resources.requests", &lim);
+    }
+}
+
+/// Kubernetes' wording: `minimum cpu usage per Container is 100m, but request is 50m`.
+fn container_violations(c: &Value, item: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for (bound, is_min) in [("min", true), ("max", false)] {
+        let Some(b) = item.get(bound).and_then(Value::as_object) else { continue };
+        for (res, q) in b {
+            let q = q.as_str().unwrap_or_default();
+            let field = if is_min { "requests" } else { "limits" };
+            let have = c.pointer(&format!("/resources/{field}/{res}")).and_then(Value::as_str);
+            let what = if is_min { "minimum" } else { "maximum" };
+            match (have.and_then(api::quantity::milli_value), api::quantity::milli_value(q)) {
+                (Some(h), Some(l)) if (is_min && h < l) || (!is_min && h > l) => out.push(format!(
+                    "{what} {res} usage per Container is {q}, but {} is {}",
+                    if is_min { "request" } else { "limit" },
+                    have.unwrap_or_default()
+                )),
+                (None, Some(_)) => out.push(format!("{what} {res} usage per Container is {q}.  No {} is specified", if is_min { "request" } else { "limit" })),
+                _ => {}
+            }
+        }
+    }
+    out
 }

@@ -1,10 +1,275 @@
-//! The job controller (being written).
+//! The Job controller (Kubernetes' `pkg/controller/job`): runs pods from a Job's
+//! template until enough of them succeed, or the Job fails.
+//!
+//! Pods carry the `batch.kubernetes.io/job-tracking` finalizer. A finished pod is
+//! first recorded by UID in `status.uncountedTerminatedPods`, then its finalizer is
+//! removed, then it moves into `status.succeeded`/`status.failed`: every pod is
+//! counted exactly once, also when pods are deleted right after they finish.
+//!
+//! Indexed Jobs give each pod a completion index (annotation and label
+//! `batch.kubernetes.io/job-completion-index`, env `JOB_COMPLETION_INDEX`, hostname
+//! `<job>-<index>`) and report `status.completedIndexes`.
 
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, trigger_owners, trigger_self};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, applier, watcher};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
 
 use crate::{Context, Error};
 
+mod conditions;
+pub(crate) mod expectations;
+pub(crate) mod pod_state;
+mod pods;
+mod sync;
+
+use expectations::Expectations;
+
+/// Finalizer the Job controller puts on its pods until it has counted them.
+pub(crate) const TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";
+/// Annotation and label with an Indexed Job pod's completion index.
+pub(crate) const COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
+
+/// The Job controller's state: caches, recorder and what it is waiting to see.
+pub(crate) struct JobController {
+    client: kube::Client,
+    pods: Store<Pod>,
+    recorder: Recorder,
+    expectations: Expectations,
+    /// Pods (by UID) whose tracking finalizer this controller removed and whose
+    /// update the cache may not show yet.
+    finalizer_removed: Mutex<HashSet<String>>,
+    /// When each Job (by UID) last saw a new pod failure, for the pod backoff.
+    last_failure: Mutex<HashMap<String, Instant>>,
+}
+
 /// Runs the controller until aborted.
-pub(crate) async fn run(_ctx: Arc<Context>) -> Result<(), Error> {
-    std::future::pending().await
+pub(crate) async fn run(ctx: Arc<Context>) -> Result<(), Error> {
+    let client = ctx.client.clone();
+    let (jobs, job_writer) = reflector::store::<Job>();
+    let (pods, pod_writer) = reflector::store::<Pod>();
+    let job_events = watcher(Api::<Job>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .reflect(job_writer)
+        .touched_objects();
+    let pod_events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .reflect(pod_writer)
+        .touched_objects();
+    let queue = futures::stream::select(
+        trigger_self(job_events, ()),
+        trigger_owners::<Job, _>(pod_events, (), ()),
+    );
+    let jc = Arc::new(JobController {
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "job-controller".into(),
+                instance: None,
+            },
+        ),
+        client,
+        pods,
+        expectations: Expectations::default(),
+        finalizer_removed: Mutex::new(HashSet::new()),
+        last_failure: Mutex::new(HashMap::new()),
+    });
+    let sweeper = tokio::spawn(release_orphans(jc.clone(), jobs.clone()));
+    applier(
+        |job, jc| Box::pin(reconcile(job, jc)),
+        error_policy,
+        jc,
+        jobs,
+        queue,
+        kube::runtime::controller::Config::default(),
+    )
+    .for_each(|r| async move {
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "job reconcile");
+        }
+    })
+    .await;
+    sweeper.abort();
+    Ok(())
+}
+
+fn error_policy(job: Arc<Job>, err: &Error, _: Arc<JobController>) -> Action {
+    tracing::debug!(object = %job.name_any(), error = %err, "job sync failed; retrying");
+    Action::requeue(Duration::from_secs(2))
+}
+
+#[tracing::instrument(skip_all, fields(object = %format!("{}/{}", job.namespace().unwrap_or_default(), job.name_any())))]
+async fn reconcile(job: Arc<Job>, jc: Arc<JobController>) -> Result<Action, Error> {
+    let _ = jc.pods.wait_until_ready().await;
+    let ns = job.namespace().unwrap_or_default();
+    let key = format!("{ns}/{}", job.name_any());
+    let Some(uid) = job.uid() else {
+        return Ok(Action::await_change());
+    };
+    let pods: Vec<Arc<Pod>> = jc
+        .pods
+        .state()
+        .into_iter()
+        .filter(|p| {
+            p.namespace().as_deref() == Some(ns.as_str())
+                && pod_state::controller_uid(p) == Some(uid.as_str())
+        })
+        .collect();
+    if !jc.expectations.satisfied(&key, |n| {
+        pod_state::seen(pods.iter().map(|p| p.as_ref()), n)
+    }) {
+        tracing::debug!("waiting for the cache to see earlier pod writes");
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
+    jc.prune_removed(&pods);
+    if job.metadata.deletion_timestamp.is_some() {
+        for p in &pods {
+            jc.remove_finalizer(p).await?;
+        }
+        return Ok(Action::await_change());
+    }
+    sync::sync(&job, &pods, &jc, &key).await
+}
+
+impl JobController {
+    fn pod_api(&self, ns: &str) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), ns)
+    }
+
+    /// Drops remembered finalizer removals the cache now shows.
+    fn prune_removed(&self, pods: &[Arc<Pod>]) {
+        let mut removed = self
+            .finalizer_removed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        removed.retain(|uid| {
+            pods.iter()
+                .any(|p| p.uid().as_deref() == Some(uid.as_str()) && has_tracking_finalizer(p))
+        });
+    }
+
+    fn was_removed(&self, uid: &str) -> bool {
+        self.finalizer_removed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(uid)
+    }
+
+    /// Removes the tracking finalizer from `pod` (no-op without it).
+    async fn remove_finalizer(&self, pod: &Pod) -> Result<(), Error> {
+        if !has_tracking_finalizer(pod) {
+            return Ok(());
+        }
+        let ns = pod.namespace().unwrap_or_default();
+        let rest: Vec<&String> = pod
+            .finalizers()
+            .iter()
+            .filter(|f| *f != TRACKING_FINALIZER)
+            .collect();
+        let patch = json!({"metadata": {
+            "finalizers": rest,
+            "resourceVersion": pod.resource_version(),
+        }});
+        match self
+            .pod_api(&ns)
+            .patch(
+                &pod.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(source) => {
+                return Err(Error::Api {
+                    context: format!("removing finalizer from pod {ns}/{}", pod.name_any()),
+                    source,
+                });
+            }
+        }
+        if let Some(uid) = pod.uid() {
+            self.finalizer_removed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(uid);
+        }
+        Ok(())
+    }
+
+    /// Records an event about `job`; failures to record are only logged.
+    async fn event(
+        &self,
+        job: &Job,
+        type_: EventType,
+        reason: &str,
+        note: String,
+        related: Option<k8s_openapi::api::core::v1::ObjectReference>,
+    ) {
+        let ev = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: reason.into(),
+            secondary: related,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &job.object_ref(&())).await {
+            tracing::debug!(error = %e, reason, "recording event failed");
+        }
+    }
+}
+
+/// True when the pod still carries the Job tracking finalizer.
+pub(crate) fn has_tracking_finalizer(pod: &Pod) -> bool {
+    pod.finalizers().iter().any(|f| f == TRACKING_FINALIZER)
+}
+
+/// Releases pods whose Job is gone: nobody else would remove their finalizer.
+async fn release_orphans(jc: Arc<JobController>, jobs: Store<Job>) {
+    let _ = jobs.wait_until_ready().await;
+    let _ = jc.pods.wait_until_ready().await;
+    loop {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let live: HashSet<String> = jobs.state().iter().filter_map(|j| j.uid()).collect();
+        for pod in jc.pods.state() {
+            if !has_tracking_finalizer(&pod) {
+                continue;
+            }
+            let owner = pod
+                .owner_references()
+                .iter()
+                .find(|r| r.controller == Some(true) && r.kind == "Job")
+                .map(|r| r.uid.clone());
+            if owner.is_none_or(|u| !live.contains(&u)) {
+                // The Job may be brand new and not cached yet: check the API.
+                let ns = pod.namespace().unwrap_or_default();
+                let name = pod
+                    .owner_references()
+                    .iter()
+                    .find(|r| r.kind == "Job")
+                    .map(|r| r.name.clone());
+                if let Some(n) = name
+                    && let Ok(Some(j)) = Api::<Job>::namespaced(jc.client.clone(), &ns)
+                        .get_opt(&n)
+                        .await
+                    && pod_state::controller_uid(&pod) == j.uid().as_deref()
+                {
+                    continue;
+                }
+                if let Err(e) = jc.remove_finalizer(&pod).await {
+                    tracing::debug!(error = %e, "releasing orphaned job pod");
+                }
+            }
+        }
+    }
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use crate::quantity;
+use api::quantity;
 
 /// Default cpu request (millicores) of a container without one, for scoring only.
 pub(crate) const DEFAULT_MILLI_CPU_REQUEST: i64 = 100;

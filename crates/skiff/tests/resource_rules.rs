@@ -311,3 +311,20 @@ fn pod_priority_comes_from_its_priority_class() {
     assert_eq!(code, 201, "{body}");
     assert_eq!(body["spec"]["priority"], 0);
 }
+
+#[test]
+fn limit_ranges_default_and_bound_container_resources() {
+    let s = TestServer::start();
+    s.apply("apiVersion: v1\nkind: LimitRange\nmetadata:\n  name: lr\nspec:\n  limits:\n  - type: Container\n    default: {cpu: 500m, memory: 256Mi}\n    defaultRequest: {cpu: 100m}\n    max: {cpu: \"1\"}\n");
+    let (code, body) = post(&s, "/api/v1/namespaces/default/pods", r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"d"},"spec":{"containers":[{"name":"c","image":"busybox"}]}}"#);
+    assert_eq!(code, 201, "{body}");
+    let r = &body["spec"]["containers"][0]["resources"];
+    assert_eq!(r["limits"]["cpu"], "500m");
+    assert_eq!(r["limits"]["memory"], "256Mi");
+    assert_eq!(r["requests"]["cpu"], "100m");
+    assert_eq!(r["requests"]["memory"], "256Mi");
+    assert_eq!(body["status"]["qosClass"], "Burstable");
+    let (code, body) = post(&s, "/api/v1/namespaces/default/pods", r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"big"},"spec":{"containers":[{"name":"c","image":"busybox","resources":{"limits":{"cpu":"2"}}}]}}"#);
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(body["message"], "pods \"big\" is forbidden: maximum cpu usage per Container is 1, but limit is 2");
+}

@@ -386,6 +386,9 @@ pub(crate) async fn create_object(
         m.remove("status");
     }
     strategy.default(&mut obj);
+    // Kubernetes' order: defaults, admission (which may set fields), then the
+    // strategy's own preparation and validation.
+    crate::admission::admit_create(state, res, &mut obj).await?;
     strategy.prepare_for_create(&mut obj);
     prune_empty_metadata(&mut obj);
     let mut errs = meta::validate_name(strategy.name_rule(), &name, "metadata.name");
@@ -394,7 +397,6 @@ pub(crate) async fn create_object(
     if !errs.is_empty() {
         return Err(invalid(res, &name, errs));
     }
-    crate::admission::admit_create(state, res, &mut obj).await?;
     if res.group.is_empty() && res.plural == "services" {
         // Report an existing Service as AlreadyExists, not as a taken cluster IP.
         match state.storage.get(res, ns.as_deref(), &name).await {
