@@ -23,6 +23,7 @@ mod disruption;
 mod endpoints;
 mod endpointslice;
 mod garbagecollector;
+mod horizontalpodautoscaling;
 mod job;
 mod namespace;
 mod nodeipam;
@@ -97,6 +98,9 @@ const REGISTRY: &[(&str, Starter)] = &[
     ("nodelifecycle", |c| tokio::spawn(nodelifecycle::run(c))),
     ("podgc", |c| tokio::spawn(podgc::run(c))),
     ("disruption", |c| tokio::spawn(disruption::run(c))),
+    ("horizontalpodautoscaling", |c| {
+        tokio::spawn(horizontalpodautoscaling::run(c))
+    }),
 ];
 
 /// Names of all controllers.

@@ -1,10 +1,165 @@
-//! The replicaset controller (being written).
+//! The replicaset controller, which also runs the replication controller (as
+//! kube-controller-manager's RC manager is the ReplicaSet manager on another kind):
+//! both keep `spec.replicas` pods from `spec.template` alive, adopt matching orphan
+//! pods, release pods that stop matching, and report counts in their status.
+//!
+//! One pod informer feeds both loops; each kind has its own informer, queue and
+//! expectations. Layout follows `pkg/controller/replicaset`: [`sync`] is one reconcile,
+//! [`pods`] the pod facts and deletion order, [`expectations`] the cache-lag guard,
+//! [`owner`] what differs between the two kinds, [`informer`] the watch plumbing
+//! (shared with the deployment controller).
 
 use std::sync::Arc;
 
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::{Pod, ReplicationController};
+use kube::api::Api;
+use kube::runtime::reflector::{ObjectRef, Store};
+
+pub(crate) mod events;
+pub(crate) mod expectations;
+pub(crate) mod informer;
+pub(crate) mod owner;
+pub(crate) mod pods;
+pub(crate) mod sync;
+
+use expectations::Expectations;
+use informer::{Change, Enqueue, Queue, Tasks, informer, ready, run_queue};
+use owner::Replicated;
+
 use crate::{Context, Error};
 
-/// Runs the controller until aborted.
-pub(crate) async fn run(_ctx: Arc<Context>) -> Result<(), Error> {
-    std::future::pending().await
+/// Where pod changes go for one kind of replica controller.
+struct PodRoute<K: Replicated> {
+    owners: Store<K>,
+    queue: Enqueue<K>,
+    expectations: Arc<Expectations>,
+}
+
+impl<K: Replicated> PodRoute<K> {
+    /// Observes a pod change for expectations and enqueues the controllers it concerns.
+    fn route(&self, pod: &Pod, new: bool, gone: bool) {
+        let ns = pod.metadata.namespace.as_deref();
+        if let Some(r) = pods::controller_of(&pod.metadata) {
+            if r.kind != K::kind(&()) || r.api_version != K::api_version(&()) {
+                return;
+            }
+            let key = format!("{}/{}", ns.unwrap_or(""), r.name);
+            if new {
+                self.expectations.creation_observed(&key);
+            }
+            if gone || pod.metadata.deletion_timestamp.is_some() {
+                self.expectations
+                    .deletion_observed(&key, pod.metadata.name.as_deref().unwrap_or(""));
+            }
+            self.queue.add_named(ns, &r.name);
+            return;
+        }
+        if gone || pod.metadata.deletion_timestamp.is_some() {
+            return;
+        }
+        // An orphan: every controller whose selector matches may adopt it.
+        let labels = pods::labels(&pod.metadata);
+        for owner in self.owners.state() {
+            if owner.meta().namespace.as_deref() == ns
+                && owner.selector().is_ok_and(|s| s.matches(&labels))
+            {
+                self.queue.add(ObjectRef::from_obj(&*owner));
+            }
+        }
+    }
+}
+
+fn owner_informer<K: Replicated>(
+    client: &kube::Client,
+    queue: &Queue<K>,
+    expectations: Arc<Expectations>,
+    tasks: &mut Tasks,
+) -> Store<K> {
+    let enqueue = queue.sender();
+    let store_for_resync: Arc<std::sync::OnceLock<Store<K>>> = Arc::default();
+    let resync = store_for_resync.clone();
+    let (store, task) = informer(
+        Api::<K>::all(client.clone()),
+        K::COMPONENT,
+        move |c| match c {
+            Change::Applied { obj, .. } => enqueue.add(ObjectRef::from_obj(obj)),
+            Change::Deleted(obj) => expectations.forget(&sync::key_of(obj)),
+            Change::Resynced => {
+                for o in resync.get().map(Store::state).unwrap_or_default() {
+                    enqueue.add(ObjectRef::from_obj(&*o));
+                }
+            }
+        },
+    );
+    let _ = store_for_resync.set(store.clone());
+    tasks.push(task);
+    store
+}
+
+/// Runs the ReplicaSet and ReplicationController controllers until aborted.
+pub(crate) async fn run(ctx: Arc<Context>) -> Result<(), Error> {
+    let client = ctx.client.clone();
+    let mut tasks = Tasks::default();
+    let rs_queue: Queue<ReplicaSet> = Queue::new();
+    let rc_queue: Queue<ReplicationController> = Queue::new();
+    let rs_expect = Arc::new(Expectations::default());
+    let rc_expect = Arc::new(Expectations::default());
+    let rs_store = owner_informer(&client, &rs_queue, rs_expect.clone(), &mut tasks);
+    let rc_store = owner_informer(&client, &rc_queue, rc_expect.clone(), &mut tasks);
+
+    let rs_route = PodRoute {
+        owners: rs_store.clone(),
+        queue: rs_queue.sender(),
+        expectations: rs_expect.clone(),
+    };
+    let rc_route = PodRoute {
+        owners: rc_store.clone(),
+        queue: rc_queue.sender(),
+        expectations: rc_expect.clone(),
+    };
+    let (pod_store, task) = informer(Api::<Pod>::all(client.clone()), "pods", move |c| match c {
+        Change::Applied { obj, new } => {
+            rs_route.route(obj, new, false);
+            rc_route.route(obj, new, false);
+        }
+        Change::Deleted(obj) => {
+            rs_route.route(obj, false, true);
+            rc_route.route(obj, false, true);
+        }
+        Change::Resynced => {}
+    });
+    tasks.push(task);
+
+    let rs_ctx = Arc::new(sync::Ctx::new(
+        client.clone(),
+        pod_store.clone(),
+        rs_store.clone(),
+        rs_expect,
+    ));
+    let rc_ctx = Arc::new(sync::Ctx::new(
+        client.clone(),
+        pod_store.clone(),
+        rc_store.clone(),
+        rc_expect,
+    ));
+    let rs_loop = run_queue(
+        rs_store.clone(),
+        rs_queue,
+        vec![ready(&pod_store), ready(&rs_store)],
+        rs_ctx,
+        sync::reconcile::<ReplicaSet>,
+        sync::error_policy::<ReplicaSet>,
+    );
+    let rc_loop = run_queue(
+        rc_store.clone(),
+        rc_queue,
+        vec![ready(&pod_store), ready(&rc_store)],
+        rc_ctx,
+        sync::reconcile::<ReplicationController>,
+        sync::error_policy::<ReplicationController>,
+    );
+    tokio::join!(rs_loop, rc_loop);
+    drop(tasks);
+    Ok(())
 }

@@ -1,0 +1,225 @@
+//! Informers as kube-controller-manager has them: one watch per kind feeds a
+//! reflector store (the cache reconcilers read) and, after the store has applied an
+//! event, a handler that turns the change into reconcile requests. A small work
+//! queue (kube-runtime's `applier`) runs the reconciler with per-object backoff.
+//!
+//! The deployment controller uses the same pieces.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::fmt::Debug;
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::Resource;
+use kube::api::Api;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::controller::{Action, Config as ApplierConfig, applier};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::watcher::{self, Event};
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::Error;
+
+/// A change the informer saw, after its store applied it.
+pub(crate) enum Change<'a, K> {
+    /// Added or modified; `new` when the store did not hold the object before.
+    Applied {
+        /// The object as it is now.
+        obj: &'a K,
+        /// First sight of this object.
+        new: bool,
+    },
+    /// Deleted (last state known).
+    Deleted(&'a K),
+    /// A (re)list finished: every cached object should be looked at again.
+    Resynced,
+}
+
+/// Background tasks that end when this is dropped (when the controller is aborted).
+#[derive(Default)]
+pub(crate) struct Tasks(Vec<JoinHandle<()>>);
+
+impl Tasks {
+    /// Keeps `t` running as long as `self` lives.
+    pub(crate) fn push(&mut self, t: JoinHandle<()>) {
+        self.0.push(t);
+    }
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+/// Starts a watch on `api` that keeps the returned store current and calls
+/// `handler` for every change once the store reflects it.
+pub(crate) fn informer<K, H>(
+    api: Api<K>,
+    what: &'static str,
+    mut handler: H,
+) -> (Store<K>, JoinHandle<()>)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    H: FnMut(Change<'_, K>) + Send + 'static,
+{
+    let (reader, mut writer) = reflector::store::<K>();
+    let cache = reader.clone();
+    let task = tokio::spawn(async move {
+        let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+        let mut stream = std::pin::pin!(stream);
+        while let Some(ev) = stream.next().await {
+            let ev = match ev {
+                Ok(ev) => ev,
+                Err(e) => {
+                    tracing::debug!(what, error = %e, "watch failed; retrying");
+                    continue;
+                }
+            };
+            let known = match &ev {
+                Event::Apply(o) | Event::InitApply(o) => {
+                    cache.get(&ObjectRef::from_obj(o)).is_some()
+                }
+                _ => true,
+            };
+            writer.apply_watcher_event(&ev);
+            match &ev {
+                Event::Apply(o) | Event::InitApply(o) => handler(Change::Applied {
+                    obj: o,
+                    new: !known,
+                }),
+                Event::Delete(o) => handler(Change::Deleted(o)),
+                Event::InitDone => handler(Change::Resynced),
+                Event::Init => {}
+            }
+        }
+    });
+    (reader, task)
+}
+
+/// A work queue of objects to reconcile.
+pub(crate) struct Queue<K: Resource<DynamicType = ()>> {
+    tx: mpsc::UnboundedSender<ObjectRef<K>>,
+    rx: Option<mpsc::UnboundedReceiver<ObjectRef<K>>>,
+}
+
+impl<K: Resource<DynamicType = ()>> Queue<K> {
+    /// An empty queue.
+    pub(crate) fn new() -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Self { tx, rx: Some(rx) }
+    }
+
+    /// A handle that adds to the queue.
+    pub(crate) fn sender(&self) -> Enqueue<K> {
+        Enqueue(self.tx.clone())
+    }
+}
+
+/// Adds objects to a [`Queue`].
+pub(crate) struct Enqueue<K: Resource<DynamicType = ()>>(mpsc::UnboundedSender<ObjectRef<K>>);
+
+impl<K: Resource<DynamicType = ()>> Clone for Enqueue<K> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<K: Resource<DynamicType = ()>> Enqueue<K> {
+    /// Asks for `r` to be reconciled.
+    pub(crate) fn add(&self, r: ObjectRef<K>) {
+        let _ = self.0.send(r);
+    }
+
+    /// Asks for the object named `name` in `ns` to be reconciled.
+    pub(crate) fn add_named(&self, ns: Option<&str>, name: &str) {
+        let mut r = ObjectRef::new(name);
+        if let Some(ns) = ns {
+            r = r.within(ns);
+        }
+        self.add(r);
+    }
+}
+
+/// Per-object exponential backoff for failed reconciles (5 ms doubling, at most
+/// 60 s), like kube-controller-manager's rate-limited queues.
+#[derive(Default)]
+pub(crate) struct Backoff(Mutex<HashMap<String, u32>>);
+
+impl Backoff {
+    /// The delay before retrying `key` after one more failure.
+    pub(crate) fn failed(&self, key: &str) -> Duration {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(key.to_string()).or_insert(0);
+        *n = (*n + 1).min(20);
+        Duration::from_millis(5u64 << *n).min(Duration::from_secs(60))
+    }
+
+    /// Forgets failures of `key` after a success.
+    pub(crate) fn succeeded(&self, key: &str) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
+}
+
+/// Runs `reconcile` for every object taken from `queue` that is in `store`, until
+/// the queue closes. Waits for `ready` (the informers' first lists) first, so no
+/// decision is taken from a half-filled cache.
+pub(crate) async fn run_queue<K, C, F, Fut>(
+    store: Store<K>,
+    mut queue: Queue<K>,
+    ready: Vec<Box<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send>>,
+    ctx: Arc<C>,
+    reconcile: F,
+    error_policy: fn(Arc<K>, &Error, Arc<C>) -> Action,
+) where
+    K: Resource<DynamicType = ()> + Clone + Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + Hash + Clone + Debug + Unpin,
+    C: Send + Sync + 'static,
+    F: FnMut(Arc<K>, Arc<C>) -> Fut,
+    Fut: Future<Output = Result<Action, Error>> + Send + 'static,
+{
+    for wait in ready {
+        wait().await;
+    }
+    let Some(rx) = queue.rx.take() else { return };
+    let stream = tokio_stream::wrappers::UnboundedReceiverStream::new(rx).map(Ok::<_, Infallible>);
+    let mut reconcile = reconcile;
+    let results = applier(
+        move |obj, ctx| Box::pin(reconcile(obj, ctx)),
+        error_policy,
+        ctx,
+        store,
+        stream,
+        ApplierConfig::default(),
+    );
+    let mut results = std::pin::pin!(results);
+    while let Some(r) = results.next().await {
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "reconcile failed");
+        }
+    }
+}
+
+/// A future that resolves when `store` has seen its first full list.
+pub(crate) fn ready<K>(
+    store: &Store<K>,
+) -> Box<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send>
+where
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    let store = store.clone();
+    Box::new(move || {
+        let store = store.clone();
+        Box::pin(async move {
+            let _ = store.wait_until_ready().await;
+        })
+    })
+}
