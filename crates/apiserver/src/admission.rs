@@ -157,9 +157,23 @@ async fn priority(state: &State, obj: &mut Value) -> Result<(), ApiError> {
 /// `defaultRequest` (requests) of the namespace's LimitRanges of type Container, and
 /// containers outside a range's min/max are refused with Kubernetes' message.
 async fn limit_ranger(state: &State, obj: &mut Value) -> Result<(), ApiError> {
-    let Some(lr_res) = state.registry.lookup("", "v1", "limitranges") else { return Ok(()) };
-    let Some(ns) = crate::object::namespace(obj).map(String::from) else { return Ok(()) };
-    let page = state.storage.list(lr_res, &lr_res.namespace_prefix(&ns), None, None, 0, &|_| true).await?;
+    let Some(lr_res) = state.registry.lookup("", "v1", "limitranges") else {
+        return Ok(());
+    };
+    let Some(ns) = crate::object::namespace(obj).map(String::from) else {
+        return Ok(());
+    };
+    let page = state
+        .storage
+        .list(
+            lr_res,
+            &lr_res.namespace_prefix(&ns),
+            None,
+            None,
+            0,
+            &|_| true,
+        )
+        .await?;
     let mut violations = Vec::new();
     for item in page
         .items
@@ -169,7 +183,12 @@ async fn limit_ranger(state: &State, obj: &mut Value) -> Result<(), ApiError> {
         .filter(|l| l.get("type").and_then(Value::as_str) == Some("Container"))
     {
         for list in ["containers", "initContainers"] {
-            let Some(cs) = obj.pointer_mut(&format!("/spec/{list}")).and_then(Value::as_array_mut) else { continue };
+            let Some(cs) = obj
+                .pointer_mut(&format!("/spec/{list}"))
+                .and_then(Value::as_array_mut)
+            else {
+                continue;
+            };
             for c in cs.iter_mut() {
                 apply_container_defaults(c, item);
                 violations.extend(container_violations(c, item));
@@ -202,7 +221,11 @@ fn apply_container_defaults(c: &mut Value, item: &Value) {
         merge_missing(c, "resources.requests", d);
     }
     // Requests default to limits when only limits are known.
-    if let Some(lim) = c.pointer("/resources/limits").and_then(Value::as_object).cloned() {
+    if let Some(lim) = c
+        .pointer("/resources/limits")
+        .and_then(Value::as_object)
+        .cloned()
+    {
         merge_missing(c, "resources.requests", &lim);
     }
 }
@@ -211,19 +234,29 @@ fn apply_container_defaults(c: &mut Value, item: &Value) {
 fn container_violations(c: &Value, item: &Value) -> Vec<String> {
     let mut out = Vec::new();
     for (bound, is_min) in [("min", true), ("max", false)] {
-        let Some(b) = item.get(bound).and_then(Value::as_object) else { continue };
+        let Some(b) = item.get(bound).and_then(Value::as_object) else {
+            continue;
+        };
         for (res, q) in b {
             let q = q.as_str().unwrap_or_default();
             let field = if is_min { "requests" } else { "limits" };
-            let have = c.pointer(&format!("/resources/{field}/{res}")).and_then(Value::as_str);
+            let have = c
+                .pointer(&format!("/resources/{field}/{res}"))
+                .and_then(Value::as_str);
             let what = if is_min { "minimum" } else { "maximum" };
-            match (have.and_then(api::quantity::milli_value), api::quantity::milli_value(q)) {
+            match (
+                have.and_then(api::quantity::milli_value),
+                api::quantity::milli_value(q),
+            ) {
                 (Some(h), Some(l)) if (is_min && h < l) || (!is_min && h > l) => out.push(format!(
                     "{what} {res} usage per Container is {q}, but {} is {}",
                     if is_min { "request" } else { "limit" },
                     have.unwrap_or_default()
                 )),
-                (None, Some(_)) => out.push(format!("{what} {res} usage per Container is {q}.  No {} is specified", if is_min { "request" } else { "limit" })),
+                (None, Some(_)) => out.push(format!(
+                    "{what} {res} usage per Container is {q}.  No {} is specified",
+                    if is_min { "request" } else { "limit" }
+                )),
                 _ => {}
             }
         }

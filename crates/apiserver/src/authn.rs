@@ -59,12 +59,21 @@ pub(crate) async fn service_account_identity(
     authorization: Option<&str>,
 ) -> Result<Identity, ()> {
     let token = authorization
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .ok_or(())?;
-    let claims = state.token_issuer.verify(token, &state.token_issuer.issuer).ok_or(())?;
+    let claims = state
+        .token_issuer
+        .verify(token, &state.token_issuer.issuer)
+        .ok_or(())?;
     let k = &claims.kubernetes;
-    let sa_res = state.registry.lookup("", "v1", "serviceaccounts").ok_or(())?;
+    let sa_res = state
+        .registry
+        .lookup("", "v1", "serviceaccounts")
+        .ok_or(())?;
     let sa = state
         .storage
         .get(sa_res, Some(&k.namespace), &k.serviceaccount.name)
@@ -75,7 +84,11 @@ pub(crate) async fn service_account_identity(
     }
     if let Some(pod) = &k.pod {
         let pod_res = state.registry.lookup("", "v1", "pods").ok_or(())?;
-        let p = state.storage.get(pod_res, Some(&k.namespace), &pod.name).await.map_err(|_| ())?;
+        let p = state
+            .storage
+            .get(pod_res, Some(&k.namespace), &pod.name)
+            .await
+            .map_err(|_| ())?;
         if crate::object::meta_str(&p, "uid") != Some(pod.uid.as_str()) {
             return Err(());
         }
@@ -83,7 +96,10 @@ pub(crate) async fn service_account_identity(
     Ok(Identity::authenticated(
         claims.sub.clone(),
         k.serviceaccount.uid.clone(),
-        vec!["system:serviceaccounts".into(), format!("system:serviceaccounts:{}", k.namespace)],
+        vec![
+            "system:serviceaccounts".into(),
+            format!("system:serviceaccounts:{}", k.namespace),
+        ],
     ))
 }
 

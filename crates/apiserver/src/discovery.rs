@@ -37,8 +37,18 @@ fn subresource_kind(res: &ResourceInfo, sub: &str) -> (String, String, String, V
             vec!["get", "patch", "update"],
         ),
         "binding" => ("".into(), "v1".into(), "Binding".into(), vec!["create"]),
-        "eviction" => ("policy".into(), "v1".into(), "Eviction".into(), vec!["create"]),
-        "token" => ("authentication.k8s.io".into(), "v1".into(), "TokenRequest".into(), vec!["create"]),
+        "eviction" => (
+            "policy".into(),
+            "v1".into(),
+            "Eviction".into(),
+            vec!["create"],
+        ),
+        "token" => (
+            "authentication.k8s.io".into(),
+            "v1".into(),
+            "TokenRequest".into(),
+            vec!["create"],
+        ),
         "finalize" => (
             res.group.clone(),
             res.version.clone(),

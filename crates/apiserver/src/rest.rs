@@ -21,8 +21,8 @@ use crate::strategy::{self, Strategy};
 mod meta;
 pub(crate) use meta::partial_metadata;
 pub(crate) mod delete;
-pub(crate) mod subresource;
 mod eviction;
+pub(crate) mod subresource;
 mod token;
 pub(crate) mod write;
 

@@ -53,12 +53,17 @@ impl TokenIssuer {
             .map_err(|e| Error::Pki(format!("service account signing key: {e}")))?;
         let decoding = DecodingKey::from_ec_pem(public_pem.as_bytes())
             .map_err(|e| Error::Pki(format!("service account public key: {e}")))?;
-        Ok(Self { encoding, decoding, issuer })
+        Ok(Self {
+            encoding,
+            decoding,
+            issuer,
+        })
     }
 
     /// Signs a token for the service account.
     pub(crate) fn issue(&self, claims: &Claims) -> Result<String, String> {
-        jsonwebtoken::encode(&Header::new(Algorithm::ES256), claims, &self.encoding).map_err(|e| e.to_string())
+        jsonwebtoken::encode(&Header::new(Algorithm::ES256), claims, &self.encoding)
+            .map_err(|e| e.to_string())
     }
 
     /// Verifies signature, issuer, expiry and that one audience is `audience`.
@@ -67,7 +72,9 @@ impl TokenIssuer {
         v.set_issuer(&[&self.issuer]);
         v.set_audience(&[audience]);
         v.leeway = 0;
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &v).ok().map(|d| d.claims)
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &v)
+            .ok()
+            .map(|d| d.claims)
     }
 }
 
@@ -77,8 +84,12 @@ mod tests {
 
     fn issuer() -> TokenIssuer {
         let key = rcgen::KeyPair::generate().expect("key");
-        TokenIssuer::new(&key.serialize_pem(), &key.public_key_pem(), "https://kubernetes.default.svc.cluster.local".into())
-            .expect("issuer")
+        TokenIssuer::new(
+            &key.serialize_pem(),
+            &key.public_key_pem(),
+            "https://kubernetes.default.svc.cluster.local".into(),
+        )
+        .expect("issuer")
     }
 
     fn claims(aud: &str, exp: i64) -> Claims {
@@ -93,7 +104,10 @@ mod tests {
             sub: "system:serviceaccount:default:app".into(),
             kubernetes: KubeClaims {
                 namespace: "default".into(),
-                serviceaccount: NamedRef { name: "app".into(), uid: "u1".into() },
+                serviceaccount: NamedRef {
+                    name: "app".into(),
+                    uid: "u1".into(),
+                },
                 pod: None,
                 secret: None,
             },
@@ -103,12 +117,28 @@ mod tests {
     #[test]
     fn tokens_verify_only_for_their_audience_and_until_they_expire() {
         let i = issuer();
-        let t = i.issue(&claims("https://kubernetes.default.svc.cluster.local", 600)).expect("signed");
-        assert_eq!(i.verify(&t, "https://kubernetes.default.svc.cluster.local").expect("valid").sub, "system:serviceaccount:default:app");
+        let t = i
+            .issue(&claims("https://kubernetes.default.svc.cluster.local", 600))
+            .expect("signed");
+        assert_eq!(
+            i.verify(&t, "https://kubernetes.default.svc.cluster.local")
+                .expect("valid")
+                .sub,
+            "system:serviceaccount:default:app"
+        );
         assert!(i.verify(&t, "vault").is_none());
-        let old = i.issue(&claims("https://kubernetes.default.svc.cluster.local", -10)).expect("signed");
-        assert!(i.verify(&old, "https://kubernetes.default.svc.cluster.local").is_none());
+        let old = i
+            .issue(&claims("https://kubernetes.default.svc.cluster.local", -10))
+            .expect("signed");
+        assert!(
+            i.verify(&old, "https://kubernetes.default.svc.cluster.local")
+                .is_none()
+        );
         let other = issuer();
-        assert!(other.verify(&t, "https://kubernetes.default.svc.cluster.local").is_none());
+        assert!(
+            other
+                .verify(&t, "https://kubernetes.default.svc.cluster.local")
+                .is_none()
+        );
     }
 }

@@ -21,7 +21,9 @@ async fn pod_on(client: &kube::Client, name: &str, node: &str, app: &str) {
         "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox"}]}
     }))
     .expect("pod");
-    pods.create(&PostParams::default(), &p).await.expect("create pod");
+    pods.create(&PostParams::default(), &p)
+        .await
+        .expect("create pod");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -35,22 +37,39 @@ async fn eviction_respects_the_budget_and_drain_retries() {
     }
     s.apply("apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: web\nspec:\n  minAvailable: 2\n  selector:\n    matchLabels: {app: web}\n");
     let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), "default");
-    cluster::eventually(Duration::from_secs(30), "PDB status: 1 disruption allowed", || {
-        let pdbs = pdbs.clone();
-        async move {
-            let st = pdbs.get("web").await.ok()?.status?;
-            (st.disruptions_allowed == 1 && st.current_healthy == 3 && st.desired_healthy == 2).then_some(())
-        }
-    })
+    cluster::eventually(
+        Duration::from_secs(30),
+        "PDB status: 1 disruption allowed",
+        || {
+            let pdbs = pdbs.clone();
+            async move {
+                let st = pdbs.get("web").await.ok()?.status?;
+                (st.disruptions_allowed == 1 && st.current_healthy == 3 && st.desired_healthy == 2)
+                    .then_some(())
+            }
+        },
+    )
     .await;
     let out = s.kubectl_ok(&["get", "pdb", "web"]);
-    assert!(out.contains("web    2               N/A               1"), "{out}");
+    assert!(
+        out.contains("web    2               N/A               1"),
+        "{out}"
+    );
 
     let evict = |pod: &str| {
-        let body = format!(r#"{{"apiVersion":"policy/v1","kind":"Eviction","metadata":{{"name":"{pod}","namespace":"default"}}}}"#);
+        let body = format!(
+            r#"{{"apiVersion":"policy/v1","kind":"Eviction","metadata":{{"name":"{pod}","namespace":"default"}}}}"#
+        );
         s.curl_admin(
             &format!("/api/v1/namespaces/default/pods/{pod}/eviction"),
-            &["-X", "POST", "-H", "Content-Type: application/json", "--data-binary", &body],
+            &[
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+                &body,
+            ],
         )
     };
     let (code, body) = evict("web-a");
@@ -58,16 +77,41 @@ async fn eviction_respects_the_budget_and_drain_retries() {
     let (code, body) = evict("web-b");
     assert_eq!(code, 429, "{body}");
     let status: serde_json::Value = serde_json::from_str(&body).expect("Status");
-    assert_eq!(status["message"], "Cannot evict pod as it would violate the pod's disruption budget.");
+    assert_eq!(
+        status["message"],
+        "Cannot evict pod as it would violate the pod's disruption budget."
+    );
     assert_eq!(status["details"]["causes"][0]["reason"], "DisruptionBudget");
 
     // drain (--force: these pods have no controller) cordons, then keeps retrying
     // the pods the budget protects.
-    let out = s.kubectl(&["drain", "node-1", "--force", "--timeout=6s", "--grace-period=0"]);
-    assert!(!out.status.success(), "drain must not finish while the budget blocks it");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = s.kubectl(&[
+        "drain",
+        "node-1",
+        "--force",
+        "--timeout=6s",
+        "--grace-period=0",
+    ]);
+    assert!(
+        !out.status.success(),
+        "drain must not finish while the budget blocks it"
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("node/node-1 cordoned"), "{text}");
-    assert!(text.contains("Cannot evict pod as it would violate the pod's disruption budget."), "{text}");
-    let unsched = s.kubectl_ok(&["get", "node", "node-1", "-o", "jsonpath={.spec.unschedulable}"]);
+    assert!(
+        text.contains("Cannot evict pod as it would violate the pod's disruption budget."),
+        "{text}"
+    );
+    let unsched = s.kubectl_ok(&[
+        "get",
+        "node",
+        "node-1",
+        "-o",
+        "jsonpath={.spec.unschedulable}",
+    ]);
     assert_eq!(unsched, "true");
 }

@@ -18,13 +18,30 @@ use support::TestServer;
 async fn an_hpa_raises_replicas_to_its_minimum_and_reports_missing_metrics() {
     let s = TestServer::start();
     let client = s.client().await;
-    s.kubectl_ok(&["create", "deployment", "web", "--image=nginx", "--replicas=1"]);
-    s.kubectl_ok(&["autoscale", "deployment", "web", "--min=3", "--max=5", "--cpu-percent=70"]);
+    s.kubectl_ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx",
+        "--replicas=1",
+    ]);
+    s.kubectl_ok(&[
+        "autoscale",
+        "deployment",
+        "web",
+        "--min=3",
+        "--max=5",
+        "--cpu-percent=70",
+    ]);
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), "default");
-    cluster::eventually(Duration::from_secs(60), "deployment scaled to the HPA minimum", || {
-        let d = deploys.clone();
-        async move { (d.get("web").await.ok()?.spec?.replicas? == 3).then_some(()) }
-    })
+    cluster::eventually(
+        Duration::from_secs(60),
+        "deployment scaled to the HPA minimum",
+        || {
+            let d = deploys.clone();
+            async move { (d.get("web").await.ok()?.spec?.replicas? == 3).then_some(()) }
+        },
+    )
     .await;
     let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), "default");
     let hpa = cluster::eventually(Duration::from_secs(60), "HPA status written", || {
@@ -32,16 +49,27 @@ async fn an_hpa_raises_replicas_to_its_minimum_and_reports_missing_metrics() {
         async move {
             let hpa = h.get("web").await.ok()?;
             let conds = hpa.status.as_ref()?.conditions.clone()?;
-            conds.iter().any(|c| c.type_ == "ScalingActive").then_some(hpa)
+            conds
+                .iter()
+                .any(|c| c.type_ == "ScalingActive")
+                .then_some(hpa)
         }
     })
     .await;
     let conds = hpa.status.and_then(|s| s.conditions).unwrap_or_default();
-    let active = conds.iter().find(|c| c.type_ == "ScalingActive").expect("ScalingActive");
+    let active = conds
+        .iter()
+        .find(|c| c.type_ == "ScalingActive")
+        .expect("ScalingActive");
     assert_eq!(active.status, "False");
     assert_eq!(active.reason.as_deref(), Some("FailedGetResourceMetric"));
     let table = s.kubectl_ok(&["get", "hpa", "web"]);
     assert!(table.contains("cpu: <unknown>/70%"), "{table}");
     let described = s.kubectl_ok(&["describe", "hpa", "web"]);
-    assert!(described.contains("SuccessfulRescale") && described.contains("New size: 3; reason: Current number of replicas below Spec.MinReplicas"), "{described}");
+    assert!(
+        described.contains("SuccessfulRescale")
+            && described
+                .contains("New size: 3; reason: Current number of replicas below Spec.MinReplicas"),
+        "{described}"
+    );
 }

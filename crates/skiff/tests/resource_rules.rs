@@ -285,9 +285,22 @@ fn events_written_through_events_k8s_io_are_core_events_too() {
     let (code, body) = post(&s, "/apis/events.k8s.io/v1/namespaces/default/events", ev);
     assert_eq!(code, 201, "{body}");
     assert_eq!(body["note"], "hello from v1");
-    let core = s.kubectl_ok(&["get", "events.v1.", "e1", "-o", "jsonpath={.message} {.involvedObject.name} {.reportingComponent}"]);
+    let core = s.kubectl_ok(&[
+        "get",
+        "events.v1.",
+        "e1",
+        "-o",
+        "jsonpath={.message} {.involvedObject.name} {.reportingComponent}",
+    ]);
     assert_eq!(core, "hello from v1 cfg skiff-test");
-    let listed = s.kubectl_ok(&["get", "events", "--field-selector", "involvedObject.name=cfg", "-o", "name"]);
+    let listed = s.kubectl_ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=cfg",
+        "-o",
+        "name",
+    ]);
     assert!(listed.contains("e1"), "{listed}");
 }
 
@@ -295,10 +308,15 @@ fn events_written_through_events_k8s_io_are_core_events_too() {
 fn pod_priority_comes_from_its_priority_class() {
     let s = TestServer::start();
     let pcs = s.kubectl_ok(&["get", "priorityclasses", "-o", "name"]);
-    assert!(pcs.contains("system-node-critical") && pcs.contains("system-cluster-critical"), "{pcs}");
+    assert!(
+        pcs.contains("system-node-critical") && pcs.contains("system-cluster-critical"),
+        "{pcs}"
+    );
     s.apply("apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata:\n  name: high\nvalue: 1000\npreemptionPolicy: Never\n");
     let pod = |name: &str, class: &str| {
-        format!(r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}"}},"spec":{{"priorityClassName":"{class}","containers":[{{"name":"c","image":"busybox"}}]}}}}"#)
+        format!(
+            r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}"}},"spec":{{"priorityClassName":"{class}","containers":[{{"name":"c","image":"busybox"}}]}}}}"#
+        )
     };
     let (code, body) = post(&s, "/api/v1/namespaces/default/pods", &pod("p1", "high"));
     assert_eq!(code, 201, "{body}");
@@ -306,8 +324,15 @@ fn pod_priority_comes_from_its_priority_class() {
     assert_eq!(body["spec"]["preemptionPolicy"], "Never");
     let (code, body) = post(&s, "/api/v1/namespaces/default/pods", &pod("p2", "missing"));
     assert_eq!(code, 403, "{body}");
-    assert_eq!(body["message"], "pods \"p2\" is forbidden: no PriorityClass with name missing was found");
-    let (code, body) = post(&s, "/api/v1/namespaces/default/pods", r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p3"},"spec":{"containers":[{"name":"c","image":"busybox"}]}}"#);
+    assert_eq!(
+        body["message"],
+        "pods \"p2\" is forbidden: no PriorityClass with name missing was found"
+    );
+    let (code, body) = post(
+        &s,
+        "/api/v1/namespaces/default/pods",
+        r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p3"},"spec":{"containers":[{"name":"c","image":"busybox"}]}}"#,
+    );
     assert_eq!(code, 201, "{body}");
     assert_eq!(body["spec"]["priority"], 0);
 }
@@ -316,7 +341,11 @@ fn pod_priority_comes_from_its_priority_class() {
 fn limit_ranges_default_and_bound_container_resources() {
     let s = TestServer::start();
     s.apply("apiVersion: v1\nkind: LimitRange\nmetadata:\n  name: lr\nspec:\n  limits:\n  - type: Container\n    default: {cpu: 500m, memory: 256Mi}\n    defaultRequest: {cpu: 100m}\n    max: {cpu: \"1\"}\n");
-    let (code, body) = post(&s, "/api/v1/namespaces/default/pods", r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"d"},"spec":{"containers":[{"name":"c","image":"busybox"}]}}"#);
+    let (code, body) = post(
+        &s,
+        "/api/v1/namespaces/default/pods",
+        r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"d"},"spec":{"containers":[{"name":"c","image":"busybox"}]}}"#,
+    );
     assert_eq!(code, 201, "{body}");
     let r = &body["spec"]["containers"][0]["resources"];
     assert_eq!(r["limits"]["cpu"], "500m");
@@ -324,7 +353,14 @@ fn limit_ranges_default_and_bound_container_resources() {
     assert_eq!(r["requests"]["cpu"], "100m");
     assert_eq!(r["requests"]["memory"], "256Mi");
     assert_eq!(body["status"]["qosClass"], "Burstable");
-    let (code, body) = post(&s, "/api/v1/namespaces/default/pods", r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"big"},"spec":{"containers":[{"name":"c","image":"busybox","resources":{"limits":{"cpu":"2"}}}]}}"#);
+    let (code, body) = post(
+        &s,
+        "/api/v1/namespaces/default/pods",
+        r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"big"},"spec":{"containers":[{"name":"c","image":"busybox","resources":{"limits":{"cpu":"2"}}}]}}"#,
+    );
     assert_eq!(code, 403, "{body}");
-    assert_eq!(body["message"], "pods \"big\" is forbidden: maximum cpu usage per Container is 1, but limit is 2");
+    assert_eq!(
+        body["message"],
+        "pods \"big\" is forbidden: maximum cpu usage per Container is 1, but limit is 2"
+    );
 }

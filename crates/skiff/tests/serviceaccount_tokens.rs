@@ -9,7 +9,9 @@ use support::TestServer;
 
 fn with_token(s: &TestServer, token: &str, args: &[&str]) -> std::process::Output {
     let ca = s.data_dir().join("server/tls/ca.crt");
-    let cfg = s.data_dir().join(format!("tok-{}.yaml", token.len() ^ args.len()));
+    let cfg = s
+        .data_dir()
+        .join(format!("tok-{}.yaml", token.len() ^ args.len()));
     std::fs::write(
         &cfg,
         format!(
@@ -38,19 +40,35 @@ fn a_created_token_authenticates_until_the_account_is_deleted() {
     let token = token.trim();
     assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
     let out = with_token(&s, token, &["get", "ns", "default", "-o", "name"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let (code, body) = s.curl("/api/v1/namespaces", &["-H", &format!("Authorization: Bearer {token}")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, body) = s.curl(
+        "/api/v1/namespaces",
+        &["-H", &format!("Authorization: Bearer {token}")],
+    );
     assert_eq!(code, 200, "{body}");
 
     let other = s.kubectl_ok(&["create", "token", "app", "--audience=vault"]);
-    let (code, _) = s.curl("/api/v1/namespaces", &["-H", &format!("Authorization: Bearer {}", other.trim())]);
+    let (code, _) = s.curl(
+        "/api/v1/namespaces",
+        &["-H", &format!("Authorization: Bearer {}", other.trim())],
+    );
     assert_eq!(code, 401, "a token for another audience is refused");
 
     let err = s.kubectl_err(&["create", "token", "app", "--duration=1m"]);
-    assert!(err.contains("may not specify a duration less than 10 minutes"), "{err}");
+    assert!(
+        err.contains("may not specify a duration less than 10 minutes"),
+        "{err}"
+    );
 
     s.kubectl_ok(&["delete", "serviceaccount", "app"]);
-    let (code, _) = s.curl("/api/v1/namespaces", &["-H", &format!("Authorization: Bearer {token}")]);
+    let (code, _) = s.curl(
+        "/api/v1/namespaces",
+        &["-H", &format!("Authorization: Bearer {token}")],
+    );
     assert_eq!(code, 401, "the token dies with its account");
 }
 
@@ -58,8 +76,21 @@ fn a_created_token_authenticates_until_the_account_is_deleted() {
 fn a_pod_bound_token_dies_with_the_pod() {
     let s = TestServer::start();
     s.kubectl_ok(&["create", "serviceaccount", "app"]);
-    s.kubectl_ok(&["run", "p", "--image=busybox", "--restart=Never", "--overrides", r#"{"spec":{"serviceAccountName":"app"}}"#]);
-    let token = s.kubectl_ok(&["create", "token", "app", "--bound-object-kind=Pod", "--bound-object-name=p"]);
+    s.kubectl_ok(&[
+        "run",
+        "p",
+        "--image=busybox",
+        "--restart=Never",
+        "--overrides",
+        r#"{"spec":{"serviceAccountName":"app"}}"#,
+    ]);
+    let token = s.kubectl_ok(&[
+        "create",
+        "token",
+        "app",
+        "--bound-object-kind=Pod",
+        "--bound-object-name=p",
+    ]);
     let auth = format!("Authorization: Bearer {}", token.trim());
     assert_eq!(s.curl("/api/v1/namespaces", &["-H", &auth]).0, 200);
     s.kubectl_ok(&["delete", "pod", "p", "--grace-period=0", "--force"]);

@@ -42,7 +42,10 @@ fn spec_part(v: &Value) -> Value {
 pub(crate) fn held_by_spec_finalizers(res: &ResourceInfo, obj: &Value) -> bool {
     res.group.is_empty()
         && res.plural == "namespaces"
-        && obj.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty())
+        && obj
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|f| !f.is_empty())
 }
 
 /// Drops empty or null metadata maps and lists, as Go's `omitempty` does.
