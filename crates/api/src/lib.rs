@@ -2,6 +2,7 @@
 //!
 //! - [`resource`]: the registry of served resources (group, version, kind, plural, scope, verbs).
 //! - [`quantity`]: resource quantities (`500m`, `128Mi`) as exact integers.
+//! - [`quota`]: what an object costs against ResourceQuota resource names.
 //! - [`status`]: Kubernetes `Status` errors with the right reason and HTTP code.
 //! - [`selector`]: label and field selectors.
 //! - [`schema`]: OpenAPI definitions from k8s-openapi, field validation.
@@ -12,6 +13,7 @@ pub use k8s_openapi;
 
 pub mod patch;
 pub mod quantity;
+pub mod quota;
 pub mod resource;
 pub mod schema;
 pub mod selector;

@@ -137,3 +137,42 @@ mod tests {
         }
     }
 }
+
+/// Formats millis back into a quantity string: `500m`, `2`; whole multiples of
+/// 1024-powers as `Ki`/`Mi`/`Gi` when `binary`.
+pub fn format_milli(milli: i64, binary: bool) -> String {
+    if milli % 1000 != 0 {
+        return format!("{milli}m");
+    }
+    let v = milli / 1000;
+    if binary && v != 0 {
+        for (suffix, unit) in [
+            ("Ti", 1i64 << 40),
+            ("Gi", 1 << 30),
+            ("Mi", 1 << 20),
+            ("Ki", 1 << 10),
+        ] {
+            if v % unit == 0 {
+                return format!("{}{suffix}", v / unit);
+            }
+        }
+    }
+    v.to_string()
+}
+
+#[cfg(test)]
+mod format_tests {
+    use super::*;
+
+    #[test]
+    fn millis_format_back_to_familiar_quantities() {
+        assert_eq!(format_milli(500, false), "500m");
+        assert_eq!(format_milli(2000, false), "2");
+        assert_eq!(format_milli(256 * 1024 * 1024 * 1000, true), "256Mi");
+        assert_eq!(format_milli(0, true), "0");
+        assert_eq!(
+            milli_value(&format_milli(1_536_000, false)),
+            Some(1_536_000)
+        );
+    }
+}

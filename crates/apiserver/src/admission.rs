@@ -263,3 +263,142 @@ fn container_violations(c: &Value, item: &Value) -> Vec<String> {
     }
     out
 }
+
+/// ResourceQuota: refuses a create that would take a namespace over any of its
+/// quotas (Kubernetes' message: `exceeded quota: q, requested: pods=1, used: pods=2,
+/// limited: pods=2`), and otherwise reserves the usage in the quota's status (CAS;
+/// the resourcequota controller recomputes it from the objects).
+pub(crate) async fn reserve_quota(
+    state: &State,
+    res: &ResourceInfo,
+    obj: &Value,
+) -> Result<(), ApiError> {
+    if !res.namespaced {
+        return Ok(());
+    }
+    let Some(q_res) = state.registry.lookup("", "v1", "resourcequotas") else {
+        return Ok(());
+    };
+    let Some(ns) = crate::object::namespace(obj).map(String::from) else {
+        return Ok(());
+    };
+    let name = crate::object::name(obj).unwrap_or_default().to_string();
+    for _attempt in 0..5 {
+        let page = state
+            .storage
+            .list(q_res, &q_res.namespace_prefix(&ns), None, None, 0, &|_| {
+                true
+            })
+            .await?;
+        let mut conflict = false;
+        for quota in &page.items {
+            let qname = crate::object::name(quota).unwrap_or_default().to_string();
+            let hard = quota
+                .pointer("/spec/hard")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            let costs: Vec<(String, i64, String)> = hard
+                .iter()
+                .filter_map(|(n, limit)| {
+                    let inc = api::quota::usage(&res.group, &res.plural, obj, n)?;
+                    (inc > 0).then(|| {
+                        (
+                            n.clone(),
+                            inc,
+                            limit.as_str().unwrap_or_default().to_string(),
+                        )
+                    })
+                })
+                .collect();
+            if costs.is_empty() {
+                continue;
+            }
+            let Some(used) = quota
+                .pointer("/status/used")
+                .and_then(Value::as_object)
+                .cloned()
+            else {
+                let names: Vec<&str> = costs.iter().map(|(n, _, _)| n.as_str()).collect();
+                return Err(forbidden_object(
+                    res,
+                    &name,
+                    format!(
+                        "status unknown for quota: {qname}, resource: {}",
+                        names.join(",")
+                    ),
+                ));
+            };
+            let used_of = |n: &str| {
+                used.get(n)
+                    .and_then(Value::as_str)
+                    .and_then(api::quantity::milli_value)
+                    .unwrap_or(0)
+            };
+            let fmt = |n: &str, m: i64| api::quantity::format_milli(m, api::quota::is_bytes(n));
+            let exceeded: Vec<&(String, i64, String)> = costs
+                .iter()
+                .filter(|(n, inc, limit)| {
+                    api::quantity::milli_value(limit).is_some_and(|l| used_of(n) + inc > l)
+                })
+                .collect();
+            if !exceeded.is_empty() {
+                let join = |f: &dyn Fn(&(String, i64, String)) -> String| {
+                    exceeded.iter().map(|c| f(c)).collect::<Vec<_>>().join(",")
+                };
+                return Err(forbidden_object(
+                    res,
+                    &name,
+                    format!(
+                        "exceeded quota: {qname}, requested: {}, used: {}, limited: {}",
+                        join(&|(n, inc, _)| format!("{n}={}", fmt(n, *inc))),
+                        join(&|(n, _, _)| format!("{n}={}", fmt(n, used_of(n)))),
+                        join(&|(n, _, l)| format!("{n}={l}")),
+                    ),
+                ));
+            }
+            let mut updated = quota.clone();
+            // Quota resource names contain dots, so set them in the map directly.
+            if let Some(m) = updated
+                .pointer_mut("/status/used")
+                .and_then(Value::as_object_mut)
+            {
+                for (n, inc, _) in &costs {
+                    m.insert(n.clone(), json!(fmt(n, used_of(n) + inc)));
+                }
+            }
+            let rv = crate::storage::parse_rv(
+                crate::object::meta_str(quota, "resourceVersion").unwrap_or("0"),
+            )?;
+            match state
+                .storage
+                .update(q_res, Some(&ns), &qname, &updated, rv)
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if e.reason == "Conflict" => {
+                    conflict = true;
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if !conflict {
+            return Ok(());
+        }
+    }
+    Err(ApiError::conflict("", "resourcequotas", &name))
+}
+
+fn forbidden_object(res: &ResourceInfo, name: &str, why: String) -> ApiError {
+    let mut e = ApiError::forbidden(format!(
+        "{} {name:?} is forbidden: {why}",
+        api::status::qualified_resource(&res.group, &res.plural)
+    ));
+    e.details = Some(StatusDetails {
+        name: Some(name.to_string()),
+        kind: Some(res.plural.clone()),
+        ..Default::default()
+    });
+    e
+}

@@ -31,6 +31,7 @@ mod nodelifecycle;
 mod podgc;
 mod queue;
 mod replicaset;
+mod resourcequota;
 mod serviceaccount;
 mod statefulset;
 mod ttlafterfinished;
@@ -101,6 +102,7 @@ const REGISTRY: &[(&str, Starter)] = &[
     ("horizontalpodautoscaling", |c| {
         tokio::spawn(horizontalpodautoscaling::run(c))
     }),
+    ("resourcequota", |c| tokio::spawn(resourcequota::run(c))),
 ];
 
 /// Names of all controllers.

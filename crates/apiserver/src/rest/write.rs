@@ -414,6 +414,10 @@ pub(crate) async fn create_object(
         allocated.rollback(state);
         return Ok(obj);
     }
+    if let Err(e) = crate::admission::reserve_quota(state, res, &obj).await {
+        allocated.rollback(state);
+        return Err(e);
+    }
     match state.storage.create(res, ns.as_deref(), &name, &obj).await {
         Ok(v) => Ok(v),
         Err(e) => {
