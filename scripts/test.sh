@@ -3,6 +3,8 @@
 # lints, builds once, and runs every test with cargo-nextest in parallel.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# CI builds once: incremental artifacts would only cost disk and time.
+export CARGO_INCREMENTAL=0
 scripts/setup.sh --deps-only
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

@@ -78,12 +78,12 @@ async fn reconcile(node: Arc<Node>, state: Arc<State>) -> Result<Action, Error> 
     let chosen = {
         let mut pending = state.pending.lock().unwrap_or_else(|e| e.into_inner());
         // Forget pending blocks of nodes that are gone or now show their CIDR.
-        pending.retain(|n, _| {
-            nodes.iter().any(|x| {
-                x.metadata.name.as_deref() == Some(n.as_str())
-                    && x.spec.as_ref().and_then(|s| s.pod_cidr.as_ref()).is_none()
-            })
-        });
+        let waiting: std::collections::HashSet<&str> = nodes
+            .iter()
+            .filter(|x| x.spec.as_ref().and_then(|s| s.pod_cidr.as_ref()).is_none())
+            .filter_map(|x| x.metadata.name.as_deref())
+            .collect();
+        pending.retain(|n, _| waiting.contains(n.as_str()));
         let mut used: std::collections::HashSet<u64> = nodes
             .iter()
             .filter_map(|n| n.spec.as_ref()?.pod_cidr.as_deref())

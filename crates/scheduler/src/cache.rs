@@ -306,9 +306,10 @@ impl Cache {
         self.nodes.get(name).filter(|n| n.node.is_some())
     }
 
-    /// All node infos that have a Node object, in order.
+    /// All node infos that have a Node object, in no particular order (for
+    /// aggregations; no per-node name lookups on this hot path).
     pub fn nodes(&self) -> impl Iterator<Item = &NodeInfo> {
-        self.order.iter().filter_map(|n| self.nodes.get(n))
+        self.nodes.values().filter(|n| n.node.is_some())
     }
 
     /// Image size and the number of nodes that have it.
