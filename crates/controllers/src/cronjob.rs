@@ -12,7 +12,7 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::controller::{Action, trigger_owners, trigger_self};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, applier, watcher};
 use kube::{Resource, ResourceExt};
@@ -237,20 +237,16 @@ impl CronJobController {
         note: String,
         related: Option<k8s_openapi::api::core::v1::ObjectReference>,
     ) {
-        let ev = Event {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: reason.into(),
-            note: Some(note),
-            action: reason.into(),
-            secondary: related,
-        };
-        if let Err(e) = self.recorder.publish(&ev, &cj.object_ref(&())).await {
-            tracing::debug!(error = %e, reason, "recording event failed");
-        }
+        let regarding = cj.object_ref(&());
+        crate::events::record(
+            &self.recorder,
+            &regarding,
+            crate::events::event_type(warning),
+            reason,
+            note,
+            related,
+        )
+        .await;
     }
 }
 

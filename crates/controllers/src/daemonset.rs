@@ -13,7 +13,7 @@ use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::Api;
 use kube::runtime::controller::{Action, trigger_owners, trigger_self, trigger_with};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, applier, watcher};
 use kube::{Resource, ResourceExt};
@@ -126,19 +126,15 @@ impl DaemonController {
         note: String,
         related: Option<k8s_openapi::api::core::v1::ObjectReference>,
     ) {
-        let ev = Event {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: reason.into(),
-            note: Some(note),
-            action: reason.into(),
-            secondary: related,
-        };
-        if let Err(e) = self.recorder.publish(&ev, &ds.object_ref(&())).await {
-            tracing::debug!(error = %e, reason, "recording event failed");
-        }
+        let regarding = ds.object_ref(&());
+        crate::events::record(
+            &self.recorder,
+            &regarding,
+            crate::events::event_type(warning),
+            reason,
+            note,
+            related,
+        )
+        .await;
     }
 }

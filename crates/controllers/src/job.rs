@@ -19,7 +19,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, trigger_owners, trigger_self};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, applier, watcher};
 use kube::{Resource, ResourceExt};
@@ -216,16 +216,8 @@ impl JobController {
         note: String,
         related: Option<k8s_openapi::api::core::v1::ObjectReference>,
     ) {
-        let ev = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: reason.into(),
-            secondary: related,
-        };
-        if let Err(e) = self.recorder.publish(&ev, &job.object_ref(&())).await {
-            tracing::debug!(error = %e, reason, "recording event failed");
-        }
+        let regarding = job.object_ref(&());
+        crate::events::record(&self.recorder, &regarding, type_, reason, note, related).await;
     }
 }
 

@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 mod error;
+mod events;
 pub use error::Error;
 
 mod cronjob;

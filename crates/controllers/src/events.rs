@@ -1,0 +1,35 @@
+//! Recording events: one place for the Event shape every controller writes.
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{Event, EventType, Recorder};
+
+/// Records `reason`/`note` about `regarding` (action = reason, as Kubernetes'
+/// controllers do), optionally naming a related object; failures are only logged.
+pub(crate) async fn record(
+    recorder: &Recorder,
+    regarding: &ObjectReference,
+    type_: EventType,
+    reason: &str,
+    note: String,
+    related: Option<ObjectReference>,
+) {
+    let ev = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: reason.into(),
+        secondary: related,
+    };
+    if let Err(e) = recorder.publish(&ev, regarding).await {
+        tracing::debug!(error = %e, reason, "recording event failed");
+    }
+}
+
+/// `Warning` when `warning`, else `Normal`.
+pub(crate) fn event_type(warning: bool) -> EventType {
+    if warning {
+        EventType::Warning
+    } else {
+        EventType::Normal
+    }
+}
