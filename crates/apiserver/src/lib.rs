@@ -30,6 +30,7 @@ mod typecheck;
 #[cfg(test)]
 mod robustness;
 mod watch;
+mod watch_cache;
 
 pub use config::{ApiServerConfig, StaticToken};
 pub use error::Error;

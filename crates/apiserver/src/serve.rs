@@ -36,6 +36,7 @@ pub(crate) struct State {
     pub authorizer: Box<dyn Authorizer>,
     pub inflight: Arc<Semaphore>,
     pub shutdown: watch::Receiver<bool>,
+    pub watch_cache: Arc<crate::watch_cache::WatchCache>,
     ready: AtomicBool,
     requests: AtomicU64,
     openapi: OnceLock<OpenApiDocs>,
@@ -140,6 +141,9 @@ impl ApiServer {
             format!("https://kubernetes.default.svc.{}", config.cluster_domain),
         )?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let from = store.current_revision().await?;
+        let watch_cache =
+            crate::watch_cache::WatchCache::start(store.clone(), from, shutdown_rx.clone());
         let state = Arc::new(State {
             allocator: Allocator::new(cidr, config.node_port_range),
             tokens: TokenAuthenticator::new(&config.static_tokens),
@@ -149,6 +153,7 @@ impl ApiServer {
             registry: Registry::builtin(),
             storage: Storage { store },
             shutdown: shutdown_rx,
+            watch_cache,
             ready: AtomicBool::new(false),
             requests: AtomicU64::new(0),
             openapi: OnceLock::new(),

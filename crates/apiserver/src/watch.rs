@@ -10,14 +10,18 @@ use bytes::Bytes;
 use futures::StreamExt;
 use rand::Rng;
 use serde_json::{Value, json};
+use std::sync::Arc;
+
 use store::{EventKind, StoreError};
+
+use crate::watch_cache::Change;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::handler::Reply;
 use crate::negotiate::Output;
 use crate::rest::{Ctx, ListQuery};
-use crate::storage::{decode_as, parse_rv};
+use crate::storage::parse_rv;
 
 /// How often an idle watch with bookmarks enabled gets one.
 const BOOKMARK_EVERY: Duration = Duration::from_secs(30);
@@ -59,6 +63,17 @@ impl Encoder {
         };
         let mut v = serde_json::to_vec(&json!({"type": ty, "object": object})).unwrap_or_default();
         v.push(b'\n');
+        Bytes::from(v)
+    }
+
+    /// `{"type":..,"object":<json>}` around already encoded object JSON.
+    fn shared_line(&self, ty: &str, object: &Bytes) -> Bytes {
+        let mut v = Vec::with_capacity(object.len() + 32);
+        v.extend_from_slice(b"{\"type\":\"");
+        v.extend_from_slice(ty.as_bytes());
+        v.extend_from_slice(b"\",\"object\":");
+        v.extend_from_slice(object);
+        v.extend_from_slice(b"}\n");
         Bytes::from(v)
     }
 
@@ -149,18 +164,24 @@ impl Ctx<'_> {
                 line
             }))));
         }
-        let events = match self.state.storage.store.watch(&prefix, from).await {
-            Ok(s) => s,
-            Err(StoreError::Compacted {
-                requested,
-                compacted,
-            }) => {
-                let line = enc.line("ERROR", ApiError::gone(requested, compacted).to_status());
-                return Ok(Reply::Stream(Box::pin(futures::stream::once(async move {
-                    line
-                }))));
-            }
-            Err(e) => return Err(crate::storage::generic_store_error(e)),
+        let mut source = match self.state.watch_cache.subscribe(from) {
+            Some(sub) => Source::Cache {
+                backlog: sub.backlog.into(),
+                live: sub.live,
+            },
+            None => match self.state.storage.store.watch(&prefix, from).await {
+                Ok(s) => Source::Store(s),
+                Err(StoreError::Compacted {
+                    requested,
+                    compacted,
+                }) => {
+                    let line = enc.line("ERROR", ApiError::gone(requested, compacted).to_status());
+                    return Ok(Reply::Stream(Box::pin(futures::stream::once(async move {
+                        line
+                    }))));
+                }
+                Err(e) => return Err(crate::storage::generic_store_error(e)),
+            },
         };
         let ctx_matches = {
             let labels = q.labels.clone();
@@ -195,7 +216,6 @@ impl Ctx<'_> {
             tokio::pin!(deadline);
             let mut tick = tokio::time::interval(BOOKMARK_EVERY);
             tick.tick().await;
-            let mut events = events;
             loop {
                 tokio::select! {
                     _ = &mut deadline => return,
@@ -206,10 +226,10 @@ impl Ctx<'_> {
                             return;
                         }
                     }
-                    ev = events.next() => {
+                    ev = source.next() => {
                         let Some(ev) = ev else { return };
-                        let ev = match ev {
-                            Ok(ev) => ev,
+                        let change = match ev {
+                            Ok(c) => c,
                             Err(StoreError::Compacted { requested, compacted }) => {
                                 let _ = tx.send(enc.line("ERROR", ApiError::gone(requested, compacted).to_status())).await;
                                 return;
@@ -219,13 +239,18 @@ impl Ctx<'_> {
                                 return;
                             }
                         };
-                        last_rv = ev.kv.mod_revision;
-                        let Ok(obj) = decode_as(&res, &ev.kv) else { continue };
-                        let prev = ev.prev_value.as_ref().and_then(|p| serde_json::from_slice::<Value>(p).ok())
-                            .map(|v| crate::conversion::from_storage(&res, v));
-                        let now_matches = ctx_matches(&obj);
+                        if change.revision <= from || !change.key.starts_with(&prefix) {
+                            continue;
+                        }
+                        last_rv = change.revision;
+                        let converted = res.group == "events.k8s.io";
+                        let view = |v: &Value| if converted { crate::conversion::from_storage(&res, v.clone()) } else { v.clone() };
+                        let obj_owned;
+                        let obj: &Value = if converted { obj_owned = view(&change.object); &obj_owned } else { &change.object };
+                        let prev = change.prev.as_ref().map(&view);
+                        let now_matches = ctx_matches(obj);
                         let was_matching = prev.as_ref().map(&ctx_matches);
-                        let ty = match (ev.kind, was_matching, now_matches) {
+                        let ty = match (change.kind, was_matching, now_matches) {
                             (EventKind::Created, _, true) => "ADDED",
                             (EventKind::Deleted, Some(false), _) => continue,
                             (EventKind::Deleted, _, true) | (EventKind::Deleted, Some(true), _) => "DELETED",
@@ -234,7 +259,13 @@ impl Ctx<'_> {
                             (EventKind::Updated, _, true) => "MODIFIED",
                             _ => continue,
                         };
-                        if tx.send(enc.line(ty, obj)).await.is_err() {
+                        // Plain JSON watchers share the object's bytes, encoded once.
+                        let line = if enc.output == Output::Json && !converted {
+                            enc.shared_line(ty, change.json())
+                        } else {
+                            enc.line(ty, obj.clone())
+                        };
+                        if tx.send(line).await.is_err() {
                             return;
                         }
                     }
@@ -242,5 +273,40 @@ impl Ctx<'_> {
             }
         });
         Ok(Reply::Stream(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// Where a watch's changes come from: the shared watch cache, or (for resumes older
+/// than it holds) a store watch of its own.
+enum Source {
+    Cache {
+        backlog: std::collections::VecDeque<Arc<Change>>,
+        live: tokio::sync::broadcast::Receiver<Arc<Change>>,
+    },
+    Store(store::WatchStream),
+}
+
+impl Source {
+    async fn next(&mut self) -> Option<Result<Arc<Change>, StoreError>> {
+        match self {
+            Source::Cache { backlog, live } => {
+                if let Some(c) = backlog.pop_front() {
+                    return Some(Ok(c));
+                }
+                // A watcher that falls too far behind is closed; the client resumes
+                // from its last resourceVersion, as with kube-apiserver's cacher.
+                live.recv().await.ok().map(Ok)
+            }
+            Source::Store(s) => loop {
+                match s.next().await? {
+                    Ok(ev) => {
+                        if let Some(c) = Change::decode(ev) {
+                            return Some(Ok(c));
+                        }
+                    }
+                    Err(e) => return Some(Err(e)),
+                }
+            },
+        }
     }
 }
