@@ -35,8 +35,13 @@ async fn start_server() -> anyhow::Result<Server> {
             "--disable-agent",
             "--https-listen-port",
             &port.to_string(),
-            "--data-dir",
         ])
+        // A /24 from node IPAM for each of the bench's nodes.
+        .args(["--cluster-cidr", "10.0.0.0/8"])
+        // No agent renews the bench nodes' Leases: a long grace period keeps node
+        // lifecycle from marking them unreachable mid-run.
+        .args(["--node-monitor-grace-period", "3600"])
+        .arg("--data-dir")
         .arg(dir.path())
         .env("SKIFF_LOG", "warn")
         .stdout(Stdio::null())
