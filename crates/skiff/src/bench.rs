@@ -2,7 +2,7 @@
 //! start-up time, against the raw store (SQLite and a local etcd) measured in the same
 //! run as the baseline. Prints a Markdown section for BENCHMARKS.md.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -80,13 +80,13 @@ pub(crate) fn rss_mib(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
-pub(crate) fn free_port() -> anyhow::Result<u16> {
+fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
 }
 
-pub(crate) struct ChildGuard(pub(crate) Child);
+struct ChildGuard(Child);
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {
@@ -95,7 +95,7 @@ impl Drop for ChildGuard {
     }
 }
 
-pub(crate) async fn wait_ready(port: u16, within: Duration) -> anyhow::Result<Duration> {
+async fn wait_ready(port: u16, within: Duration) -> anyhow::Result<Duration> {
     let start = Instant::now();
     loop {
         let ok = tokio::process::Command::new("curl")
@@ -123,7 +123,7 @@ pub(crate) async fn wait_ready(port: u16, within: Duration) -> anyhow::Result<Du
     }
 }
 
-pub(crate) async fn client_for(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
+async fn client_for(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
     let kc = kube::config::Kubeconfig::read_from(kubeconfig)?;
     let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
         .await?;
@@ -263,40 +263,63 @@ async fn raw_etcd_puts(endpoint: &str, total: usize, concurrency: usize) -> anyh
     Ok(total as f64 / wall.as_secs_f64())
 }
 
-pub(crate) fn data_dir() -> anyhow::Result<tempfile::TempDir> {
+fn data_dir() -> anyhow::Result<tempfile::TempDir> {
     Ok(tempfile::Builder::new().prefix("skiff-bench-").tempdir()?)
 }
 
-async fn api(args: BenchArgs) -> anyhow::Result<()> {
+/// A `skiff server` started for a benchmark in its own temp data dir; stopped on drop.
+pub(crate) struct BenchServer {
+    _dir: tempfile::TempDir,
+    _child: ChildGuard,
+    /// The server's process id (for RSS readings).
+    pub pid: u32,
+    /// An admin client.
+    pub client: kube::Client,
+    /// Time from spawning the process to /readyz answering 200.
+    pub ready: Duration,
+}
+
+/// Starts `skiff server` (no node agent) with `extra` flags and waits for /readyz.
+pub(crate) async fn start_server(extra: &[&str]) -> anyhow::Result<BenchServer> {
     let dir = data_dir()?;
     let port = free_port()?;
-    let exe: PathBuf = std::env::current_exe()?;
-    eprintln!(
-        "==> starting skiff server (data dir {})",
-        dir.path().display()
-    );
     let started = Instant::now();
-    let child = Command::new(&exe)
+    let child = Command::new(std::env::current_exe()?)
         .args([
             "server",
             "--disable-agent",
             "--https-listen-port",
             &port.to_string(),
-            "--data-dir",
         ])
+        .args(extra)
+        .arg("--data-dir")
         .arg(dir.path())
         .env("SKIFF_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()?;
     let pid = child.id();
-    let _server = ChildGuard(child);
+    let guard = ChildGuard(child);
     wait_ready(port, Duration::from_secs(20)).await?;
     let ready = started.elapsed();
+    let client = client_for(&dir.path().join("kubeconfig.yaml")).await?;
+    Ok(BenchServer {
+        _dir: dir,
+        _child: guard,
+        pid,
+        client,
+        ready,
+    })
+}
+
+async fn api(args: BenchArgs) -> anyhow::Result<()> {
+    eprintln!("==> starting skiff server");
+    let srv = start_server(&[]).await?;
+    let (pid, ready) = (srv.pid, srv.ready);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_idle = rss_mib(pid);
 
-    let client = client_for(&dir.path().join("kubeconfig.yaml")).await?;
+    let client = srv.client.clone();
     let ns_api: Api<Namespace> = Api::all(client.clone());
     for ns in ["bench", "bench-watch"] {
         let mut n = Namespace::default();

@@ -3,7 +3,6 @@
 //! 5000Nodes_50000Pods), measured from pod creation to binding.
 
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,49 +13,19 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 
-use crate::bench::{
-    ChildGuard, client_for, data_dir, free_port, ms, percentile, rss_mib, run_concurrent,
-    wait_ready,
-};
+use crate::bench::{ms, percentile, rss_mib, run_concurrent};
 
-struct Server {
-    _dir: tempfile::TempDir,
-    _child: ChildGuard,
-    pid: u32,
-    client: kube::Client,
-}
-
-async fn start_server() -> anyhow::Result<Server> {
-    let dir = data_dir()?;
-    let port = free_port()?;
-    let child = Command::new(std::env::current_exe()?)
-        .args([
-            "server",
-            "--disable-agent",
-            "--https-listen-port",
-            &port.to_string(),
-        ])
+async fn start_server() -> anyhow::Result<crate::bench::BenchServer> {
+    crate::bench::start_server(&[
         // A /24 from node IPAM for each of the bench's nodes.
-        .args(["--cluster-cidr", "10.0.0.0/8"])
+        "--cluster-cidr",
+        "10.0.0.0/8",
         // No agent renews the bench nodes' Leases: a long grace period keeps node
         // lifecycle from marking them unreachable mid-run.
-        .args(["--node-monitor-grace-period", "3600"])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .env("SKIFF_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()?;
-    let pid = child.id();
-    let guard = ChildGuard(child);
-    wait_ready(port, Duration::from_secs(20)).await?;
-    let client = client_for(&dir.path().join("kubeconfig.yaml")).await?;
-    Ok(Server {
-        _dir: dir,
-        _child: guard,
-        pid,
-        client,
-    })
+        "--node-monitor-grace-period",
+        "3600",
+    ])
+    .await
 }
 
 fn node(i: usize) -> anyhow::Result<Node> {
