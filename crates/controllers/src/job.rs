@@ -116,15 +116,7 @@ async fn reconcile(job: Arc<Job>, jc: Arc<JobController>) -> Result<Action, Erro
     let Some(uid) = job.uid() else {
         return Ok(Action::await_change());
     };
-    let pods: Vec<Arc<Pod>> = jc
-        .pods
-        .state()
-        .into_iter()
-        .filter(|p| {
-            p.namespace().as_deref() == Some(ns.as_str())
-                && pod_state::controller_uid(p) == Some(uid.as_str())
-        })
-        .collect();
+    let pods: Vec<Arc<Pod>> = pod_state::owned_pods(&jc.pods, &ns, &uid);
     if !jc.expectations.satisfied(&key, |n| {
         pod_state::seen(pods.iter().map(|p| p.as_ref()), n)
     }) {

@@ -83,32 +83,13 @@ pub(super) async fn sync(ds: &DaemonSet, dc: &DaemonController) -> Result<Action
     let key = format!("{ns}/{name}");
     let uid = ds.uid().unwrap_or_default();
     let spec = ds.spec.clone().unwrap_or_default();
-    let owned: Vec<Arc<Pod>> = dc
-        .pods
-        .state()
-        .into_iter()
-        .filter(|p| {
-            p.namespace().as_deref() == Some(ns.as_str())
-                && pod_state::controller_uid(p) == Some(uid.as_str())
-        })
-        .collect();
+    let owned: Vec<Arc<Pod>> = pod_state::owned_pods(&dc.pods, &ns, &uid);
     if !dc.expectations.satisfied(&key, |n| {
         pod_state::seen(owned.iter().map(|p| p.as_ref()), n)
     }) {
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
-    let revs: Vec<_> = dc
-        .revisions
-        .state()
-        .into_iter()
-        .filter(|r| {
-            r.namespace().as_deref() == Some(ns.as_str())
-                && r.owner_references()
-                    .iter()
-                    .any(|o| o.controller == Some(true) && o.uid == uid)
-        })
-        .map(|r| (*r).clone())
-        .collect();
+    let revs: Vec<_> = history::owned_revisions(&dc.revisions, &ns, &uid);
     let status = ds.status.clone().unwrap_or_default();
     let revisions = history::sync_revisions(
         &dc.client,

@@ -7,6 +7,18 @@ use kube::ResourceExt;
 use super::expectations::Seen;
 
 /// The UID of the pod's controller (the ownerReference with `controller: true`).
+/// Pods in `ns` whose controller owner has `uid`, from the pod cache.
+pub(crate) fn owned_pods(
+    pods: &kube::runtime::reflector::Store<Pod>,
+    ns: &str,
+    uid: &str,
+) -> Vec<std::sync::Arc<Pod>> {
+    pods.state()
+        .into_iter()
+        .filter(|p| p.namespace().as_deref() == Some(ns) && controller_uid(p) == Some(uid))
+        .collect()
+}
+
 pub(crate) fn controller_uid(pod: &Pod) -> Option<&str> {
     pod.metadata
         .owner_references

@@ -15,6 +15,25 @@ use serde_json::{Value, json};
 
 use crate::Error;
 
+/// ControllerRevisions in `ns` whose controller owner has `uid`, from the cache.
+pub(crate) fn owned_revisions(
+    revisions: &kube::runtime::reflector::Store<ControllerRevision>,
+    ns: &str,
+    uid: &str,
+) -> Vec<ControllerRevision> {
+    revisions
+        .state()
+        .into_iter()
+        .filter(|r| {
+            r.namespace().as_deref() == Some(ns)
+                && r.owner_references()
+                    .iter()
+                    .any(|o| o.controller == Some(true) && o.uid == uid)
+        })
+        .map(|r| (*r).clone())
+        .collect()
+}
+
 /// Label with the template hash on ControllerRevisions.
 pub(crate) const HASH_LABEL: &str = "controller.kubernetes.io/hash";
 
