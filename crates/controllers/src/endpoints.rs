@@ -26,7 +26,7 @@ pub(crate) type Key = (String, String);
 const RESYNC: Duration = Duration::from_secs(60);
 
 /// Services (in the pod's namespace) selecting the pod before or after an event.
-pub(crate) fn services_for_pod_event(
+fn services_for_pod_event(
     ev: &watcher::Event<Pod>,
     pods: &Store<Pod>,
     services: &Store<Service>,
@@ -51,15 +51,17 @@ pub(crate) fn key_of(m: &ObjectMeta) -> Key {
     )
 }
 
-/// Runs the controller until aborted.
-pub(crate) async fn run(ctx: Arc<Context>) -> Result<(), Error> {
-    let client = ctx.client.clone();
-    let (q, mut worker) = queue::queue::<Key>();
-    let mut tasks = Tasks::default();
+/// The Service and Pod caches both endpoint controllers build on: a Service change
+/// enqueues that Service, a Pod change the Services selecting the pod.
+pub(crate) fn service_and_pod_informers(
+    client: &kube::Client,
+    tasks: &mut Tasks,
+    q: &Queue<Key>,
+) -> (Store<Service>, Store<Pod>) {
     let services = informer(
         Api::<Service>::all(client.clone()),
         watcher::Config::default(),
-        &mut tasks,
+        tasks,
         Some(q.clone()),
         |ev, _| {
             event_objects(ev)
@@ -69,13 +71,22 @@ pub(crate) async fn run(ctx: Arc<Context>) -> Result<(), Error> {
         },
     );
     let svc_store = services.clone();
-    let pod_store = informer(
+    let pods = informer(
         Api::<Pod>::all(client.clone()),
         watcher::Config::default(),
-        &mut tasks,
+        tasks,
         Some(q.clone()),
         move |ev, pods| services_for_pod_event(ev, pods, &svc_store),
     );
+    (services, pods)
+}
+
+/// Runs the controller until aborted.
+pub(crate) async fn run(ctx: Arc<Context>) -> Result<(), Error> {
+    let client = ctx.client.clone();
+    let (q, mut worker) = queue::queue::<Key>();
+    let mut tasks = Tasks::default();
+    let (services, pod_store) = service_and_pod_informers(&client, &mut tasks, &q);
     let endpoints = informer(
         Api::<Endpoints>::all(client.clone()),
         watcher::Config::default(),
@@ -164,7 +175,7 @@ async fn sync(ctx: &Context, caches: &Caches, key: &Key) -> Result<(), Error> {
         return match api.delete(name, &DeleteParams::default()).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-            Err(e) => Err(api_err("deleting endpoints", e)),
+            Err(e) => Err(Error::api("deleting endpoints", e)),
         };
     };
     if pods::selector(&svc).is_none() {
@@ -196,7 +207,7 @@ async fn sync(ctx: &Context, caches: &Caches, key: &Key) -> Result<(), Error> {
             tracing::debug!("updating endpoints");
             api.replace(name, &PostParams::default(), &new)
                 .await
-                .map_err(|e| api_err("updating endpoints", e))?;
+                .map_err(|e| Error::api("updating endpoints", e))?;
         }
         None => {
             let new = Endpoints {
@@ -213,16 +224,9 @@ async fn sync(ctx: &Context, caches: &Caches, key: &Key) -> Result<(), Error> {
                 Ok(_) => {}
                 // The namespace is terminating: nothing to do.
                 Err(kube::Error::Api(e)) if e.code == 403 => {}
-                Err(e) => return Err(api_err("creating endpoints", e)),
+                Err(e) => return Err(Error::api("creating endpoints", e)),
             }
         }
     }
     Ok(())
-}
-
-fn api_err(context: &str, source: kube::Error) -> Error {
-    Error::Api {
-        context: context.into(),
-        source,
-    }
 }

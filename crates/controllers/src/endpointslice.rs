@@ -12,7 +12,7 @@ use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 
-use crate::endpoints::{Key, key_of, pods, services_for_pod_event};
+use crate::endpoints::{Key, key_of, pods, service_and_pod_informers};
 use crate::queue::{self, Queue, Tasks, event_objects, informer};
 use crate::{Context, Error};
 
@@ -38,26 +38,7 @@ pub(crate) async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     let client = ctx.client.clone();
     let (q, mut worker) = queue::queue::<Key>();
     let mut tasks = Tasks::default();
-    let services = informer(
-        Api::<Service>::all(client.clone()),
-        watcher::Config::default(),
-        &mut tasks,
-        Some(q.clone()),
-        |ev, _| {
-            event_objects(ev)
-                .map(|s| key_of(&s.metadata))
-                .into_iter()
-                .collect()
-        },
-    );
-    let svc_store = services.clone();
-    let pod_store = informer(
-        Api::<Pod>::all(client.clone()),
-        watcher::Config::default(),
-        &mut tasks,
-        Some(q.clone()),
-        move |ev, pods| services_for_pod_event(ev, pods, &svc_store),
-    );
+    let (services, pod_store) = service_and_pod_informers(&client, &mut tasks, &q);
     let slices = informer(
         Api::<EndpointSlice>::all(client.clone()),
         watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")),
@@ -133,7 +114,7 @@ async fn sync(
         match api.create(&PostParams::default(), s).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 403 => {}
-            Err(e) => return Err(api_err("creating endpointslice", e)),
+            Err(e) => return Err(Error::api("creating endpointslice", e)),
         }
     }
     for s in &plan.update {
@@ -141,22 +122,15 @@ async fn sync(
         tracing::debug!(slice = %n, endpoints = s.endpoints.len(), "updating endpointslice");
         api.replace(&n, &PostParams::default(), s)
             .await
-            .map_err(|e| api_err("updating endpointslice", e))?;
+            .map_err(|e| Error::api("updating endpointslice", e))?;
     }
     for n in &plan.delete {
         tracing::debug!(slice = %n, "deleting endpointslice");
         match api.delete(n, &DeleteParams::default()).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(api_err("deleting endpointslice", e)),
+            Err(e) => return Err(Error::api("deleting endpointslice", e)),
         }
     }
     Ok(())
-}
-
-fn api_err(context: &str, source: kube::Error) -> Error {
-    Error::Api {
-        context: context.into(),
-        source,
-    }
 }

@@ -28,3 +28,13 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
 }
+
+impl Error {
+    /// An API call that failed while doing `context`.
+    pub(crate) fn api(context: &str, source: kube::Error) -> Self {
+        Error::Api {
+            context: context.into(),
+            source,
+        }
+    }
+}

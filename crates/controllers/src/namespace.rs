@@ -90,7 +90,7 @@ async fn finalize(api: &Api<Namespace>, name: &str) -> Result<(), Error> {
         let Some(mut ns) = api
             .get_opt(name)
             .await
-            .map_err(|e| api_err("getting namespace", e))?
+            .map_err(|e| Error::api("getting namespace", e))?
         else {
             return Ok(());
         };
@@ -114,7 +114,7 @@ async fn finalize(api: &Api<Namespace>, name: &str) -> Result<(), Error> {
             }
             Err(kube::Error::Api(e)) if e.code == 409 => continue,
             Err(kube::Error::Api(e)) if e.code == 404 => return Ok(()),
-            Err(e) => return Err(api_err("finalizing namespace", e)),
+            Err(e) => return Err(Error::api("finalizing namespace", e)),
         }
     }
     Ok(())
@@ -125,7 +125,7 @@ async fn delete_again(api: &Api<Namespace>, name: &str) -> Result<(), Error> {
     match api.delete(name, &DeleteParams::default()).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
-        Err(e) => Err(api_err("deleting finalized namespace", e)),
+        Err(e) => Err(Error::api("deleting finalized namespace", e)),
     }
 }
 
@@ -156,11 +156,4 @@ async fn set_conditions(
 fn error_policy(_ns: Arc<Namespace>, err: &Error, _ctx: Arc<Context>) -> Action {
     tracing::debug!(error = %err, "namespace reconcile failed; retrying");
     Action::requeue(Duration::from_secs(5))
-}
-
-fn api_err(context: &str, source: kube::Error) -> Error {
-    Error::Api {
-        context: context.into(),
-        source,
-    }
 }

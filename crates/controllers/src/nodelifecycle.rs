@@ -154,7 +154,7 @@ impl Monitor {
             tracing::debug!("node stopped posting status; marking it Unknown");
             api.replace_status(&name, &PostParams::default(), &new)
                 .await
-                .map_err(|e| api_err("setting node conditions Unknown", e))?;
+                .map_err(|e| Error::api("setting node conditions Unknown", e))?;
             if was_ready {
                 self.node_not_ready(node).await;
             }
@@ -167,7 +167,7 @@ impl Monitor {
             tracing::debug!(ready = ?ready_status(node), "updating lifecycle taints");
             api.replace(&name, &PostParams::default(), &new)
                 .await
-                .map_err(|e| api_err("updating node taints", e))?;
+                .map_err(|e| Error::api("updating node taints", e))?;
         }
         Ok(())
     }
@@ -267,7 +267,7 @@ impl Monitor {
                 Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {
                     self.evicted.insert(uid);
                 }
-                Err(e) => return Err(api_err("evicting pod", e)),
+                Err(e) => return Err(Error::api("evicting pod", e)),
             }
         }
         let live: HashSet<String> = self
@@ -296,12 +296,5 @@ impl Monitor {
         if let Err(e) = self.recorder.publish(&ev, object).await {
             tracing::debug!(error = %e, reason, "recording event failed");
         }
-    }
-}
-
-fn api_err(context: &str, source: kube::Error) -> Error {
-    Error::Api {
-        context: context.into(),
-        source,
     }
 }

@@ -157,7 +157,7 @@ async fn delete(ctx: &Context, pod: &Pod, reason: Reason) -> Result<(), Error> {
         if nodes
             .get_opt(node)
             .await
-            .map_err(|e| api_err("checking node", e))?
+            .map_err(|e| Error::api("checking node", e))?
             .is_some()
         {
             return Ok(());
@@ -178,14 +178,7 @@ async fn delete(ctx: &Context, pod: &Pod, reason: Reason) -> Result<(), Error> {
     {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
-        Err(e) => Err(api_err("deleting pod", e)),
-    }
-}
-
-fn api_err(context: &str, source: kube::Error) -> Error {
-    Error::Api {
-        context: context.into(),
-        source,
+        Err(e) => Err(Error::api("deleting pod", e)),
     }
 }
 
