@@ -52,6 +52,11 @@ impl Drop for Tasks {
 struct Session {
     client: kube::Client,
     recorder: Recorder,
+    reporter: Reporter,
+    /// The last FailedScheduling note per pending pod. kube's Recorder folds events
+    /// with the same reason into one series and keeps its first note, so a changed
+    /// reason is recorded through a fresh recorder (a new event users can see).
+    failure_notes: HashMap<PodKey, String>,
     cache: Cache,
     queue: Queue,
     fw: Framework,
@@ -108,16 +113,16 @@ pub async fn run(client: kube::Client, config: &SchedulerConfig) -> Result<(), E
     let _ =
         tokio::time::timeout(Duration::from_secs(30), priority_classes.wait_until_ready()).await;
     let (bind_tx, mut bind_rx) = mpsc::unbounded_channel();
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: SCHEDULER_NAME.into(),
-            instance: Some(config.identity.clone()),
-        },
-    );
+    let reporter = Reporter {
+        controller: SCHEDULER_NAME.into(),
+        instance: Some(config.identity.clone()),
+    };
+    let recorder = Recorder::new(client.clone(), reporter.clone());
     let mut s = Session {
         client: client.clone(),
         recorder,
+        reporter,
+        failure_notes: HashMap::new(),
         cache: Cache::default(),
         queue: Queue::default(),
         fw: Framework::new(crate::plugins::default_profile()),
@@ -291,12 +296,14 @@ impl Session {
         } else {
             self.queue.delete(&key);
             self.unnominate(&key);
+            self.failure_notes.remove(&key);
         }
     }
 
     fn delete_pod(&mut self, key: &str) {
         self.queue.delete(key);
         self.unnominate(key);
+        self.failure_notes.remove(key);
         let change = self.cache.remove_pod(key);
         self.moved(change);
     }
@@ -456,8 +463,17 @@ impl Session {
         });
     }
 
-    fn fail(&self, pi: &PodInfo, message: String, nominated: Option<String>) {
-        let (client, recorder, pod) = (self.client.clone(), self.recorder.clone(), pi.pod.clone());
+    fn fail(&mut self, pi: &PodInfo, message: String, nominated: Option<String>) {
+        let changed = self
+            .failure_notes
+            .insert(pi.key.clone(), message.clone())
+            .is_some_and(|old| old != message);
+        let recorder = if changed {
+            Recorder::new(self.client.clone(), self.reporter.clone())
+        } else {
+            self.recorder.clone()
+        };
+        let (client, pod) = (self.client.clone(), pi.pod.clone());
         tokio::spawn(async move {
             effects::event(
                 &recorder,

@@ -57,26 +57,36 @@ async fn node_of(client: &kube::Client, name: &str) -> String {
 }
 
 /// Waits for the PodScheduled=False message of a pending pod.
-async fn unschedulable_message(client: &kube::Client, name: &str) -> String {
+/// Waits until the pod's PodScheduled=False condition (reason Unschedulable) carries
+/// exactly `expected`. Earlier messages may differ: a pod can be tried before the
+/// scheduler has seen the test's nodes, and it is retried when they arrive.
+async fn expect_unschedulable(client: &kube::Client, name: &str, expected: &str) {
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    cluster::eventually(
-        WAIT,
-        &format!("pod {name} to be marked unschedulable"),
-        || {
-            let pods = pods.clone();
-            async move {
-                let p = pods.get(name).await.ok()?;
-                let c = p
-                    .status?
-                    .conditions?
-                    .into_iter()
-                    .find(|c| c.type_ == "PodScheduled" && c.status == "False")?;
+    let last = std::sync::Mutex::new(String::new());
+    let seen = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Ok(p) = pods.get(name).await
+                && let Some(c) = p.status.and_then(|s| s.conditions).and_then(|cs| {
+                    cs.into_iter()
+                        .find(|c| c.type_ == "PodScheduled" && c.status == "False")
+                })
+            {
                 assert_eq!(c.reason.as_deref(), Some("Unschedulable"));
-                c.message
+                let msg = c.message.unwrap_or_default();
+                if msg == expected {
+                    return;
+                }
+                *last.lock().expect("lock") = msg;
             }
-        },
-    )
-    .await
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(
+        seen.is_ok(),
+        "pod {name}: unschedulable message never became\n  {expected}\nlast seen:\n  {}",
+        last.lock().expect("lock")
+    );
 }
 
 async fn event_notes(client: &kube::Client, reason: &str) -> Vec<String> {
@@ -166,11 +176,13 @@ async fn node_selector_and_required_node_affinity_choose_the_matching_node() {
     assert_eq!(node_of(&client, "selector").await, "ssd");
     assert_eq!(node_of(&client, "affinity").await, "big");
     assert_eq!(node_of(&client, "by-name").await, "plain");
-    assert_eq!(
-        unschedulable_message(&client, "nowhere").await,
+    expect_unschedulable(
+        &client,
+        "nowhere",
         "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector. \
-         preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
-    );
+         preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling.",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -189,11 +201,13 @@ async fn pod_anti_affinity_keeps_replicas_on_different_hosts() {
     let second = node_of(&client, "db-1").await;
     assert_ne!(first, second);
     create_pod_labeled(&client, "db-2", json!({"app": "db"}), spec).await;
-    assert_eq!(
-        unschedulable_message(&client, "db-2").await,
+    expect_unschedulable(
+        &client,
+        "db-2",
         "0/2 nodes are available: 2 node(s) didn't match pod anti-affinity rules. \
-         preemption: 0/2 nodes are available: 2 No preemption victims found for incoming pod."
-    );
+         preemption: 0/2 nodes are available: 2 No preemption victims found for incoming pod.",
+    )
+    .await;
     cluster::create_node(&client, "h3", "4", "8Gi", &[], &[]).await;
     assert_eq!(node_of(&client, "db-2").await, "h3");
 }
@@ -242,11 +256,13 @@ async fn tainted_nodes_take_only_pods_that_tolerate_the_taint() {
     )
     .await;
     assert_eq!(node_of(&client, "tolerant").await, "gpu");
-    assert_eq!(
-        unschedulable_message(&client, "plain").await,
+    expect_unschedulable(
+        &client,
+        "plain",
         "0/1 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}. \
-         preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
-    );
+         preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -267,7 +283,7 @@ async fn an_oversized_pod_stays_pending_with_the_reason_until_a_big_node_joins()
     let expected = "0/2 nodes are available: 1 Insufficient cpu, 1 node(s) had untolerated taint \
                     {node-role.kubernetes.io/control-plane: }. preemption: 0/2 nodes are available: \
                     1 No preemption victims found for incoming pod, 1 Preemption is not helpful for scheduling.";
-    assert_eq!(unschedulable_message(&client, "huge").await, expected);
+    expect_unschedulable(&client, "huge", expected).await;
     let notes = event_notes(&client, "FailedScheduling").await;
     assert!(notes.iter().any(|n| n == expected), "{notes:?}");
     let described = cluster::eventually(
@@ -297,11 +313,13 @@ async fn a_second_pod_asking_for_a_taken_host_port_stays_pending() {
     create_pod(&client, "first", spec.clone()).await;
     assert_eq!(node_of(&client, "first").await, "only");
     create_pod(&client, "second", spec).await;
-    assert_eq!(
-        unschedulable_message(&client, "second").await,
+    expect_unschedulable(
+        &client,
+        "second",
         "0/1 nodes are available: 1 node(s) didn't have free ports for the requested pod ports. \
-         preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."
-    );
+         preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.",
+    )
+    .await;
 }
 
 #[tokio::test]
