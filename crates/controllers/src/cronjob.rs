@@ -11,12 +11,13 @@ use futures::StreamExt;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, PostParams};
-use kube::runtime::controller::{Action, trigger_owners, trigger_self};
+use kube::runtime::applier;
+use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, applier, watcher};
+use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 
+use crate::informers::{itself, owners};
 use crate::{Context, Error};
 
 mod clock;
@@ -36,23 +37,11 @@ struct CronJobController {
 /// Runs the controller until aborted.
 pub(crate) async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     let client = ctx.client.clone();
-    let (cronjobs, cj_writer) = reflector::store::<CronJob>();
-    let (jobs, job_writer) = reflector::store::<Job>();
-    let cj_events = watcher(
-        Api::<CronJob>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .reflect(cj_writer)
-    .touched_objects();
-    let job_events = watcher(Api::<Job>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .reflect(job_writer)
-        .touched_objects();
-    let queue = futures::stream::select(
-        trigger_self(cj_events, ()),
-        trigger_owners::<CronJob, _>(job_events, (), ()),
-    );
+    let cronjobs = ctx.informers.get::<CronJob>().await;
+    let jobs = ctx.informers.get::<Job>().await;
+    let queue =
+        futures::stream::select(cronjobs.trigger(itself), jobs.trigger(owners::<CronJob, _>));
+    let (cronjobs, jobs) = (cronjobs.store(), jobs.store());
     let cc = Arc::new(CronJobController {
         recorder: Recorder::new(
             client.clone(),

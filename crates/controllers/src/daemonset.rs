@@ -11,13 +11,13 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::Api;
-use kube::runtime::controller::{Action, trigger_owners, trigger_self, trigger_with};
+use kube::runtime::applier;
+use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, applier, watcher};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
+use crate::informers::{itself, owners};
 use crate::job::expectations::Expectations;
 use crate::{Context, Error};
 
@@ -37,45 +37,29 @@ pub(crate) struct DaemonController {
 /// Runs the controller until aborted.
 pub(crate) async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     let client = ctx.client.clone();
-    let wc = watcher::Config::default;
-    let (sets, set_writer) = reflector::store::<DaemonSet>();
-    let (pods, pod_writer) = reflector::store::<Pod>();
-    let (nodes, node_writer) = reflector::store::<Node>();
-    let (revisions, rev_writer) = reflector::store::<ControllerRevision>();
-    let set_events = watcher(Api::<DaemonSet>::all(client.clone()), wc())
-        .default_backoff()
-        .reflect(set_writer)
-        .touched_objects();
-    let pod_events = watcher(Api::<Pod>::all(client.clone()), wc())
-        .default_backoff()
-        .reflect(pod_writer)
-        .touched_objects();
-    let node_events = watcher(Api::<Node>::all(client.clone()), wc())
-        .default_backoff()
-        .reflect(node_writer)
-        .touched_objects();
-    let rev_events = watcher(Api::<ControllerRevision>::all(client.clone()), wc())
-        .default_backoff()
-        .reflect(rev_writer)
-        .touched_objects();
-    let all_sets = sets.clone();
+    let inf = &ctx.informers;
+    let (sets, pods) = (inf.get::<DaemonSet>().await, inf.get::<Pod>().await);
+    let (nodes, revisions) = (
+        inf.get::<Node>().await,
+        inf.get::<ControllerRevision>().await,
+    );
+    let all_sets = sets.store();
     let queue = futures::stream::select(
-        futures::stream::select(
-            trigger_self(set_events, ()),
-            trigger_owners::<DaemonSet, _>(pod_events, (), ()),
-        ),
+        futures::stream::select(sets.trigger(itself), pods.trigger(owners::<DaemonSet, _>)),
         futures::stream::select(
             // Any node change may change where daemon pods belong.
-            trigger_with(node_events, move |_: Node| {
+            nodes.trigger(move |_: &Node| {
                 all_sets
                     .state()
                     .iter()
                     .map(|s| ObjectRef::from_obj(s.as_ref()))
                     .collect::<Vec<_>>()
             }),
-            trigger_owners::<DaemonSet, _>(rev_events, (), ()),
+            revisions.trigger(owners::<DaemonSet, _>),
         ),
     );
+    let (sets, pods) = (sets.store(), pods.store());
+    let (nodes, revisions) = (nodes.store(), revisions.store());
     let dc = Arc::new(DaemonController {
         recorder: Recorder::new(
             client.clone(),

@@ -9,11 +9,10 @@
 //! [`rollback`], [`progress`] (status and conditions), [`util`] (hash, revisions,
 //! annotations, arithmetic).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::Api;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 mod claim;
@@ -63,42 +62,37 @@ pub(crate) async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     let queue: Queue<Deployment> = Queue::new();
 
     let enqueue = queue.sender();
-    let own_store: Arc<OnceLock<Store<Deployment>>> = Arc::default();
-    let resync = own_store.clone();
-    let (d_store, task) = informer(
-        Api::<Deployment>::all(client.clone()),
-        "deployments",
-        move |c| match c {
-            Change::Applied { obj, .. } => enqueue.add(ObjectRef::from_obj(obj)),
-            Change::Deleted(_) => {}
-            Change::Resynced => {
-                for d in resync.get().map(Store::state).unwrap_or_default() {
-                    enqueue.add(ObjectRef::from_obj(&*d));
-                }
+    let deployments = ctx.informers.get::<Deployment>().await;
+    let all = deployments.store();
+    tasks.hold(deployments.subscribe(move |c| match c {
+        Change::Applied { obj, .. } => enqueue.add(ObjectRef::from_obj(obj)),
+        Change::Deleted(_) => {}
+        Change::Resynced => {
+            for d in all.state() {
+                enqueue.add(ObjectRef::from_obj(&*d));
             }
-        },
-    );
-    let _ = own_store.set(d_store.clone());
-    tasks.push(task);
+        }
+    }));
+    let d_store = deployments.store();
 
     let enqueue = queue.sender();
     let deployments = d_store.clone();
-    let (rs_store, task) = informer(
-        Api::<ReplicaSet>::all(client.clone()),
-        "replicasets",
-        move |c| match c {
+    let rs_store = informer(
+        &ctx.informers,
+        &mut tasks,
+        move |c: Change<'_, ReplicaSet>| match c {
             Change::Applied { obj, .. } | Change::Deleted(obj) => {
                 route_replica_set(obj, &deployments, &enqueue)
             }
             Change::Resynced => {}
         },
-    );
-    tasks.push(task);
+    )
+    .await;
 
     // Recreate waits for old pods to be gone: a pod's deletion wakes its deployment.
     let enqueue = queue.sender();
     let replica_sets = rs_store.clone();
-    let (pod_store, task) = informer(Api::<Pod>::all(client.clone()), "pods", move |c| {
+    let pod_store = informer(&ctx.informers, &mut tasks, move |c: Change<'_, Pod>| {
         let Change::Deleted(pod) = c else { return };
         let Some(r) = controller_of(&pod.metadata).filter(|r| r.kind == "ReplicaSet") else {
             return;
@@ -112,8 +106,8 @@ pub(crate) async fn run(ctx: Arc<Context>) -> Result<(), Error> {
         {
             enqueue.add_named(pod.metadata.namespace.as_deref(), &d.name);
         }
-    });
-    tasks.push(task);
+    })
+    .await;
 
     let sync_ctx = Arc::new(sync::Ctx::new(client, rs_store.clone(), pod_store.clone()));
     run_queue(

@@ -13,11 +13,12 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use kube::api::{Api, PostParams};
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::applier;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::{ObjectRef, Store};
 use serde_json::Value;
 
+use crate::informers::itself;
 use crate::{Context, Error};
 
 struct State {
@@ -213,43 +214,33 @@ fn error_policy(_pdb: Arc<PodDisruptionBudget>, err: &Error, _st: Arc<State>) ->
 
 /// Runs the controller until aborted.
 pub(crate) async fn run(ctx: Arc<Context>) -> Result<(), Error> {
-    let client = ctx.client.clone();
-    let (pod_reader, pod_writer) = reflector::store::<Pod>();
-    // The pod cache reconciles read; the controller's own pod watch triggers them.
-    let pod_cache = reflector::reflector(
-        pod_writer,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .touched_objects()
-    .for_each(|_| async {});
-    let controller = Controller::new(
-        Api::<PodDisruptionBudget>::all(client),
-        watcher::Config::default(),
-    );
-    let pdbs = controller.store();
-    let mapper = move |pod: Pod| {
+    let pdbs = ctx.informers.get::<PodDisruptionBudget>().await;
+    let pods = ctx.informers.get::<Pod>().await;
+    let all_pdbs = pdbs.store();
+    let pod_triggers = pods.trigger(move |pod: &Pod| {
         let ns = pod.namespace();
-        pdbs.state()
+        all_pdbs
+            .state()
             .into_iter()
-            .filter(|p| p.namespace() == ns && selects(p, &pod))
+            .filter(|p| p.namespace() == ns && selects(p, pod))
             .map(|p| ObjectRef::from_obj(&*p))
             .collect::<Vec<_>>()
-    };
+    });
+    let queue = futures::stream::select(pdbs.trigger(itself), pod_triggers);
+    let pdbs = pdbs.store();
     let st = Arc::new(State {
         ctx,
-        pods: pod_reader,
+        pods: pods.store(),
     });
-    let st_client = |st: &Arc<State>| st.ctx.client.clone();
-    let controller = controller
-        .watches(
-            Api::<Pod>::all(st_client(&st)),
-            watcher::Config::default(),
-            mapper,
-        )
-        .run(reconcile, error_policy, st)
-        .for_each(|_| async {});
-    // Both end only when the task is aborted; running them together ties their lives.
-    tokio::join!(pod_cache, controller);
+    applier(
+        |pdb, st| Box::pin(reconcile(pdb, st)),
+        error_policy,
+        st,
+        pdbs,
+        queue,
+        kube::runtime::controller::Config::default(),
+    )
+    .for_each(|_| async {})
+    .await;
     Ok(())
 }

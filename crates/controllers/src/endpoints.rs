@@ -10,14 +10,14 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 
 use crate::{Context, Error};
 
 pub(crate) mod pods;
 mod subsets;
 
-use crate::queue::{self, Queue, Tasks, event_objects, informer};
+use crate::informers::{Change, Informers};
+use crate::queue::{self, Queue, Tasks, informer};
 
 /// A Service key: namespace and name.
 pub(crate) type Key = (String, String);
@@ -25,20 +25,17 @@ pub(crate) type Key = (String, String);
 /// How often every Service is synced again regardless of events.
 const RESYNC: Duration = Duration::from_secs(60);
 
-/// Services (in the pod's namespace) selecting the pod before or after an event.
-fn services_for_pod_event(
-    ev: &watcher::Event<Pod>,
-    pods: &Store<Pod>,
-    services: &Store<Service>,
-) -> Vec<Key> {
-    let Some(new) = event_objects(ev) else {
-        return Vec::new();
+/// Services (in the pod's namespace) selecting the pod before or after a change.
+fn services_for_pod_change(c: Change<'_, Pod>, services: &Store<Service>) -> Vec<Key> {
+    let (new, old) = match c {
+        Change::Applied { obj, old } => (obj, old),
+        Change::Deleted(obj) => (obj, None),
+        Change::Resynced => return Vec::new(),
     };
-    let old = pods.get(&ObjectRef::from_obj(new));
     services
         .state()
         .iter()
-        .filter(|s| pods::selects(s, new) || old.as_ref().is_some_and(|o| pods::selects(s, o)))
+        .filter(|s| pods::selects(s, new) || old.is_some_and(|o| pods::selects(s, o)))
         .map(|s| key_of(&s.metadata))
         .collect()
 }
@@ -53,52 +50,44 @@ pub(crate) fn key_of(m: &ObjectMeta) -> Key {
 
 /// The Service and Pod caches both endpoint controllers build on: a Service change
 /// enqueues that Service, a Pod change the Services selecting the pod.
-pub(crate) fn service_and_pod_informers(
-    client: &kube::Client,
+pub(crate) async fn service_and_pod_informers(
+    informers: &Informers,
     tasks: &mut Tasks,
     q: &Queue<Key>,
 ) -> (Store<Service>, Store<Pod>) {
-    let services = informer(
-        Api::<Service>::all(client.clone()),
-        watcher::Config::default(),
-        tasks,
-        Some(q.clone()),
-        |ev, _| {
-            event_objects(ev)
-                .map(|s| key_of(&s.metadata))
-                .into_iter()
-                .collect()
-        },
-    );
+    let services = informer(informers, tasks, q.clone(), |c: Change<'_, Service>| {
+        c.object()
+            .map(|s| key_of(&s.metadata))
+            .into_iter()
+            .collect()
+    })
+    .await;
     let svc_store = services.clone();
-    let pods = informer(
-        Api::<Pod>::all(client.clone()),
-        watcher::Config::default(),
-        tasks,
-        Some(q.clone()),
-        move |ev, pods| services_for_pod_event(ev, pods, &svc_store),
-    );
+    let pods = informer(informers, tasks, q.clone(), move |c| {
+        services_for_pod_change(c, &svc_store)
+    })
+    .await;
     (services, pods)
 }
 
 /// Runs the controller until aborted.
 pub(crate) async fn run(ctx: Arc<Context>) -> Result<(), Error> {
-    let client = ctx.client.clone();
+    let _client = ctx.client.clone();
     let (q, mut worker) = queue::queue::<Key>();
     let mut tasks = Tasks::default();
-    let (services, pod_store) = service_and_pod_informers(&client, &mut tasks, &q);
+    let (services, pod_store) = service_and_pod_informers(&ctx.informers, &mut tasks, &q).await;
     let endpoints = informer(
-        Api::<Endpoints>::all(client.clone()),
-        watcher::Config::default(),
+        &ctx.informers,
         &mut tasks,
-        Some(q.clone()),
-        |ev, _| {
-            event_objects(ev)
+        q.clone(),
+        |c: Change<'_, Endpoints>| {
+            c.object()
                 .map(|e| key_of(&e.metadata))
                 .into_iter()
                 .collect()
         },
-    );
+    )
+    .await;
     for s in [
         services.wait_until_ready().await,
         pod_store.wait_until_ready().await,

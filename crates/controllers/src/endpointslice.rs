@@ -10,10 +10,10 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 
 use crate::endpoints::{Key, key_of, pods, service_and_pod_informers};
-use crate::queue::{self, Queue, Tasks, event_objects, informer};
+use crate::informers::Change;
+use crate::queue::{self, Queue, Tasks, informer};
 use crate::{Context, Error};
 
 mod desired;
@@ -35,22 +35,18 @@ fn slice_service(s: &EndpointSlice) -> Option<Key> {
 
 /// Runs the controller until aborted.
 pub(crate) async fn run(ctx: Arc<Context>) -> Result<(), Error> {
-    let client = ctx.client.clone();
+    let _client = ctx.client.clone();
     let (q, mut worker) = queue::queue::<Key>();
     let mut tasks = Tasks::default();
-    let (services, pod_store) = service_and_pod_informers(&client, &mut tasks, &q);
+    let (services, pod_store) = service_and_pod_informers(&ctx.informers, &mut tasks, &q).await;
+    // Every slice is cached (one shared watch); only ours are looked at.
     let slices = informer(
-        Api::<EndpointSlice>::all(client.clone()),
-        watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")),
+        &ctx.informers,
         &mut tasks,
-        Some(q.clone()),
-        |ev, _| {
-            event_objects(ev)
-                .and_then(slice_service)
-                .into_iter()
-                .collect()
-        },
-    );
+        q.clone(),
+        |c: Change<'_, EndpointSlice>| c.object().and_then(slice_service).into_iter().collect(),
+    )
+    .await;
     for s in [
         services.wait_until_ready().await,
         pod_store.wait_until_ready().await,

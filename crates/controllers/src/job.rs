@@ -18,13 +18,14 @@ use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::controller::{Action, trigger_owners, trigger_self};
+use kube::runtime::applier;
+use kube::runtime::controller::Action;
 use kube::runtime::events::{EventType, Recorder, Reporter};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, applier, watcher};
+use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
+use crate::informers::{itself, owners};
 use crate::{Context, Error};
 
 mod conditions;
@@ -56,20 +57,10 @@ pub(crate) struct JobController {
 /// Runs the controller until aborted.
 pub(crate) async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     let client = ctx.client.clone();
-    let (jobs, job_writer) = reflector::store::<Job>();
-    let (pods, pod_writer) = reflector::store::<Pod>();
-    let job_events = watcher(Api::<Job>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .reflect(job_writer)
-        .touched_objects();
-    let pod_events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .reflect(pod_writer)
-        .touched_objects();
-    let queue = futures::stream::select(
-        trigger_self(job_events, ()),
-        trigger_owners::<Job, _>(pod_events, (), ()),
-    );
+    let jobs = ctx.informers.get::<Job>().await;
+    let pods = ctx.informers.get::<Pod>().await;
+    let queue = futures::stream::select(jobs.trigger(itself), pods.trigger(owners::<Job, _>));
+    let (jobs, pods) = (jobs.store(), pods.store());
     let jc = Arc::new(JobController {
         recorder: Recorder::new(
             client.clone(),

@@ -25,6 +25,7 @@ mod endpoints;
 mod endpointslice;
 mod garbagecollector;
 mod horizontalpodautoscaling;
+mod informers;
 mod job;
 mod namespace;
 mod nodeipam;
@@ -74,6 +75,8 @@ impl Default for ControllerManagerConfig {
 pub(crate) struct Context {
     pub client: kube::Client,
     pub config: ControllerManagerConfig,
+    /// One watch and cache per kind, shared by every controller.
+    pub informers: informers::Informers,
 }
 
 type Starter = fn(Arc<Context>) -> tokio::task::JoinHandle<Result<(), Error>>;
@@ -158,6 +161,7 @@ pub async fn run(
     let leader_elect = config.leader_elect;
     let identity = config.identity.clone();
     let ctx = Arc::new(Context {
+        informers: informers::Informers::new(client.clone()),
         client: client.clone(),
         config,
     });

@@ -12,12 +12,13 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use kube::Resource;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::applier;
+use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
 use serde_json::json;
 
+use crate::informers::itself;
 use crate::{Context, Error};
 
 mod cidr;
@@ -37,10 +38,7 @@ struct State {
 pub(crate) async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     let blocks = Blocks::new(&ctx.config.cluster_cidr, ctx.config.node_cidr_mask_size)
         .map_err(Error::Invalid)?;
-    let controller = Controller::new(
-        Api::<Node>::all(ctx.client.clone()),
-        watcher::Config::default(),
-    );
+    let nodes = ctx.informers.get::<Node>().await;
     let state = Arc::new(State {
         recorder: Recorder::new(
             ctx.client.clone(),
@@ -51,13 +49,20 @@ pub(crate) async fn run(ctx: Arc<Context>) -> Result<(), Error> {
         ),
         ctx,
         blocks,
-        nodes: controller.store(),
+        nodes: nodes.store(),
         pending: Mutex::new(HashMap::new()),
     });
-    controller
-        .run(reconcile, error_policy, state)
-        .for_each(|_| async {})
-        .await;
+    let store = state.nodes.clone();
+    applier(
+        |node, state| Box::pin(reconcile(node, state)),
+        error_policy,
+        state,
+        store,
+        nodes.trigger(itself),
+        kube::runtime::controller::Config::default(),
+    )
+    .for_each(|_| async {})
+    .await;
     Ok(())
 }
 

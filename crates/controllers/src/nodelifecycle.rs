@@ -19,10 +19,8 @@ use kube::Resource;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use serde_json::json;
 
-use crate::queue::{Queue, Tasks, informer};
 use crate::{Context, Error};
 
 mod rules;
@@ -52,30 +50,11 @@ struct Monitor {
 
 /// Runs the controller until aborted.
 pub(crate) async fn run(ctx: Arc<Context>) -> Result<(), Error> {
-    let mut tasks = Tasks::default();
-    let none: Option<Queue<()>> = None;
     let client = ctx.client.clone();
-    let nodes = informer(
-        Api::<Node>::all(client.clone()),
-        watcher::Config::default(),
-        &mut tasks,
-        none.clone(),
-        |_, _| Vec::new(),
-    );
-    let leases = informer(
-        Api::<Lease>::namespaced(client.clone(), "kube-node-lease"),
-        watcher::Config::default(),
-        &mut tasks,
-        none.clone(),
-        |_, _| Vec::new(),
-    );
-    let pods = informer(
-        Api::<Pod>::all(client.clone()),
-        watcher::Config::default(),
-        &mut tasks,
-        none,
-        |_, _| Vec::new(),
-    );
+    let nodes = ctx.informers.get::<Node>().await.store();
+    // Every Lease is cached (one shared watch); node leases are in kube-node-lease.
+    let leases = ctx.informers.get::<Lease>().await.store();
+    let pods = ctx.informers.get::<Pod>().await.store();
     let _ = nodes.wait_until_ready().await;
     let _ = leases.wait_until_ready().await;
     let _ = pods.wait_until_ready().await;

@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, Preconditions};
-use kube::runtime::watcher;
 
-use crate::queue::{Tasks, informer};
 use crate::{Context, Error};
 
 /// How often pods are collected.
@@ -94,22 +92,8 @@ fn collect<'a>(
 
 /// Runs the controller until aborted.
 pub(crate) async fn run(ctx: Arc<Context>) -> Result<(), Error> {
-    let mut tasks = Tasks::default();
-    let none: Option<crate::queue::Queue<()>> = None;
-    let pods = informer(
-        Api::<Pod>::all(ctx.client.clone()),
-        watcher::Config::default(),
-        &mut tasks,
-        none.clone(),
-        |_, _| Vec::new(),
-    );
-    let nodes = informer(
-        Api::<Node>::all(ctx.client.clone()),
-        watcher::Config::default(),
-        &mut tasks,
-        none,
-        |_, _| Vec::new(),
-    );
+    let pods = ctx.informers.get::<Pod>().await.store();
+    let nodes = ctx.informers.get::<Node>().await.store();
     let _ = pods.wait_until_ready().await;
     let _ = nodes.wait_until_ready().await;
     let mut missing_since: HashMap<String, Instant> = HashMap::new();

@@ -92,6 +92,31 @@ pub(crate) fn backoff(n: u32) -> Duration {
     Duration::from_millis(ms.min(30_000))
 }
 
+pub(crate) use crate::informers::Tasks;
+
+/// Subscribes to the shared informer of kind `K` for as long as `tasks` lives and
+/// returns its cache. For every change, `keys` names the keys to queue; it runs after
+/// the cache applied the change, and an applied change carries the object as it
+/// was before (so handlers can see an object's old labels).
+pub(crate) async fn informer<K, Q>(
+    informers: &crate::informers::Informers,
+    tasks: &mut Tasks,
+    queue: Queue<Q>,
+    mut keys: impl FnMut(crate::informers::Change<'_, K>) -> Vec<Q> + Send + 'static,
+) -> kube::runtime::reflector::Store<K>
+where
+    K: crate::informers::Cached,
+    Q: Send + 'static,
+{
+    let informer = informers.get::<K>().await;
+    tasks.hold(informer.subscribe(move |c| {
+        for k in keys(c) {
+            queue.add(k);
+        }
+    }));
+    informer.store()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,87 +136,5 @@ mod tests {
         q.add("b".into());
         let b = w.next_batch().await.expect("batch");
         assert_eq!(b.len(), 2);
-    }
-}
-
-/// Background tasks of one controller run, aborted together when the run ends (the
-/// controller manager aborts `run`, which drops this).
-#[derive(Debug, Default)]
-pub(crate) struct Tasks(Vec<tokio::task::JoinHandle<()>>);
-
-impl Tasks {
-    /// Spawns `fut` as a task owned by this set.
-    pub(crate) fn spawn(&mut self, fut: impl std::future::Future<Output = ()> + Send + 'static) {
-        self.0.push(tokio::spawn(fut));
-    }
-}
-
-impl Drop for Tasks {
-    fn drop(&mut self) {
-        for t in &self.0 {
-            t.abort();
-        }
-    }
-}
-
-/// Starts a watch of `api` feeding a reflector store (an informer cache). For every
-/// event, `keys` is called with the event and the store as it was BEFORE the event
-/// (so handlers can see an object's old labels); the keys it returns are queued
-/// after the store has applied the event.
-pub(crate) fn informer<K, Q>(
-    api: kube::Api<K>,
-    config: kube::runtime::watcher::Config,
-    tasks: &mut Tasks,
-    queue: Option<Queue<Q>>,
-    mut keys: impl FnMut(
-        &kube::runtime::watcher::Event<K>,
-        &kube::runtime::reflector::Store<K>,
-    ) -> Vec<Q>
-    + Send
-    + 'static,
-) -> kube::runtime::reflector::Store<K>
-where
-    K: kube::Resource
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-    K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
-    Q: Send + 'static,
-{
-    use futures::StreamExt;
-    use kube::runtime::WatchStreamExt;
-    let (reader, mut writer) = kube::runtime::reflector::store::<K>();
-    let store = reader.clone();
-    let what = std::any::type_name::<K>();
-    tasks.spawn(async move {
-        let stream = kube::runtime::watcher(api, config).default_backoff();
-        let mut stream = std::pin::pin!(stream);
-        while let Some(ev) = stream.next().await {
-            match ev {
-                Ok(ev) => {
-                    let out = keys(&ev, &store);
-                    writer.apply_watcher_event(&ev);
-                    if let Some(q) = &queue {
-                        for k in out {
-                            q.add(k);
-                        }
-                    }
-                }
-                Err(e) => tracing::debug!(what, error = %e, "watch failed; retrying"),
-            }
-        }
-    });
-    reader
-}
-
-/// The objects an event is about (none for the markers of a relist).
-pub(crate) fn event_objects<K>(ev: &kube::runtime::watcher::Event<K>) -> Option<&K> {
-    use kube::runtime::watcher::Event;
-    match ev {
-        Event::Apply(o) | Event::Delete(o) | Event::InitApply(o) => Some(o),
-        Event::Init | Event::InitDone => None,
     }
 }

@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, ReplicationController};
-use kube::api::Api;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 pub(crate) mod events;
@@ -70,31 +69,25 @@ impl<K: Replicated> PodRoute<K> {
     }
 }
 
-fn owner_informer<K: Replicated>(
-    client: &kube::Client,
+async fn owner_informer<K: Replicated>(
+    ctx: &Context,
     queue: &Queue<K>,
     expectations: Arc<Expectations>,
     tasks: &mut Tasks,
 ) -> Store<K> {
     let enqueue = queue.sender();
-    let store_for_resync: Arc<std::sync::OnceLock<Store<K>>> = Arc::default();
-    let resync = store_for_resync.clone();
-    let (store, task) = informer(
-        Api::<K>::all(client.clone()),
-        K::COMPONENT,
-        move |c| match c {
-            Change::Applied { obj, .. } => enqueue.add(ObjectRef::from_obj(obj)),
-            Change::Deleted(obj) => expectations.forget(&sync::key_of(obj)),
-            Change::Resynced => {
-                for o in resync.get().map(Store::state).unwrap_or_default() {
-                    enqueue.add(ObjectRef::from_obj(&*o));
-                }
+    let shared = ctx.informers.get::<K>().await;
+    let store = shared.store();
+    tasks.hold(shared.subscribe(move |c| match c {
+        Change::Applied { obj, .. } => enqueue.add(ObjectRef::from_obj(obj)),
+        Change::Deleted(obj) => expectations.forget(&sync::key_of(obj)),
+        Change::Resynced => {
+            for o in store.state() {
+                enqueue.add(ObjectRef::from_obj(&*o));
             }
-        },
-    );
-    let _ = store_for_resync.set(store.clone());
-    tasks.push(task);
-    store
+        }
+    }));
+    shared.store()
 }
 
 /// Runs the ReplicaSet and ReplicationController controllers until aborted.
@@ -105,8 +98,8 @@ pub(crate) async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     let rc_queue: Queue<ReplicationController> = Queue::new();
     let rs_expect = Arc::new(Expectations::default());
     let rc_expect = Arc::new(Expectations::default());
-    let rs_store = owner_informer(&client, &rs_queue, rs_expect.clone(), &mut tasks);
-    let rc_store = owner_informer(&client, &rc_queue, rc_expect.clone(), &mut tasks);
+    let rs_store = owner_informer(&ctx, &rs_queue, rs_expect.clone(), &mut tasks).await;
+    let rc_store = owner_informer(&ctx, &rc_queue, rc_expect.clone(), &mut tasks).await;
 
     let rs_route = PodRoute {
         owners: rs_store.clone(),
@@ -118,18 +111,22 @@ pub(crate) async fn run(ctx: Arc<Context>) -> Result<(), Error> {
         queue: rc_queue.sender(),
         expectations: rc_expect.clone(),
     };
-    let (pod_store, task) = informer(Api::<Pod>::all(client.clone()), "pods", move |c| match c {
-        Change::Applied { obj, new } => {
-            rs_route.route(obj, new, false);
-            rc_route.route(obj, new, false);
-        }
-        Change::Deleted(obj) => {
-            rs_route.route(obj, false, true);
-            rc_route.route(obj, false, true);
-        }
-        Change::Resynced => {}
-    });
-    tasks.push(task);
+    let pod_store = informer(
+        &ctx.informers,
+        &mut tasks,
+        move |c: Change<'_, Pod>| match c {
+            Change::Applied { obj, old } => {
+                rs_route.route(obj, old.is_none(), false);
+                rc_route.route(obj, old.is_none(), false);
+            }
+            Change::Deleted(obj) => {
+                rs_route.route(obj, false, true);
+                rc_route.route(obj, false, true);
+            }
+            Change::Resynced => {}
+        },
+    )
+    .await;
 
     let rs_ctx = Arc::new(sync::Ctx::new(
         client.clone(),

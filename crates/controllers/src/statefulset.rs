@@ -11,13 +11,13 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use kube::api::Api;
-use kube::runtime::controller::{Action, trigger_owners, trigger_self};
+use kube::runtime::applier;
+use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, applier, watcher};
+use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 
+use crate::informers::{itself, owners};
 use crate::job::expectations::Expectations;
 use crate::{Context, Error};
 
@@ -38,37 +38,16 @@ pub(crate) struct SetController {
 /// Runs the controller until aborted.
 pub(crate) async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     let client = ctx.client.clone();
-    let wc = watcher::Config::default;
-    let (sets, set_writer) = reflector::store::<StatefulSet>();
-    let (pods, pod_writer) = reflector::store::<Pod>();
-    let (revisions, rev_writer) = reflector::store::<ControllerRevision>();
-    let (claims, claim_writer) = reflector::store::<PersistentVolumeClaim>();
-    let set_events = watcher(Api::<StatefulSet>::all(client.clone()), wc())
-        .default_backoff()
-        .reflect(set_writer)
-        .touched_objects();
-    let pod_events = watcher(Api::<Pod>::all(client.clone()), wc())
-        .default_backoff()
-        .reflect(pod_writer)
-        .touched_objects();
-    let rev_events = watcher(Api::<ControllerRevision>::all(client.clone()), wc())
-        .default_backoff()
-        .reflect(rev_writer)
-        .touched_objects();
-    let claim_events = watcher(Api::<PersistentVolumeClaim>::all(client.clone()), wc())
-        .default_backoff()
-        .reflect(claim_writer)
-        .touched_objects()
-        .map(|r| r.map(|_| ()));
-    // Claims only need a cache; drive their watch without triggering.
-    let claim_task = tokio::spawn(claim_events.for_each(|_| async {}));
+    let inf = &ctx.informers;
+    let (sets, pods) = (inf.get::<StatefulSet>().await, inf.get::<Pod>().await);
+    let revisions = inf.get::<ControllerRevision>().await;
+    // Claims only need a cache.
+    let claims = inf.get::<PersistentVolumeClaim>().await.store();
     let queue = futures::stream::select(
-        futures::stream::select(
-            trigger_self(set_events, ()),
-            trigger_owners::<StatefulSet, _>(pod_events, (), ()),
-        ),
-        trigger_owners::<StatefulSet, _>(rev_events, (), ()),
+        futures::stream::select(sets.trigger(itself), pods.trigger(owners::<StatefulSet, _>)),
+        revisions.trigger(owners::<StatefulSet, _>),
     );
+    let (sets, pods, revisions) = (sets.store(), pods.store(), revisions.store());
     let sc = Arc::new(SetController {
         recorder: Recorder::new(
             client.clone(),
@@ -96,7 +75,6 @@ pub(crate) async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     )
     .for_each(|_| async {})
     .await;
-    claim_task.abort();
     Ok(())
 }
 

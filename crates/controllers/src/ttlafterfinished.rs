@@ -9,20 +9,17 @@ use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Preconditions};
-use kube::runtime::controller::{Action, trigger_self};
-use kube::runtime::reflector;
-use kube::runtime::{WatchStreamExt, applier, watcher};
+use kube::runtime::applier;
+use kube::runtime::controller::Action;
 
+use crate::informers::itself;
 use crate::{Context, Error};
 
 /// Runs the controller until aborted.
 pub(crate) async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     let client = ctx.client.clone();
-    let (jobs, writer) = reflector::store::<Job>();
-    let events = watcher(Api::<Job>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .touched_objects();
+    let jobs = ctx.informers.get::<Job>().await;
+    let trigger = jobs.trigger(itself);
     applier(
         |job, client| Box::pin(reconcile(job, client)),
         |job: Arc<Job>, err: &Error, _| {
@@ -30,8 +27,8 @@ pub(crate) async fn run(ctx: Arc<Context>) -> Result<(), Error> {
             Action::requeue(Duration::from_secs(5))
         },
         Arc::new(client),
-        jobs,
-        trigger_self(events, ()),
+        jobs.store(),
+        trigger,
         kube::runtime::controller::Config::default(),
     )
     .for_each(|_| async {})

@@ -1,7 +1,6 @@
-//! Informers as kube-controller-manager has them: one watch per kind feeds a
-//! reflector store (the cache reconcilers read) and, after the store has applied an
-//! event, a handler that turns the change into reconcile requests. A small work
-//! queue (kube-runtime's `applier`) runs the reconciler with per-object backoff.
+//! Work queues over the shared informers: a handler subscribed to an informer turns
+//! changes into reconcile requests, and a small work queue (kube-runtime's
+//! `applier`) runs the reconciler with per-object backoff.
 //!
 //! The deployment controller uses the same pieces.
 
@@ -15,94 +14,25 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use kube::Resource;
-use kube::api::Api;
-use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{Action, Config as ApplierConfig, applier};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::watcher::{self, Event};
-use serde::de::DeserializeOwned;
+use kube::runtime::reflector::{ObjectRef, Store};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use crate::Error;
+use crate::informers::{Cached, Informers};
 
-/// A change the informer saw, after its store applied it.
-pub(crate) enum Change<'a, K> {
-    /// Added or modified; `new` when the store did not hold the object before.
-    Applied {
-        /// The object as it is now.
-        obj: &'a K,
-        /// First sight of this object.
-        new: bool,
-    },
-    /// Deleted (last state known).
-    Deleted(&'a K),
-    /// A (re)list finished: every cached object should be looked at again.
-    Resynced,
-}
+pub(crate) use crate::informers::{Change, Tasks};
 
-/// Background tasks that end when this is dropped (when the controller is aborted).
-#[derive(Default)]
-pub(crate) struct Tasks(Vec<JoinHandle<()>>);
-
-impl Tasks {
-    /// Keeps `t` running as long as `self` lives.
-    pub(crate) fn push(&mut self, t: JoinHandle<()>) {
-        self.0.push(t);
-    }
-}
-
-impl Drop for Tasks {
-    fn drop(&mut self) {
-        for t in &self.0 {
-            t.abort();
-        }
-    }
-}
-
-/// Starts a watch on `api` that keeps the returned store current and calls
-/// `handler` for every change once the store reflects it.
-pub(crate) fn informer<K, H>(
-    api: Api<K>,
-    what: &'static str,
-    mut handler: H,
-) -> (Store<K>, JoinHandle<()>)
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-    H: FnMut(Change<'_, K>) + Send + 'static,
-{
-    let (reader, mut writer) = reflector::store::<K>();
-    let cache = reader.clone();
-    let task = tokio::spawn(async move {
-        let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
-        let mut stream = std::pin::pin!(stream);
-        while let Some(ev) = stream.next().await {
-            let ev = match ev {
-                Ok(ev) => ev,
-                Err(e) => {
-                    tracing::debug!(what, error = %e, "watch failed; retrying");
-                    continue;
-                }
-            };
-            let known = match &ev {
-                Event::Apply(o) | Event::InitApply(o) => {
-                    cache.get(&ObjectRef::from_obj(o)).is_some()
-                }
-                _ => true,
-            };
-            writer.apply_watcher_event(&ev);
-            match &ev {
-                Event::Apply(o) | Event::InitApply(o) => handler(Change::Applied {
-                    obj: o,
-                    new: !known,
-                }),
-                Event::Delete(o) => handler(Change::Deleted(o)),
-                Event::InitDone => handler(Change::Resynced),
-                Event::Init => {}
-            }
-        }
-    });
-    (reader, task)
+/// Subscribes `handler` to the shared informer of kind `K` for as long as `tasks`
+/// lives, and returns its cache.
+pub(crate) async fn informer<K: Cached>(
+    informers: &Informers,
+    tasks: &mut Tasks,
+    handler: impl FnMut(Change<'_, K>) + Send + 'static,
+) -> Store<K> {
+    let informer = informers.get::<K>().await;
+    tasks.hold(informer.subscribe(handler));
+    informer.store()
 }
 
 /// A work queue of objects to reconcile.
