@@ -56,6 +56,8 @@ fn crates_only_depend_on_what_their_layer_allows() {
         // Watch clients talk to the API through `kube`: never to the store or the server.
         ("scheduler", &["api", "leader-election"]),
         ("controllers", &["api", "leader-election"]),
+        // The container runtime client knows nothing of the API or the cluster.
+        ("cri", &[]),
         (
             "skiff",
             &[
