@@ -34,5 +34,5 @@ mod watch_cache;
 
 pub use config::{ApiServerConfig, StaticToken};
 pub use error::Error;
-pub use pki::{Pki, PkiConfig, sign_client_cert, write_kubeconfig};
+pub use pki::{Pki, PkiConfig, sign_client_cert, sign_serving_cert, write_kubeconfig};
 pub use serve::{ApiServer, RunningApiServer};

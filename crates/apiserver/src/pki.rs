@@ -112,9 +112,12 @@ pub fn sign_client_cert(
     Ok((cert.pem(), key.serialize_pem()))
 }
 
-fn sign_serving_cert(
+/// Signs a TLS serving certificate named `common_name` for `sans` (IP addresses
+/// or DNS names) with the cluster CA; the certificate PEM carries the CA after it.
+pub fn sign_serving_cert(
     ca_cert: &str,
     ca_key: &str,
+    common_name: &str,
     sans: &[String],
 ) -> Result<(String, String), Error> {
     let ca_key = KeyPair::from_pem(ca_key).map_err(pki_err("loading CA key"))?;
@@ -123,7 +126,7 @@ fn sign_serving_cert(
     let mut params = CertificateParams::default();
     params
         .distinguished_name
-        .push(DnType::CommonName, "kube-apiserver");
+        .push(DnType::CommonName, common_name);
     params.subject_alt_names = sans
         .iter()
         .map(|s| match s.parse::<IpAddr>() {
@@ -177,7 +180,7 @@ impl Pki {
         ) {
             (Some(c), Some(k), Some(s)) if s == sans_line => (c, k),
             _ => {
-                let (c, k) = sign_serving_cert(&ca_cert, &ca_key, &config.sans)?;
+                let (c, k) = sign_serving_cert(&ca_cert, &ca_key, "kube-apiserver", &config.sans)?;
                 write_private(&path("serving.key"), &k)?;
                 write_private(&path("serving.crt"), &c)?;
                 write_private(&path("serving.sans"), &sans_line)?;
