@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Node;
+use rustc_hash::FxHashMap;
 
 use crate::pod_info::{HostPort, PodInfo, PodKey};
 use crate::resources::Resource;
@@ -131,9 +132,18 @@ pub enum Change {
 /// All nodes and the pods on them.
 #[derive(Debug, Default)]
 pub struct Cache {
-    nodes: HashMap<String, NodeInfo>,
-    /// Names of nodes that have a Node object, in insertion order.
-    order: Vec<String>,
+    /// Node infos in stable slots (a freed slot is reused): scheduling walks
+    /// `order` by position, with no name lookups.
+    slots: Vec<Option<NodeInfo>>,
+    free: Vec<usize>,
+    /// Node name -> slot.
+    index: FxHashMap<String, usize>,
+    /// Pods with affinity or anti-affinity terms, over all nodes.
+    pods_with_affinity: usize,
+    /// Pods with required anti-affinity terms, over all nodes.
+    pods_with_required_anti_affinity: usize,
+    /// Slots of nodes that have a Node object, in insertion order.
+    order: Vec<usize>,
     pods: HashMap<PodKey, PodState>,
     /// Image name -> (size in bytes, number of nodes having it).
     images: HashMap<String, (i64, usize)>,
@@ -161,21 +171,54 @@ fn scheduling_relevant(a: &Node, b: &Node) -> bool {
 }
 
 impl Cache {
+    /// The slot of `name`, made (empty) when the node is not known yet.
+    fn slot_of(&mut self, name: &str) -> usize {
+        if let Some(i) = self.index.get(name) {
+            return *i;
+        }
+        let info = Some(NodeInfo::new(name));
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots[i] = info;
+                i
+            }
+            None => {
+                self.slots.push(info);
+                self.slots.len() - 1
+            }
+        };
+        self.index.insert(name.to_string(), i);
+        i
+    }
+
+    fn info_mut(&mut self, slot: usize) -> &mut NodeInfo {
+        self.slots[slot].get_or_insert_with(|| NodeInfo::new(""))
+    }
+
+    /// Frees the slot of a node that has neither a Node object nor pods.
+    fn release_if_unused(&mut self, slot: usize) {
+        let unused = self.slots[slot]
+            .as_ref()
+            .is_some_and(|n| n.node.is_none() && n.pods.is_empty());
+        if unused {
+            if let Some(info) = self.slots[slot].take() {
+                self.index.remove(&info.name);
+            }
+            self.free.push(slot);
+        }
+    }
+
     /// Adds or updates a node.
     pub fn apply_node(&mut self, node: Arc<Node>) -> Change {
         let name = node.metadata.name.clone().unwrap_or_default();
-        let info = self
-            .nodes
-            .entry(name.clone())
-            .or_insert_with(|| NodeInfo::new(&name));
+        let slot = self.slot_of(&name);
+        let info = self.info_mut(slot);
         let change = match info.node.as_ref() {
-            None => {
-                self.order.push(name.clone());
-                Change::NodeChanged
-            }
+            None => Change::NodeChanged,
             Some(old) if scheduling_relevant(old, &node) => Change::NodeChanged,
             Some(_) => Change::None,
         };
+        let had_node = info.node.is_some();
         let old_images = info
             .node
             .as_ref()
@@ -183,6 +226,9 @@ impl Cache {
             .unwrap_or_default();
         let new_images = node_images(&node);
         info.set_node(node);
+        if !had_node {
+            self.order.push(slot);
+        }
         if old_images != new_images {
             for (img, _) in &old_images {
                 if let Some(e) = self.images.get_mut(img) {
@@ -203,23 +249,22 @@ impl Cache {
 
     /// Removes a node (its pods stay accounted until they go).
     pub fn remove_node(&mut self, name: &str) {
-        let Some(info) = self.nodes.get_mut(name) else {
+        let Some(&slot) = self.index.get(name) else {
             return;
         };
-        if let Some(node) = info.node.take() {
-            for (img, _) in node_images(&node) {
-                if let Some(e) = self.images.get_mut(&img) {
-                    e.1 -= 1;
-                    if e.1 == 0 {
-                        self.images.remove(&img);
-                    }
+        let Some(node) = self.info_mut(slot).node.take() else {
+            return;
+        };
+        for (img, _) in node_images(&node) {
+            if let Some(e) = self.images.get_mut(&img) {
+                e.1 -= 1;
+                if e.1 == 0 {
+                    self.images.remove(&img);
                 }
             }
         }
-        self.order.retain(|n| n != name);
-        if info.pods.is_empty() {
-            self.nodes.remove(name);
-        }
+        self.order.retain(|s| *s != slot);
+        self.release_if_unused(slot);
     }
 
     /// Adds or updates a pod bound to `node` (confirming an assumed pod).
@@ -239,10 +284,18 @@ impl Cache {
                 assumed: false,
             },
         );
-        self.nodes
-            .entry(node.to_string())
-            .or_insert_with(|| NodeInfo::new(node))
-            .add_pod(pi);
+        let slot = self.slot_of(node);
+        let info = self.info_mut(slot);
+        let before = (
+            info.pods_with_affinity,
+            info.pods_with_required_anti_affinity,
+        );
+        info.add_pod(pi);
+        let after = (
+            info.pods_with_affinity,
+            info.pods_with_required_anti_affinity,
+        );
+        self.count_affinity(before, after);
         change
     }
 
@@ -274,12 +327,39 @@ impl Cache {
     }
 
     fn remove_from_node(&mut self, key: &str, node: &str) {
-        if let Some(info) = self.nodes.get_mut(node) {
-            info.remove_pod(key);
-            if info.node.is_none() && info.pods.is_empty() {
-                self.nodes.remove(node);
-            }
-        }
+        let Some(&slot) = self.index.get(node) else {
+            return;
+        };
+        let info = self.info_mut(slot);
+        let before = (
+            info.pods_with_affinity,
+            info.pods_with_required_anti_affinity,
+        );
+        info.remove_pod(key);
+        let after = (
+            info.pods_with_affinity,
+            info.pods_with_required_anti_affinity,
+        );
+        self.count_affinity(before, after);
+        self.release_if_unused(slot);
+    }
+
+    /// Moves the cluster-wide affinity counts by one node's change.
+    fn count_affinity(&mut self, before: (usize, usize), after: (usize, usize)) {
+        self.pods_with_affinity = (self.pods_with_affinity + after.0).saturating_sub(before.0);
+        self.pods_with_required_anti_affinity =
+            (self.pods_with_required_anti_affinity + after.1).saturating_sub(before.1);
+    }
+
+    /// Pods with affinity or anti-affinity terms on any node (InterPodAffinity skips
+    /// its per-node work when there are none).
+    pub fn pods_with_affinity(&self) -> usize {
+        self.pods_with_affinity
+    }
+
+    /// Pods with required anti-affinity terms on any node.
+    pub fn pods_with_required_anti_affinity(&self) -> usize {
+        self.pods_with_required_anti_affinity
     }
 
     /// Keys of all pods in the cache that are not assumed.
@@ -291,9 +371,9 @@ impl Cache {
             .collect()
     }
 
-    /// Names of all nodes with a Node object.
-    pub fn node_names(&self) -> &[String] {
-        &self.order
+    /// Names of all nodes with a Node object, in insertion order.
+    pub fn node_names(&self) -> impl Iterator<Item = &String> {
+        self.nodes().map(|n| &n.name)
     }
 
     /// Number of nodes with a Node object.
@@ -303,13 +383,20 @@ impl Cache {
 
     /// A node's info.
     pub fn node(&self, name: &str) -> Option<&NodeInfo> {
-        self.nodes.get(name).filter(|n| n.node.is_some())
+        let slot = *self.index.get(name)?;
+        self.slots[slot].as_ref().filter(|n| n.node.is_some())
     }
 
-    /// All node infos that have a Node object, in no particular order (for
-    /// aggregations; no per-node name lookups on this hot path).
+    /// The node at `position` (0..[`Self::num_nodes`]) in insertion order: how
+    /// scheduling walks the nodes round-robin without name lookups.
+    pub fn node_at(&self, position: usize) -> Option<&NodeInfo> {
+        let slot = *self.order.get(position)?;
+        self.slots[slot].as_ref()
+    }
+
+    /// All node infos that have a Node object, in insertion order.
     pub fn nodes(&self) -> impl Iterator<Item = &NodeInfo> {
-        self.nodes.values().filter(|n| n.node.is_some())
+        self.order.iter().filter_map(|s| self.slots[*s].as_ref())
     }
 
     /// Image size and the number of nodes that have it.

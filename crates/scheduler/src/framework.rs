@@ -2,7 +2,6 @@
 //! the extension points a plugin may implement.
 
 use std::any::Any;
-use std::collections::HashMap;
 
 use crate::cache::{Cache, NodeInfo};
 use crate::pod_info::PodInfo;
@@ -83,31 +82,56 @@ impl Status {
 /// Data plugins compute once per cycle (in PreFilter/PreScore) and read per node.
 #[derive(Default)]
 pub struct CycleState {
-    data: HashMap<&'static str, Box<dyn Any + Send + Sync>>,
+    /// Plugin data by key: a handful of entries, read per node, so a short list
+    /// compared by length and address beats hashing.
+    data: Vec<(&'static str, Box<dyn Any + Send + Sync>)>,
     /// Plugins whose PreFilter returned Skip.
     pub skip_filter: Vec<&'static str>,
     /// Plugins whose PreScore returned Skip.
     pub skip_score: Vec<&'static str>,
+    /// Positions (in the profile) of the Filter plugins to run on each node, set by
+    /// PreFilter so the per-node loop does not ask every plugin again.
+    pub active_filters: Option<Vec<usize>>,
 }
 
 impl std::fmt::Debug for CycleState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CycleState")
-            .field("data", &self.data.keys().collect::<Vec<_>>())
+            .field(
+                "data",
+                &self.data.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
             .field("skip_filter", &self.skip_filter)
             .finish()
     }
 }
 
+/// Plugin names and state keys are `&'static str` literals: equal ones nearly always
+/// share an address, so compare lengths and addresses before bytes.
+fn same_key(a: &str, b: &str) -> bool {
+    a.len() == b.len() && (std::ptr::eq(a.as_ptr(), b.as_ptr()) || a == b)
+}
+
 impl CycleState {
     /// Stores a plugin's data.
     pub fn write<T: Any + Send + Sync>(&mut self, key: &'static str, v: T) {
-        self.data.insert(key, Box::new(v));
+        match self.data.iter_mut().find(|(k, _)| same_key(k, key)) {
+            Some((_, old)) => *old = Box::new(v),
+            None => self.data.push((key, Box::new(v))),
+        }
     }
 
     /// Reads a plugin's data.
     pub fn read<T: Any + Send + Sync>(&self, key: &'static str) -> Option<&T> {
-        self.data.get(key).and_then(|b| b.downcast_ref())
+        self.data
+            .iter()
+            .find(|(k, _)| same_key(k, key))
+            .and_then(|(_, b)| b.downcast_ref())
+    }
+
+    /// Whether the plugin named `name` skipped filtering in this cycle.
+    pub fn skips_filter(&self, name: &str) -> bool {
+        self.skip_filter.iter().any(|s| same_key(s, name))
     }
 }
 

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 pub mod cache;
 mod effects;
 pub mod framework;
+pub mod perf;
 pub mod plugins;
 pub mod pod_info;
 pub mod preemption;

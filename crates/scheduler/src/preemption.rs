@@ -224,13 +224,12 @@ pub fn preempt(input: Input<'_>, rng: &mut impl Rng) -> Result<Candidate, String
     // Dry-run on a bounded number of candidates from a random offset.
     let max_candidates = (all / 10).max(100);
     let offset = if all > 0 { rng.random_range(0..all) } else { 0 };
-    let names = cache.node_names();
     let mut candidates = Vec::new();
     for i in 0..all {
-        let name = &names[(offset + i) % all];
-        let Some(node) = cache.node(name) else {
+        let Some(node) = cache.node_at((offset + i) % all) else {
             continue;
         };
+        let name = &node.name;
         let helpful = node_status
             .get(name)
             .is_none_or(|s| s.code == Code::Unschedulable);

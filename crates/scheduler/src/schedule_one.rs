@@ -131,10 +131,14 @@ impl Framework {
     /// Runs PreFilter; a rejection ends the attempt.
     pub fn pre_filter(&self, pod: &PodInfo, cache: &Cache) -> Result<CycleState, Status> {
         let mut state = CycleState::default();
-        for e in self.plugins.iter().filter(|e| e.plugin.filters()) {
+        let mut active = Vec::new();
+        for (i, e) in self.plugins.iter().enumerate() {
+            if !e.plugin.filters() {
+                continue;
+            }
             let mut s = e.plugin.pre_filter(&mut state, pod, cache);
             match s.code {
-                Code::Success => {}
+                Code::Success => active.push(i),
                 Code::Skip => state.skip_filter.push(e.plugin.name()),
                 _ => {
                     s.plugin = e.plugin.name();
@@ -142,13 +146,24 @@ impl Framework {
                 }
             }
         }
+        state.active_filters = Some(active);
         Ok(state)
     }
 
     /// Runs every Filter plugin on one node; the first failure wins.
     pub fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
+        if let Some(active) = &state.active_filters {
+            for e in active.iter().filter_map(|i| self.plugins.get(*i)) {
+                let mut s = e.plugin.filter(state, pod, node);
+                if !s.is_success() {
+                    s.plugin = e.plugin.name();
+                    return s;
+                }
+            }
+            return Status::success();
+        }
         for e in self.plugins.iter().filter(|e| e.plugin.filters()) {
-            if state.skip_filter.contains(&e.plugin.name()) {
+            if state.skips_filter(e.plugin.name()) {
                 continue;
             }
             let mut s = e.plugin.filter(state, pod, node);
@@ -169,6 +184,9 @@ impl Framework {
         node: &NodeInfo,
         nominated: &Nominated,
     ) -> Status {
+        if nominated.is_empty() {
+            return self.filter(state, pod, node);
+        }
         let extra: Vec<&Arc<PodInfo>> = nominated
             .get(&node.name)
             .into_iter()
@@ -215,16 +233,14 @@ impl Framework {
             }
         };
         let want = num_feasible_nodes_to_find(all);
-        let names = cache.node_names();
-        let mut feasible: Vec<&NodeInfo> = Vec::new();
+        let mut feasible: Vec<&NodeInfo> = Vec::with_capacity(want);
         let mut processed = 0;
         for i in 0..all {
             if feasible.len() >= want {
                 break;
             }
-            let name = &names[(self.next_start + i) % all];
             processed += 1;
-            let Some(node) = cache.node(name) else {
+            let Some(node) = cache.node_at((self.next_start + i) % all) else {
                 continue;
             };
             let s = self.filter_with_nominated(&state, pod, node, nominated);
@@ -232,7 +248,7 @@ impl Framework {
                 feasible.push(node);
             } else {
                 diagnosis.unschedulable_plugins.insert(s.plugin);
-                diagnosis.node_status.insert(name.clone(), s);
+                diagnosis.node_status.insert(node.name.clone(), s);
             }
         }
         self.next_start = (self.next_start + processed) % all;

@@ -188,7 +188,7 @@ pub async fn run(client: kube::Client, config: &SchedulerConfig) -> Result<(), E
                 }
                 Some(Ok(WEvent::InitDone)) => {
                     if let Some(seen) = node_relist.take() {
-                        let gone: Vec<String> = s.cache.node_names().iter().filter(|n| !seen.contains(*n)).cloned().collect();
+                        let gone: Vec<String> = s.cache.node_names().filter(|n| !seen.contains(*n)).cloned().collect();
                         for n in gone {
                             s.cache.remove_node(&n);
                         }

@@ -29,24 +29,11 @@ async fn start_server() -> anyhow::Result<crate::bench::BenchServer> {
 }
 
 fn node(i: usize) -> anyhow::Result<Node> {
-    Ok(serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": format!("node-{i:05}"), "labels": {"kubernetes.io/hostname": format!("node-{i:05}"), "topology.kubernetes.io/zone": format!("zone-{}", i % 3)}},
-        "status": {
-            "capacity": {"cpu": "4", "memory": "32Gi", "pods": "110"},
-            "allocatable": {"cpu": "4", "memory": "32Gi", "pods": "110"},
-            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "bench"}]
-        }
-    }))?)
+    Ok(scheduler::perf::bench_node(i)?)
 }
 
 fn pending_pod(i: usize) -> anyhow::Result<Pod> {
-    Ok(serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": format!("p-{i:06}"), "labels": {"app": "bench"}},
-        "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10",
-                 "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}
-    }))?)
+    Ok(scheduler::perf::bench_pod(i)?)
 }
 
 async fn create_nodes(
@@ -89,35 +76,16 @@ fn track_bindings(client: &kube::Client) -> Arc<Mutex<HashMap<String, Instant>>>
     bound
 }
 
-/// The scheduling cycle alone, in this process: `pods` decisions over `nodes` nodes
-/// with the default plugins and the real cache (no API, no binding). Returns the
-/// decisions per second.
+/// The scheduling cycle alone, in this process (no API, no binding): decisions/s.
 fn decisions_per_second(nodes: usize, pods: usize) -> anyhow::Result<f64> {
-    use scheduler::cache::Cache;
-    use scheduler::pod_info::PodInfo;
-    use scheduler::schedule_one::{Framework, Nominated};
-    let mut cache = Cache::default();
-    for i in 0..nodes {
-        cache.apply_node(Arc::new(node(i)?));
+    let r = scheduler::perf::decisions_per_second(nodes, pods)?;
+    if r.placed < pods {
+        bail!(
+            "the scheduling cycle placed only {} of {pods} pods",
+            r.placed
+        );
     }
-    let mut fw = Framework::new(scheduler::plugins::default_profile());
-    let nominated = Nominated::new();
-    let mut rng = rand::rng();
-    let infos: Vec<Arc<PodInfo>> = (0..pods)
-        .map(|i| Ok(Arc::new(PodInfo::new(Arc::new(pending_pod(i)?), 0))))
-        .collect::<anyhow::Result<_>>()?;
-    let start = Instant::now();
-    let mut placed = 0usize;
-    for pi in infos {
-        if let Ok((d, _)) = fw.schedule(&cache, &pi, &nominated, &mut rng) {
-            cache.assume_pod(pi, &d.node);
-            placed += 1;
-        }
-    }
-    if placed < pods {
-        bail!("the scheduling cycle placed only {placed} of {pods} pods");
-    }
-    Ok(pods as f64 / start.elapsed().as_secs_f64())
+    Ok(r.decisions_per_second)
 }
 
 /// `skiff bench scheduler`.

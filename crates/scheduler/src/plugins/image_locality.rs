@@ -71,7 +71,11 @@ impl Plugin for ImageLocality {
                     .filter_map(|name| cache.image(&name).map(|(size, n)| (name, size, n)))
                     .collect()
             })
-            .collect();
+            .collect::<Vec<Vec<_>>>();
+        if images.iter().all(Vec::is_empty) {
+            // No node has any of the images: every node would score the minimum.
+            return Status::skip();
+        }
         state.write(
             "ImageLocality",
             State {
@@ -89,20 +93,20 @@ impl Plugin for ImageLocality {
         if s.images.is_empty() || s.total_nodes == 0 {
             return 0;
         }
-        let node_images: Vec<&str> = node
-            .node
-            .as_ref()
-            .and_then(|n| n.status.as_ref())
-            .and_then(|st| st.images.as_ref())
-            .into_iter()
-            .flatten()
-            .flat_map(|i| i.names.iter().flatten().map(String::as_str))
-            .collect();
+        let node_images = || {
+            node.node
+                .as_ref()
+                .and_then(|n| n.status.as_ref())
+                .and_then(|st| st.images.as_ref())
+                .into_iter()
+                .flatten()
+                .flat_map(|i| i.names.iter().flatten())
+        };
         let mut sum: i64 = 0;
         for container in &s.images {
             if let Some((_, size, n)) = container
                 .iter()
-                .find(|(name, _, _)| node_images.contains(&name.as_str()))
+                .find(|(name, _, _)| node_images().any(|have| have == name))
             {
                 sum += (*size as f64 * (*n as f64 / s.total_nodes as f64)) as i64;
             }

@@ -53,7 +53,14 @@ impl Plugin for InterPodAffinity {
         let mut s = FilterState::default();
         let own = (!pod.required_affinity.is_empty() || !pod.required_anti_affinity.is_empty())
             .then_some(());
-        for node in cache.nodes() {
+        let nodes = cache.nodes().take(
+            if own.is_none() && cache.pods_with_required_anti_affinity() == 0 {
+                0
+            } else {
+                usize::MAX
+            },
+        );
+        for node in nodes {
             if own.is_none() && node.pods_with_required_anti_affinity == 0 {
                 continue;
             }
@@ -152,7 +159,14 @@ impl Plugin for InterPodAffinity {
         let has_preferred =
             !pod.preferred_affinity.is_empty() || !pod.preferred_anti_affinity.is_empty();
         let mut scores: Counts = HashMap::new();
-        for node in cache.nodes() {
+        let nodes = cache
+            .nodes()
+            .take(if !has_preferred && cache.pods_with_affinity() == 0 {
+                0
+            } else {
+                usize::MAX
+            });
+        for node in nodes {
             if !has_preferred && node.pods_with_affinity == 0 {
                 continue;
             }

@@ -140,18 +140,14 @@ impl Plugin for BalancedAllocation {
                 node.allocatable.memory,
             ),
         ];
-        let fractions: Vec<f64> = pairs
+        // Two resources: the standard deviation of their fractions is half the gap.
+        let mut fractions = pairs
             .iter()
             .filter(|(_, cap)| *cap != 0)
-            .map(|(req, cap)| (*req as f64 / *cap as f64).min(1.0))
-            .collect();
-        let std = match fractions.as_slice() {
-            [a, b] => (a - b).abs() / 2.0,
-            [] | [_] => 0.0,
-            fs => {
-                let mean = fs.iter().sum::<f64>() / fs.len() as f64;
-                (fs.iter().map(|f| (f - mean).powi(2)).sum::<f64>() / fs.len() as f64).sqrt()
-            }
+            .map(|(req, cap)| (*req as f64 / *cap as f64).min(1.0));
+        let std = match (fractions.next(), fractions.next()) {
+            (Some(a), Some(b)) => (a - b).abs() / 2.0,
+            _ => 0.0,
         };
         ((1.0 - std) * MAX_NODE_SCORE as f64) as i64
     }
