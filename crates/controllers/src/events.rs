@@ -1,7 +1,7 @@
 //! Recording events: one place for the Event shape every controller writes.
 
+use events::{Event, EventType, Recorder};
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::runtime::events::{Event, EventType, Recorder};
 
 /// Records `reason`/`note` about `regarding` (action = reason, as Kubernetes'
 /// controllers do), optionally naming a related object; failures are only logged.

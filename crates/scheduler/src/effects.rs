@@ -1,11 +1,11 @@
 //! Writes to the API: bindings, the PodScheduled condition and nominated node
 //! through `pods/status`, victim deletion, and events.
 
+use events::{Event, EventType, Recorder};
 use k8s_openapi::api::core::v1::{Binding, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource as _;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::runtime::events::{Event, EventType, Recorder};
 use serde_json::json;
 
 /// `POST pods/{name}/binding` to `node`.

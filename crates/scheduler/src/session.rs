@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use events::{EventType, Recorder, Reporter};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -13,7 +14,6 @@ use k8s_openapi::api::scheduling::v1::PriorityClass;
 use kube::Resource as _;
 use kube::api::Api;
 use kube::runtime::WatchStreamExt as _;
-use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Event as WEvent};
 use rand::SeedableRng;
@@ -51,12 +51,9 @@ impl Drop for Tasks {
 
 struct Session {
     client: kube::Client,
+    /// Scheduled / FailedScheduling events; a changed FailedScheduling message is a
+    /// new event, a repeated one counts into its series.
     recorder: Recorder,
-    reporter: Reporter,
-    /// The last FailedScheduling note per pending pod. kube's Recorder folds events
-    /// with the same reason into one series and keeps its first note, so a changed
-    /// reason is recorded through a fresh recorder (a new event users can see).
-    failure_notes: HashMap<PodKey, String>,
     cache: Cache,
     queue: Queue,
     fw: Framework,
@@ -117,12 +114,10 @@ pub async fn run(client: kube::Client, config: &SchedulerConfig) -> Result<(), E
         controller: SCHEDULER_NAME.into(),
         instance: Some(config.identity.clone()),
     };
-    let recorder = Recorder::new(client.clone(), reporter.clone());
+    let recorder = Recorder::new(client.clone(), reporter);
     let mut s = Session {
         client: client.clone(),
         recorder,
-        reporter,
-        failure_notes: HashMap::new(),
         cache: Cache::default(),
         queue: Queue::default(),
         fw: Framework::new(crate::plugins::default_profile()),
@@ -296,14 +291,12 @@ impl Session {
         } else {
             self.queue.delete(&key);
             self.unnominate(&key);
-            self.failure_notes.remove(&key);
         }
     }
 
     fn delete_pod(&mut self, key: &str) {
         self.queue.delete(key);
         self.unnominate(key);
-        self.failure_notes.remove(key);
         let change = self.cache.remove_pod(key);
         self.moved(change);
     }
@@ -464,15 +457,7 @@ impl Session {
     }
 
     fn fail(&mut self, pi: &PodInfo, message: String, nominated: Option<String>) {
-        let changed = self
-            .failure_notes
-            .insert(pi.key.clone(), message.clone())
-            .is_some_and(|old| old != message);
-        let recorder = if changed {
-            Recorder::new(self.client.clone(), self.reporter.clone())
-        } else {
-            self.recorder.clone()
-        };
+        let recorder = self.recorder.clone();
         let (client, pod) = (self.client.clone(), pi.pod.clone());
         tokio::spawn(async move {
             effects::event(

@@ -54,10 +54,13 @@ fn crates_only_depend_on_what_their_layer_allows() {
         ("apiserver", &["api", "store", "protobuf-codec"]),
         ("leader-election", &[]),
         // Watch clients talk to the API through `kube`: never to the store or the server.
-        ("scheduler", &["api", "leader-election"]),
-        ("controllers", &["api", "leader-election"]),
+        ("events", &[]),
+        ("scheduler", &["api", "events", "leader-election"]),
+        ("controllers", &["api", "events", "leader-election"]),
         // The container runtime client knows nothing of the API or the cluster.
         ("cri", &[]),
+        // The node agent is an API client too, and drives containers only through CRI.
+        ("kubelet", &["api", "cri", "events"]),
         (
             "skiff",
             &[
@@ -67,6 +70,8 @@ fn crates_only_depend_on_what_their_layer_allows() {
                 "protobuf-codec",
                 "scheduler",
                 "controllers",
+                "cri",
+                "kubelet",
             ],
         ),
     ];

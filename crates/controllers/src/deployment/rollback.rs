@@ -4,9 +4,9 @@
 //! template into the deployment itself, and the sync then finds that ReplicaSet
 //! again and gives it the next revision.
 
+use events::EventType;
 use kube::ResourceExt;
 use kube::api::PostParams;
-use kube::runtime::events::EventType;
 
 use super::sync::{Rollout, api_err};
 use super::util;
