@@ -276,6 +276,32 @@ impl Session {
             .as_ref()
             .and_then(|s| s.scheduler_name.as_deref())
             .is_none_or(|n| n.is_empty() || n == SCHEDULER_NAME);
+        let gated = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.scheduling_gates.as_ref())
+            .is_some_and(|g| !g.is_empty());
+        if ours && gated && !is_terminal(&pod) && pod.metadata.deletion_timestamp.is_none() {
+            // The SchedulingGates PreEnqueue check: the pod waits outside the queue
+            // until its gates are removed (an update brings it back here).
+            self.queue.delete(&key);
+            self.unnominate(&key);
+            let client = self.client.clone();
+            tokio::spawn(async move {
+                if let Err(e) = effects::set_unschedulable(
+                    &client,
+                    &pod,
+                    "SchedulingGated",
+                    "Scheduling is blocked due to non-empty scheduling gates",
+                    None,
+                )
+                .await
+                {
+                    tracing::debug!(error = %e, "recording SchedulingGated failed");
+                }
+            });
+            return;
+        }
         if ours && !is_terminal(&pod) && pod.metadata.deletion_timestamp.is_none() {
             let pi = Arc::new(PodInfo::new(pod.clone(), self.priority(&pod)));
             let nominated = pod

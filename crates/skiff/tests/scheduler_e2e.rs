@@ -371,3 +371,69 @@ async fn a_high_priority_pod_preempts_a_low_priority_pod() {
         vec![format!("Preempted by pod {uid} on node n1")]
     );
 }
+
+#[tokio::test]
+async fn a_gated_pod_waits_until_its_scheduling_gates_are_removed() {
+    let s = support::TestServer::start();
+    let client = s.client().await;
+    cluster::create_node(&client, "n1", "4", "8Gi", &[], &[]).await;
+    create_pod(
+        &client,
+        "gated",
+        json!({"schedulingGates": [{"name": "example.com/quota"}]}),
+    )
+    .await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let message = cluster::eventually(WAIT, "the SchedulingGated condition", || {
+        let pods = pods.clone();
+        async move {
+            let p = pods.get("gated").await.ok()?;
+            p.status?.conditions?.into_iter().find_map(|c| {
+                (c.type_ == "PodScheduled"
+                    && c.status == "False"
+                    && c.reason.as_deref() == Some("SchedulingGated"))
+                .then(|| c.message.unwrap_or_default())
+            })
+        }
+    })
+    .await;
+    assert_eq!(
+        message,
+        "Scheduling is blocked due to non-empty scheduling gates"
+    );
+    let out = s.kubectl_ok(&["get", "pod", "gated"]);
+    assert!(out.contains("SchedulingGated"), "{out}");
+    assert!(
+        pods.get("gated")
+            .await
+            .expect("pod")
+            .spec
+            .and_then(|s| s.node_name)
+            .is_none(),
+        "a gated pod is not bound"
+    );
+    // Gates can only be removed, never added.
+    let add = s.kubectl(&[
+        "patch",
+        "pod",
+        "gated",
+        "--type=json",
+        "-p",
+        r#"[{"op":"add","path":"/spec/schedulingGates/-","value":{"name":"example.com/more"}}]"#,
+    ]);
+    assert!(!add.status.success());
+    let err = String::from_utf8_lossy(&add.stderr);
+    assert!(
+        err.contains("only deletion is allowed, but found new scheduling gate 'example.com/more'"),
+        "{err}"
+    );
+    s.kubectl_ok(&[
+        "patch",
+        "pod",
+        "gated",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/spec/schedulingGates"}]"#,
+    ]);
+    assert_eq!(node_of(&client, "gated").await, "n1");
+}

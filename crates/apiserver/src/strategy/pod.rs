@@ -243,6 +243,21 @@ pub(crate) fn validate_pod_spec(spec: Option<&Value>, base: &str) -> Vec<FieldEr
             e.field = format!("{base}.{}", &e.field[2..]);
         }
     }
+    let gated = spec
+        .get("schedulingGates")
+        .and_then(Value::as_array)
+        .is_some_and(|g| !g.is_empty());
+    if gated
+        && spec
+            .get("nodeName")
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.is_empty())
+    {
+        errs.push(FieldError::forbidden(
+            format!("{base}.nodeName"),
+            "cannot be set until all schedulingGates have been cleared",
+        ));
+    }
     let mut vol_names: Vec<&str> = Vec::new();
     if let Some(vs) = spec.get("volumes").and_then(Value::as_array) {
         for (i, v) in vs.iter().enumerate() {
@@ -314,6 +329,7 @@ impl Strategy for PodStrategy {
                     "tolerations",
                     "terminationGracePeriodSeconds",
                     "nodeName",
+                    "schedulingGates",
                 ] {
                     m.remove(f);
                 }
@@ -325,6 +341,24 @@ impl Strategy for PodStrategy {
                 "spec",
                 "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)",
             ));
+        }
+        // Scheduling gates may only be removed.
+        let gate_names = |v: &Value| -> Vec<String> {
+            v.pointer("/spec/schedulingGates")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|g| g.get("name").and_then(Value::as_str).map(str::to_string))
+                .collect()
+        };
+        let old_gates = gate_names(old);
+        for (i, g) in gate_names(new).iter().enumerate() {
+            if !old_gates.contains(g) {
+                errs.push(FieldError::forbidden(
+                    format!("spec.schedulingGates[{i}]"),
+                    format!("only deletion is allowed, but found new scheduling gate '{g}'"),
+                ));
+            }
         }
         let old_node = old
             .pointer("/spec/nodeName")
