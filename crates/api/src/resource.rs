@@ -124,13 +124,13 @@ const NO_DELETECOLLECTION: &[&str] = &[
 #[rustfmt::skip]
 const BUILTIN: &[Spec] = &[
     Spec { group: "", version: "v1", kind: "Namespace", plural: "namespaces", namespaced: CLUSTER, short: &["ns"], all: false, sub: &["status", "finalize"], verbs: NO_DELETECOLLECTION },
-    Spec { group: "", version: "v1", kind: "Pod", plural: "pods", namespaced: NS, short: &["po"], all: true, sub: &["status", "binding", "eviction"], verbs: STANDARD_VERBS },
+    Spec { group: "", version: "v1", kind: "Pod", plural: "pods", namespaced: NS, short: &["po"], all: true, sub: &["status", "binding", "eviction", "log", "exec", "attach", "portforward"], verbs: STANDARD_VERBS },
     Spec { group: "", version: "v1", kind: "Service", plural: "services", namespaced: NS, short: &["svc"], all: true, sub: &["status"], verbs: STANDARD_VERBS },
     Spec { group: "", version: "v1", kind: "Endpoints", plural: "endpoints", namespaced: NS, short: &["ep"], all: false, sub: &[], verbs: STANDARD_VERBS },
     Spec { group: "", version: "v1", kind: "ConfigMap", plural: "configmaps", namespaced: NS, short: &["cm"], all: false, sub: &[], verbs: STANDARD_VERBS },
     Spec { group: "", version: "v1", kind: "Secret", plural: "secrets", namespaced: NS, short: &[], all: false, sub: &[], verbs: STANDARD_VERBS },
     Spec { group: "", version: "v1", kind: "ServiceAccount", plural: "serviceaccounts", namespaced: NS, short: &["sa"], all: false, sub: &["token"], verbs: STANDARD_VERBS },
-    Spec { group: "", version: "v1", kind: "Node", plural: "nodes", namespaced: CLUSTER, short: &["no"], all: false, sub: &["status"], verbs: STANDARD_VERBS },
+    Spec { group: "", version: "v1", kind: "Node", plural: "nodes", namespaced: CLUSTER, short: &["no"], all: false, sub: &["status", "proxy"], verbs: STANDARD_VERBS },
     Spec { group: "", version: "v1", kind: "Event", plural: "events", namespaced: NS, short: &["ev"], all: false, sub: &[], verbs: STANDARD_VERBS },
     Spec { group: "", version: "v1", kind: "ReplicationController", plural: "replicationcontrollers", namespaced: NS, short: &["rc"], all: true, sub: &["status", "scale"], verbs: STANDARD_VERBS },
     Spec { group: "", version: "v1", kind: "PodTemplate", plural: "podtemplates", namespaced: NS, short: &[], all: false, sub: &[], verbs: STANDARD_VERBS },

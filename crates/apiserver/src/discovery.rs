@@ -37,6 +37,32 @@ fn subresource_kind(res: &ResourceInfo, sub: &str) -> (String, String, String, V
             vec!["get", "patch", "update"],
         ),
         "binding" => ("".into(), "v1".into(), "Binding".into(), vec!["create"]),
+        // Served by the node API through the API server's proxy.
+        "log" => ("".into(), "v1".into(), "Pod".into(), vec!["get"]),
+        "exec" => (
+            "".into(),
+            "v1".into(),
+            "PodExecOptions".into(),
+            vec!["create", "get"],
+        ),
+        "attach" => (
+            "".into(),
+            "v1".into(),
+            "PodAttachOptions".into(),
+            vec!["create", "get"],
+        ),
+        "portforward" => (
+            "".into(),
+            "v1".into(),
+            "PodPortForwardOptions".into(),
+            vec!["create", "get"],
+        ),
+        "proxy" => (
+            "".into(),
+            "v1".into(),
+            "NodeProxyOptions".into(),
+            vec!["create", "delete", "get", "patch", "update"],
+        ),
         "eviction" => (
             "policy".into(),
             "v1".into(),

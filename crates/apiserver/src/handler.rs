@@ -141,6 +141,14 @@ async fn dispatch(
     who: Result<Identity, ()>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
+    if let Some(target) = crate::rest::node_proxy::target(req.uri().path()) {
+        // Logs, exec, attach, port-forward and node proxy: served by the node agent.
+        let who = match who {
+            Ok(id) if !id.is_anonymous() => id,
+            _ => return Err(ApiError::unauthorized()),
+        };
+        return crate::rest::node_proxy::serve(state, &who, target, req).await;
+    }
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     let is_public = PUBLIC_PATHS

@@ -34,5 +34,7 @@ mod watch_cache;
 
 pub use config::{ApiServerConfig, StaticToken};
 pub use error::Error;
-pub use pki::{Pki, PkiConfig, sign_client_cert, sign_serving_cert, write_kubeconfig};
+pub use pki::{
+    KUBELET_CLIENT_USER, Pki, PkiConfig, sign_client_cert, sign_serving_cert, write_kubeconfig,
+};
 pub use serve::{ApiServer, RunningApiServer};

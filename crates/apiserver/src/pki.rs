@@ -1,5 +1,5 @@
-//! The cluster's certificates: a CA, the API serving certificate and the admin client
-//! certificate, created on first start under `<data-dir>/server/tls/` and reused after.
+//! The cluster's certificates: a CA, the API serving certificate, the admin client
+//! certificate and the API server's client certificate towards node agents, created on first start under `<data-dir>/server/tls/` and reused after.
 
 use std::fs;
 use std::io::Write;
@@ -13,6 +13,9 @@ use rcgen::{
 };
 
 use crate::Error;
+
+/// The user the API server is when it calls node agents (kubeadm's convention).
+pub const KUBELET_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
 
 /// PEM files of the cluster PKI.
 #[derive(Debug, Clone)]
@@ -29,6 +32,11 @@ pub struct Pki {
     pub admin_cert: String,
     /// Admin client key (PEM).
     pub admin_key: String,
+    /// The API server's client certificate towards node agents (PEM),
+    /// CN=kube-apiserver-kubelet-client, O=system:masters.
+    pub kubelet_client_cert: String,
+    /// Its key (PEM).
+    pub kubelet_client_key: String,
     /// Service account token signing key (PKCS#8 ECDSA P-256, PEM).
     pub service_account_key: String,
     /// Its public key (PEM), for verifying tokens.
@@ -202,6 +210,20 @@ impl Pki {
             }
         };
 
+        let (kubelet_client_cert, kubelet_client_key) = match (
+            read_or_none(&path("kubelet-client.crt")),
+            read_or_none(&path("kubelet-client.key")),
+        ) {
+            (Some(c), Some(k)) => (c, k),
+            _ => {
+                let (c, k) =
+                    sign_client_cert(&ca_cert, &ca_key, KUBELET_CLIENT_USER, &["system:masters"])?;
+                write_private(&path("kubelet-client.key"), &k)?;
+                write_private(&path("kubelet-client.crt"), &c)?;
+                (c, k)
+            }
+        };
+
         let sa_key = match read_or_none(&path("service-account.key")) {
             Some(k) => k,
             None => {
@@ -222,6 +244,8 @@ impl Pki {
             serving_key,
             admin_cert,
             admin_key,
+            kubelet_client_cert,
+            kubelet_client_key,
             service_account_key: sa_key,
             service_account_public_key: sa_public,
         })

@@ -22,6 +22,7 @@ mod meta;
 pub(crate) use meta::partial_metadata;
 pub(crate) mod delete;
 mod eviction;
+pub(crate) mod node_proxy;
 pub(crate) mod subresource;
 mod token;
 pub(crate) mod write;

@@ -37,6 +37,8 @@ pub(crate) struct State {
     pub inflight: Arc<Semaphore>,
     pub shutdown: watch::Receiver<bool>,
     pub watch_cache: Arc<crate::watch_cache::WatchCache>,
+    /// Client towards node agents (logs, exec, port-forward).
+    pub node_client: crate::rest::node_proxy::NodeClient,
     ready: AtomicBool,
     requests: AtomicU64,
     openapi: OnceLock<OpenApiDocs>,
@@ -128,6 +130,7 @@ impl ApiServer {
             )));
         }
         let tls = TlsAcceptor::from(Arc::new(tls_config(pki)?));
+        let node_client = crate::rest::node_proxy::NodeClient::new(pki)?;
         let addr = SocketAddr::new(config.bind_address, config.port);
         let listener = TcpListener::bind(addr)
             .await
@@ -154,6 +157,7 @@ impl ApiServer {
             storage: Storage { store },
             shutdown: shutdown_rx,
             watch_cache,
+            node_client,
             ready: AtomicBool::new(false),
             requests: AtomicU64::new(0),
             openapi: OnceLock::new(),
