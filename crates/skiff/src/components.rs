@@ -106,7 +106,7 @@ pub async fn run_scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
 }
 
 /// Waits for the server's /readyz (its bootstrap objects exist then).
-async fn wait_ready(client: &kube::Client) -> anyhow::Result<()> {
+pub(crate) async fn wait_ready(client: &kube::Client) -> anyhow::Result<()> {
     for _ in 0..600 {
         let req = http::Request::get("/readyz").body(Vec::new())?;
         if client

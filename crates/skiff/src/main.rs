@@ -1,8 +1,11 @@
 //! `skiff`: one binary for the Skiff control plane, node agent and tools.
 
+mod agent;
 mod bench;
 mod bench_scheduler;
 mod components;
+mod killall;
+mod pidlock;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -19,6 +22,11 @@ struct Cli {
 enum Command {
     /// Run the control plane (API server on an embedded datastore).
     Server(Box<server::ServerArgs>),
+    /// Run a node agent against an API server (`--kubeconfig`).
+    Agent(Box<agent::AgentArgs>),
+    /// Stop every pod and container of a data dir's node agent and remove what it
+    /// set up on this machine (mounts, cgroups, bridge, iptables chains, routes).
+    Killall(killall::KillallArgs),
     /// Run the scheduler against an API server (several may run; one leads).
     Scheduler(components::SchedulerArgs),
     /// Run the controller manager against an API server (several may run; one leads).
@@ -52,6 +60,8 @@ fn main() {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Server(args) => server::run(*args).await,
+            Command::Agent(args) => agent::run(*args).await,
+            Command::Killall(args) => killall::run(args).await,
             Command::Scheduler(args) => components::run_scheduler(args).await,
             Command::ControllerManager(args) => components::run_controller_manager(args).await,
             Command::Bench(args) => bench::run(args).await,

@@ -2,9 +2,8 @@
 //! certificates, kubeconfig), datastore choice, and the API server's run loop.
 
 use std::fs;
-use std::io::Write as _;
 use std::net::IpAddr;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -72,6 +71,9 @@ pub struct ServerArgs {
     /// Seconds without a node Lease renewal before a node is marked unreachable.
     #[arg(long, default_value_t = 40)]
     pub node_monitor_grace_period: u64,
+    /// This machine as a node (its agent runs unless --disable-agent).
+    #[command(flatten)]
+    pub node: crate::agent::NodeArgs,
     /// Seconds of store history kept for watches before compaction.
     #[arg(long, default_value_t = 300, hide = true)]
     pub compaction_interval: u64,
@@ -104,38 +106,13 @@ fn random_token() -> String {
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Holds the data dir lock for the life of the process.
-struct DataDirLock {
-    _file: fs::File,
-}
-
-fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<DataDirLock> {
-    let path = dir.join("server.lock");
-    let mut file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(fs::TryLockError::WouldBlock) => {
-            let pid = fs::read_to_string(&path).unwrap_or_default();
-            bail!(
-                "another skiff server (pid {}) is already using data dir {}; stop it first or pass a different --data-dir",
-                pid.trim(),
-                dir.display()
-            );
-        }
-        Err(fs::TryLockError::Error(e)) => {
-            return Err(e).with_context(|| format!("locking {}", path.display()));
-        }
-    }
-    file.set_len(0)?;
-    write!(file, "{}", std::process::id())?;
-    Ok(DataDirLock { _file: file })
+fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<crate::pidlock::PidLock> {
+    crate::pidlock::PidLock::take(&dir.join("server.lock"), |pid| {
+        format!(
+            "another skiff server (pid {pid}) is already using data dir {}; stop it first or pass a different --data-dir",
+            dir.display()
+        )
+    })
 }
 
 async fn open_store(
@@ -318,13 +295,31 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         "Skiff API server listening; run: kubectl --kubeconfig {} get ns",
         kubeconfig.display()
     );
-    if !args.disable_agent {
-        tracing::info!(
-            "the node agent is not built yet; this server runs no pods (see README: what is missing)"
-        );
-    }
     // Control-plane clients in this process, talking to the server over HTTPS.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let agent = if args.disable_agent {
+        None
+    } else {
+        let (lock, agent_kubeconfig, agent_config) =
+            crate::agent::prepare_embedded(&crate::agent::Embedded {
+                data_dir: data_dir.clone(),
+                url: url.clone(),
+                ca_cert: pki.ca_cert.clone(),
+                ca_key: pki.ca_key.clone(),
+                cluster_cidr: args.cluster_cidr.clone(),
+                service_cidr: args.service_cidr.clone(),
+                cluster_domain: args.cluster_domain.clone(),
+                node: args.node.clone(),
+            })?;
+        let stop = stop_rx.clone();
+        Some(tokio::spawn(async move {
+            if let Err(e) =
+                crate::agent::run_embedded(lock, agent_kubeconfig, agent_config, stop).await
+            {
+                tracing::error!(error = %format!("{e:#}"), "the node agent stopped");
+            }
+        }))
+    };
     let components_kubeconfig = kubeconfig.clone();
     let controller_config = controllers::ControllerManagerConfig {
         cluster_cidr: args.cluster_cidr.clone(),
@@ -354,6 +349,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             let _ = stop_tx.send(true);
         })
         .await?;
+    if let Some(agent) = agent {
+        // containerd gets 10 s to stop; pods keep running.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(20), agent).await;
+    }
     if let Ok(tasks) = components.await {
         for t in tasks {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(3), t).await;

@@ -1,0 +1,378 @@
+//! Pod networking on this node: the CNI configuration containerd reads (a bridge with
+//! host-local IPAM over the Node's `spec.podCIDR`, portmap for hostPorts), the local
+//! `unreachable` route for the Service CIDR (so a virtual IP without a DNAT rule never
+//! leaves the machine), and, when egress masquerading is on, a NAT chain of our own.
+//!
+//! What was added to the machine is written to `<dir>/network.json`, which
+//! [`remove`] (used by `skiff killall`) reads to take it away again.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{AgentConfig, Error};
+
+/// The conflist's file name in the CNI conf dir.
+const CONFLIST: &str = "10-skiff.conflist";
+/// The record of what the agent added to the machine.
+const STATE_FILE: &str = "network.json";
+/// `ip`, as Debian installs it.
+const IP: &str = "/usr/sbin/ip";
+/// `iptables`, as Debian installs it.
+const IPTABLES: &str = "/usr/sbin/iptables";
+
+/// Where containerd's CNI plugin finds our configuration: `<dir>/cni/net.d`.
+pub(crate) fn cni_conf_dir(dir: &Path) -> PathBuf {
+    dir.join("cni").join("net.d")
+}
+
+/// host-local's allocations: `<dir>/cni/ipam`.
+fn ipam_dir(dir: &Path) -> PathBuf {
+    dir.join("cni").join("ipam")
+}
+
+/// What the agent added to the machine for pod networking.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkState {
+    /// The bridge CNI creates for pods.
+    pub bridge: String,
+    /// The node's pod CIDR the configuration was written for.
+    pub pod_cidr: String,
+    /// NAT chains of ours (hooked from POSTROUTING).
+    pub nat_chains: Vec<String>,
+    /// Routes we added (`unreachable 10.43.0.0/16`), as `ip route` arguments.
+    pub routes: Vec<String>,
+    /// host-local's allocation directory.
+    pub ipam_dir: PathBuf,
+}
+
+impl NetworkState {
+    fn load(dir: &Path) -> Option<NetworkState> {
+        let bytes = std::fs::read(dir.join(STATE_FILE)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    fn save(&self, dir: &Path) -> Result<(), Error> {
+        let path = dir.join(STATE_FILE);
+        let bytes = serde_json::to_vec_pretty(self)
+            .map_err(|e| Error::Network(format!("encoding {}: {e}", path.display())))?;
+        std::fs::write(&path, bytes)
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+    }
+}
+
+/// Writes the CNI configuration for `pod_cidr` and adds the Service CIDR route (and the
+/// masquerading chain when configured). Idempotent: run at every start.
+pub(crate) fn setup(config: &AgentConfig, pod_cidr: &str) -> Result<(), Error> {
+    parse_cidr(pod_cidr)?;
+    parse_cidr(&config.cluster_cidr)?;
+    parse_cidr(&config.service_cidr)?;
+    let previous = NetworkState::load(&config.dir).unwrap_or_default();
+    let mut state = NetworkState {
+        bridge: config.cni_bridge.clone(),
+        pod_cidr: pod_cidr.to_owned(),
+        nat_chains: Vec::new(),
+        routes: Vec::new(),
+        ipam_dir: ipam_dir(&config.dir),
+    };
+
+    // The Service CIDR is never routed off the machine.
+    let route = format!("unreachable {}", config.service_cidr);
+    let exists = route_exists(&config.service_cidr)?;
+    if !exists {
+        run(
+            IP,
+            &["route", "replace", "unreachable", &config.service_cidr],
+        )?;
+        state.routes.push(route);
+    } else if previous.routes.contains(&route) {
+        state.routes.push(route);
+    }
+
+    if config.egress_masquerade {
+        let chain = masquerade_chain(&config.dir);
+        ensure_masquerade(&chain, pod_cidr, &config.cluster_cidr)?;
+        state.nat_chains.push(chain);
+    } else {
+        // Switched off since the last start: take the chain away.
+        for chain in &previous.nat_chains {
+            remove_chain(chain);
+        }
+    }
+    // Written before the conflist: killall must know the bridge once pods can exist.
+    state.save(&config.dir)?;
+
+    let conf_dir = cni_conf_dir(&config.dir);
+    std::fs::create_dir_all(&conf_dir)
+        .map_err(|e| Error::io(format!("creating {}", conf_dir.display()), e))?;
+    let path = conf_dir.join(CONFLIST);
+    let text = conflist(config, pod_cidr);
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+        let tmp = conf_dir.join(format!(".{CONFLIST}.tmp"));
+        std::fs::write(&tmp, &text)
+            .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+        std::fs::rename(&tmp, &path)
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+        tracing::info!(pod_cidr, bridge = %config.cni_bridge, "CNI configuration written");
+    }
+    Ok(())
+}
+
+/// The CNI conflist for this node.
+fn conflist(config: &AgentConfig, pod_cidr: &str) -> String {
+    let mut routes = vec![
+        serde_json::json!({ "dst": config.cluster_cidr }),
+        serde_json::json!({ "dst": config.service_cidr }),
+    ];
+    if config.egress_masquerade {
+        routes.push(serde_json::json!({ "dst": "0.0.0.0/0" }));
+    }
+    let value = serde_json::json!({
+        "cniVersion": "0.4.0",
+        "name": "skiff",
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": config.cni_bridge,
+                "isGateway": true,
+                "ipMasq": false,
+                "hairpinMode": true,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{ "subnet": pod_cidr }]],
+                    "routes": routes,
+                    "dataDir": ipam_dir(&config.dir),
+                },
+            },
+            { "type": "portmap", "capabilities": { "portMappings": true } },
+        ],
+    });
+    serde_json::to_string_pretty(&value).unwrap_or_default()
+}
+
+/// Whether the configuration for pods is in place (containerd picks it up itself).
+pub(crate) fn configured(dir: &Path) -> bool {
+    cni_conf_dir(dir).join(CONFLIST).is_file()
+}
+
+/// A NAT chain name unique to this agent directory (iptables allows 28 characters).
+fn masquerade_chain(dir: &Path) -> String {
+    // FNV-1a of the directory: stable across restarts, distinct between agents.
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in dir.as_os_str().as_encoded_bytes() {
+        hash ^= u32::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    format!("SKIFF-POSTROUTING-{hash:08X}")
+}
+
+fn ensure_masquerade(chain: &str, pod_cidr: &str, cluster_cidr: &str) -> Result<(), Error> {
+    if !succeeds(IPTABLES, &["-w", "-t", "nat", "-L", chain, "-n"]) {
+        run(IPTABLES, &["-w", "-t", "nat", "-N", chain])?;
+    }
+    let rule = [
+        "-s",
+        pod_cidr,
+        "!",
+        "-d",
+        cluster_cidr,
+        "-m",
+        "comment",
+        "--comment",
+        "skiff pod egress",
+        "-j",
+        "MASQUERADE",
+    ];
+    ensure_rule("nat", chain, &rule)?;
+    ensure_rule("nat", "POSTROUTING", &["-j", chain])
+}
+
+fn ensure_rule(table: &str, chain: &str, rule: &[&str]) -> Result<(), Error> {
+    let mut check = vec!["-w", "-t", table, "-C", chain];
+    check.extend_from_slice(rule);
+    if succeeds(IPTABLES, &check) {
+        return Ok(());
+    }
+    let mut append = vec!["-w", "-t", table, "-A", chain];
+    append.extend_from_slice(rule);
+    run(IPTABLES, &append)
+}
+
+/// Unhooks and deletes a NAT chain of ours; returns whether it existed.
+fn remove_chain(chain: &str) -> bool {
+    while succeeds(
+        IPTABLES,
+        &["-w", "-t", "nat", "-D", "POSTROUTING", "-j", chain],
+    ) {}
+    let existed = succeeds(IPTABLES, &["-w", "-t", "nat", "-F", chain]);
+    succeeds(IPTABLES, &["-w", "-t", "nat", "-X", chain]);
+    existed
+}
+
+/// Whether the main table has a route for exactly `cidr`.
+fn route_exists(cidr: &str) -> Result<bool, Error> {
+    let output = Command::new(IP)
+        .args(["-4", "route", "show", "exact", cidr, "table", "main"])
+        .output()
+        .map_err(|e| Error::io(format!("running {IP}"), e))?;
+    Ok(!String::from_utf8_lossy(&output.stdout).trim().is_empty())
+}
+
+/// Removes what `<dir>/network.json` says the agent added: the bridge, its NAT chains,
+/// its routes, host-local's allocations. Returns what was removed, one line each.
+pub fn remove(dir: &Path) -> Vec<String> {
+    let Some(state) = NetworkState::load(dir) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    if !state.bridge.is_empty()
+        && Path::new("/sys/class/net").join(&state.bridge).exists()
+        && succeeds(IP, &["link", "del", &state.bridge])
+    {
+        removed.push(format!("bridge {}", state.bridge));
+    }
+    for chain in &state.nat_chains {
+        if remove_chain(chain) {
+            removed.push(format!("iptables chain nat/{chain}"));
+        }
+    }
+    for route in &state.routes {
+        let args: Vec<&str> = std::iter::once("route")
+            .chain(std::iter::once("del"))
+            .chain(route.split_whitespace())
+            .collect();
+        if succeeds(IP, &args) {
+            removed.push(format!("route {route}"));
+        }
+    }
+    if state.ipam_dir.starts_with(dir) && state.ipam_dir.exists() {
+        match std::fs::remove_dir_all(&state.ipam_dir) {
+            Ok(()) => removed.push(format!("IPAM state {}", state.ipam_dir.display())),
+            Err(e) => tracing::warn!(error = %e, "cannot remove host-local's state"),
+        }
+    }
+    removed
+}
+
+/// What of the recorded network is still on the machine (for `killall`'s check).
+pub fn leftovers(dir: &Path) -> Vec<String> {
+    let Some(state) = NetworkState::load(dir) else {
+        return Vec::new();
+    };
+    let mut left = Vec::new();
+    if !state.bridge.is_empty() && Path::new("/sys/class/net").join(&state.bridge).exists() {
+        left.push(format!("bridge {}", state.bridge));
+    }
+    for chain in &state.nat_chains {
+        if succeeds(IPTABLES, &["-w", "-t", "nat", "-L", chain, "-n"]) {
+            left.push(format!("iptables chain nat/{chain}"));
+        }
+    }
+    for route in &state.routes {
+        if let Some(cidr) = route.split_whitespace().last()
+            && route_exists(cidr).unwrap_or(false)
+        {
+            left.push(format!("route {route}"));
+        }
+    }
+    left
+}
+
+fn succeeds(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn run(program: &str, args: &[&str]) -> Result<(), Error> {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| Error::io(format!("running {program}"), e))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(Error::Network(format!(
+            "{program} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )))
+    }
+}
+
+/// An IPv4 CIDR's network address and prefix length.
+pub(crate) fn parse_cidr(cidr: &str) -> Result<(Ipv4Addr, u8), Error> {
+    let invalid = || Error::Network(format!("{cidr:?} is not an IPv4 CIDR"));
+    let (addr, len) = cidr.split_once('/').ok_or_else(invalid)?;
+    let addr: Ipv4Addr = addr.parse().map_err(|_| invalid())?;
+    let len: u8 = len.parse().map_err(|_| invalid())?;
+    if len > 32 {
+        return Err(invalid());
+    }
+    Ok((addr, len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> AgentConfig {
+        let mut config = crate::config::tests::example();
+        config.dir = PathBuf::from("/var/lib/skiff/agent");
+        config
+    }
+
+    #[test]
+    fn the_conflist_routes_the_cluster_and_services_but_not_the_world_without_egress() {
+        let mut config = config();
+        config.egress_masquerade = false;
+        let value: serde_json::Value =
+            serde_json::from_str(&conflist(&config, "10.42.3.0/24")).expect("json");
+        let bridge = &value["plugins"][0];
+        assert_eq!(bridge["bridge"], config.cni_bridge.as_str());
+        assert_eq!(bridge["ipMasq"], false);
+        assert_eq!(bridge["isGateway"], true);
+        assert_eq!(bridge["ipam"]["ranges"][0][0]["subnet"], "10.42.3.0/24");
+        assert_eq!(bridge["ipam"]["dataDir"], "/var/lib/skiff/agent/cni/ipam");
+        let routes: Vec<&str> = bridge["ipam"]["routes"]
+            .as_array()
+            .expect("routes")
+            .iter()
+            .filter_map(|r| r["dst"].as_str())
+            .collect();
+        assert_eq!(
+            routes,
+            [config.cluster_cidr.as_str(), config.service_cidr.as_str()]
+        );
+        assert_eq!(value["plugins"][1]["capabilities"]["portMappings"], true);
+
+        config.egress_masquerade = true;
+        let value: serde_json::Value =
+            serde_json::from_str(&conflist(&config, "10.42.3.0/24")).expect("json");
+        assert!(value.to_string().contains("0.0.0.0/0"));
+    }
+
+    #[test]
+    fn masquerade_chains_are_short_enough_and_differ_between_agents() {
+        let a = masquerade_chain(Path::new("/var/lib/skiff/agent"));
+        let b = masquerade_chain(Path::new("/tmp/x/agent"));
+        assert!(a.len() <= 28, "{a}");
+        assert_ne!(a, b);
+        assert_eq!(a, masquerade_chain(Path::new("/var/lib/skiff/agent")));
+    }
+
+    #[test]
+    fn cidrs_are_parsed() {
+        assert_eq!(
+            parse_cidr("10.42.0.0/16").expect("valid"),
+            (Ipv4Addr::new(10, 42, 0, 0), 16)
+        );
+        assert!(parse_cidr("10.42.0.0").is_err());
+        assert!(parse_cidr("10.42.0.0/40").is_err());
+    }
+}

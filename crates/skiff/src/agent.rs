@@ -1,0 +1,402 @@
+//! `skiff agent`: the node agent on its own against a server (`--kubeconfig`), and the
+//! agent `skiff server` runs for its own machine. Flags shared by both are in
+//! [`NodeArgs`]; [`run_embedded`] is the server's way in.
+
+use std::fs;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use tokio::sync::watch;
+
+/// The agent's directory under the data dir.
+pub fn agent_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("agent")
+}
+
+/// Flags about this node, shared by `skiff agent` and `skiff server`.
+#[derive(Args, Debug, Clone)]
+pub struct NodeArgs {
+    /// The Node's name (default: the host name).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// The node's InternalIP (default: the address of the interface of the default route).
+    #[arg(long)]
+    pub node_ip: Option<IpAddr>,
+    /// A CRI socket to use instead of starting the agent's own containerd.
+    #[arg(long)]
+    pub container_runtime_endpoint: Option<PathBuf>,
+    /// The cluster DNS server pods resolve through (default: the 10th address of the
+    /// service CIDR).
+    #[arg(long)]
+    pub cluster_dns: Option<IpAddr>,
+    /// Name of the pod bridge (tests use one of their own).
+    #[arg(long, default_value = "skiff0", hide = true)]
+    pub cni_bridge: String,
+    /// Give pods no default route and do not masquerade their traffic (tests).
+    #[arg(long, hide = true)]
+    pub no_egress_masquerade: bool,
+    /// Port of the node API (0 picks a free one).
+    #[arg(long, default_value_t = 10250, hide = true)]
+    pub node_api_port: u16,
+    /// First CrashLoopBackOff delay, e.g. `10s` or `500ms`.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, hide = true)]
+    pub crash_backoff_base: Duration,
+    /// Node status and Lease period, e.g. `10s`.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, hide = true)]
+    pub node_status_interval: Duration,
+}
+
+/// Flags of `skiff agent`.
+#[derive(Args, Debug, Clone)]
+pub struct AgentArgs {
+    /// Kubeconfig of the API server, with this node's credentials.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: PathBuf,
+    /// Directory for all state; the agent's is `<data-dir>/agent`.
+    #[arg(long, default_value = "/var/lib/skiff", env = "SKIFF_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// The cluster's pod network.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    pub cluster_cidr: String,
+    /// The Service network.
+    #[arg(long, default_value = "10.43.0.0/16")]
+    pub service_cidr: String,
+    /// The cluster DNS domain.
+    #[arg(long, default_value = "cluster.local")]
+    pub cluster_domain: String,
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+/// `10s`, `500ms`, `2m` or plain seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (number, unit) = s
+        .find(|c: char| c.is_ascii_alphabetic())
+        .map_or((s, "s"), |i| s.split_at(i));
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{s:?}: want a duration like 10s or 500ms"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m)")),
+    };
+    if !(0.0..=86_400.0).contains(&seconds) {
+        return Err(format!("{s:?}: out of range"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// The host name, lower case, as the Node's default name.
+pub fn hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .trim()
+        .to_lowercase()
+}
+
+/// The source address of the default route, found without sending anything (a UDP
+/// socket's connect only picks a route); loopback when there is none.
+pub fn default_node_ip() -> IpAddr {
+    let probe = || -> std::io::Result<IpAddr> {
+        let socket = std::net::UdpSocket::bind("0.0.0.0:0")?;
+        // TEST-NET-1: never answered, and connect() on UDP sends no packet.
+        socket.connect("192.0.2.1:9")?;
+        Ok(socket.local_addr()?.ip())
+    };
+    probe().unwrap_or(IpAddr::from([127, 0, 0, 1]))
+}
+
+/// The 10th address of an IPv4 CIDR (the cluster DNS Service's by convention).
+pub fn tenth_address(cidr: &str) -> anyhow::Result<IpAddr> {
+    let base = cidr.split('/').next().unwrap_or_default();
+    let ip: std::net::Ipv4Addr = base
+        .parse()
+        .with_context(|| format!("{cidr:?} is not an IPv4 CIDR"))?;
+    Ok(IpAddr::from(std::net::Ipv4Addr::from(u32::from(ip) + 10)))
+}
+
+/// Credentials of the node API.
+pub struct NodeApiCredentials {
+    /// PEM serving certificate.
+    pub cert: String,
+    /// PEM serving key.
+    pub key: String,
+    /// PEM of the CA whose client certificates may call it.
+    pub client_ca: String,
+}
+
+/// What the agent needs beyond its flags.
+pub struct AgentSetup {
+    /// Where the agent keeps its state (`<data-dir>/agent`).
+    pub dir: PathBuf,
+    /// The cluster's pod network.
+    pub cluster_cidr: String,
+    /// The Service network.
+    pub service_cidr: String,
+    /// The cluster DNS domain.
+    pub cluster_domain: String,
+    /// This node runs the control plane.
+    pub control_plane: bool,
+    /// The node API's credentials.
+    pub credentials: NodeApiCredentials,
+}
+
+/// The agent's configuration from its flags.
+pub fn config(node: &NodeArgs, setup: AgentSetup) -> anyhow::Result<kubelet::AgentConfig> {
+    let node_name = node.node_name.clone().unwrap_or_else(hostname);
+    if node_name.is_empty() {
+        bail!("no --node-name given and the host name is empty");
+    }
+    let cluster_dns = match node.cluster_dns {
+        Some(ip) => ip,
+        None => tenth_address(&setup.service_cidr)?,
+    };
+    if node.cni_bridge.is_empty() || node.cni_bridge.len() > 15 {
+        bail!(
+            "--cni-bridge {:?}: want 1 to 15 characters",
+            node.cni_bridge
+        );
+    }
+    Ok(kubelet::AgentConfig {
+        node_name,
+        dir: setup.dir,
+        runtime_endpoint: node.container_runtime_endpoint.clone(),
+        node_ip: node.node_ip.unwrap_or_else(default_node_ip),
+        control_plane: setup.control_plane,
+        cluster_cidr: setup.cluster_cidr,
+        service_cidr: setup.service_cidr,
+        cluster_dns,
+        cluster_domain: setup.cluster_domain,
+        cni_bridge: node.cni_bridge.clone(),
+        egress_masquerade: !node.no_egress_masquerade,
+        node_api_port: node.node_api_port,
+        serving_cert: setup.credentials.cert,
+        serving_key: setup.credentials.key,
+        client_ca: setup.credentials.client_ca,
+        crash_backoff_base: node.crash_backoff_base,
+        crash_backoff_max: Duration::from_secs(300),
+        status_interval: node.node_status_interval,
+    })
+}
+
+/// The agent directory's lock: two agents never share a directory, and `skiff
+/// killall` refuses to run under a live agent.
+pub type AgentLock = crate::pidlock::PidLock;
+
+/// Takes the agent directory's lock, or says which process holds it.
+pub fn lock(dir: &Path) -> anyhow::Result<AgentLock> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    AgentLock::take(&dir.join("agent.lock"), |pid| {
+        format!(
+            "a node agent (pid {pid}) is already using {}",
+            dir.display()
+        )
+    })
+}
+
+/// Runs `skiff agent` until SIGTERM/SIGINT.
+pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let dir = agent_dir(&args.data_dir);
+    let _lock = lock(&dir)?;
+    let kubeconfig = kube::config::Kubeconfig::read_from(&args.kubeconfig)
+        .with_context(|| format!("reading kubeconfig {}", args.kubeconfig.display()))?;
+    let client_ca = kubeconfig_ca(&kubeconfig)?;
+    let client = crate::components::client_from(&args.kubeconfig).await?;
+    let node_ip = args.node.node_ip.unwrap_or_else(default_node_ip);
+    let node_name = args.node.node_name.clone().unwrap_or_else(hostname);
+    let (cert, key) = self_signed(&node_name, node_ip)?;
+    let mut node = args.node.clone();
+    node.node_ip = Some(node_ip);
+    let config = config(
+        &node,
+        AgentSetup {
+            dir,
+            cluster_cidr: args.cluster_cidr,
+            service_cidr: args.service_cidr,
+            cluster_domain: args.cluster_domain,
+            control_plane: false,
+            credentials: NodeApiCredentials {
+                cert,
+                key,
+                client_ca,
+            },
+        },
+    )?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    kubelet::run(client, config, stop_rx).await?;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    tracing::info!("signal received, stopping the agent (pods keep running)");
+}
+
+/// The CA of the kubeconfig's current cluster, PEM.
+fn kubeconfig_ca(kubeconfig: &kube::config::Kubeconfig) -> anyhow::Result<String> {
+    use base64::Engine as _;
+    let cluster = kubeconfig
+        .clusters
+        .first()
+        .and_then(|c| c.cluster.as_ref())
+        .context("the kubeconfig names no cluster")?;
+    if let Some(data) = &cluster.certificate_authority_data {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .context("the kubeconfig's certificate-authority-data is not base64")?;
+        return String::from_utf8(bytes).context("the kubeconfig's CA is not PEM");
+    }
+    if let Some(path) = &cluster.certificate_authority {
+        return fs::read_to_string(path).with_context(|| format!("reading the CA {path}"));
+    }
+    bail!("the kubeconfig has no certificate authority for the node API's clients")
+}
+
+/// A self-signed serving certificate for the node API, as the kubelet makes one when
+/// it is given none.
+fn self_signed(node_name: &str, node_ip: IpAddr) -> anyhow::Result<(String, String)> {
+    let mut params = rcgen::CertificateParams::new(vec![node_name.to_owned()])
+        .context("node API certificate names")?;
+    params
+        .subject_alt_names
+        .push(rcgen::SanType::IpAddress(node_ip));
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("{node_name}@skiff"));
+    let key = rcgen::KeyPair::generate().context("generating the node API key")?;
+    let cert = params
+        .self_signed(&key)
+        .context("signing the node API certificate")?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// What `skiff server` hands its agent.
+pub struct Embedded {
+    /// The server's data dir.
+    pub data_dir: PathBuf,
+    /// The API server's URL.
+    pub url: String,
+    /// The cluster CA (PEM) and its key, to sign the agent's certificates.
+    pub ca_cert: String,
+    /// The cluster CA's key (PEM).
+    pub ca_key: String,
+    /// The cluster's pod network.
+    pub cluster_cidr: String,
+    /// The Service network.
+    pub service_cidr: String,
+    /// The cluster DNS domain.
+    pub cluster_domain: String,
+    /// This node's flags.
+    pub node: NodeArgs,
+}
+
+/// Prepares the server's own agent: its lock, a client certificate for
+/// `system:node:<name>` in `<data-dir>/agent/kubeconfig.yaml`, a node API serving
+/// certificate signed by the cluster CA. Returns the lock and the configuration.
+pub fn prepare_embedded(
+    embedded: &Embedded,
+) -> anyhow::Result<(AgentLock, PathBuf, kubelet::AgentConfig)> {
+    let dir = agent_dir(&embedded.data_dir);
+    let lock = lock(&dir)?;
+    let node_name = embedded.node.node_name.clone().unwrap_or_else(hostname);
+    let node_ip = embedded.node.node_ip.unwrap_or_else(default_node_ip);
+    let user = format!("system:node:{node_name}");
+    let (client_cert, client_key) = apiserver::sign_client_cert(
+        &embedded.ca_cert,
+        &embedded.ca_key,
+        &user,
+        &["system:nodes"],
+    )?;
+    let kubeconfig = dir.join("kubeconfig.yaml");
+    apiserver::write_kubeconfig(
+        &kubeconfig,
+        &embedded.url,
+        &embedded.ca_cert,
+        &client_cert,
+        &client_key,
+        0o600,
+    )?;
+    let mut sans = vec![node_ip.to_string(), node_name.clone()];
+    let host = hostname();
+    if !host.is_empty() && host != node_name {
+        sans.push(host);
+    }
+    let (cert, key) =
+        apiserver::sign_serving_cert(&embedded.ca_cert, &embedded.ca_key, &user, &sans)?;
+    let mut node = embedded.node.clone();
+    node.node_ip = Some(node_ip);
+    node.node_name = Some(node_name);
+    let config = config(
+        &node,
+        AgentSetup {
+            dir,
+            cluster_cidr: embedded.cluster_cidr.clone(),
+            service_cidr: embedded.service_cidr.clone(),
+            cluster_domain: embedded.cluster_domain.clone(),
+            control_plane: true,
+            credentials: NodeApiCredentials {
+                cert,
+                key,
+                client_ca: embedded.ca_cert.clone(),
+            },
+        },
+    )?;
+    Ok((lock, kubeconfig, config))
+}
+
+/// Runs the server's own agent until `shutdown`, once the API server answers.
+pub async fn run_embedded(
+    lock: AgentLock,
+    kubeconfig: PathBuf,
+    config: kubelet::AgentConfig,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let _lock = lock;
+    let client = crate::components::client_from(&kubeconfig).await?;
+    crate::components::wait_ready(&client).await?;
+    kubelet::run(client, config, shutdown).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_units() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("ten").is_err());
+    }
+
+    #[test]
+    fn the_cluster_dns_is_the_tenth_service_address() {
+        assert_eq!(
+            tenth_address("10.43.0.0/16").expect("valid"),
+            IpAddr::from([10, 43, 0, 10])
+        );
+    }
+}

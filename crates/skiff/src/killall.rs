@@ -1,0 +1,193 @@
+//! `skiff killall`: leaves the machine without anything of one data dir's node agent —
+//! its pods and containers, its containerd, mounts, pod cgroups, the pod bridge, its
+//! iptables chains and routes, host-local's allocations. Images stay.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+
+/// Flags of `skiff killall`.
+#[derive(Args, Debug, Clone)]
+pub struct KillallArgs {
+    /// The data dir whose agent is to be cleaned up.
+    #[arg(long, default_value = "/var/lib/skiff", env = "SKIFF_DATA_DIR")]
+    pub data_dir: PathBuf,
+}
+
+/// Runs `skiff killall`; fails when something could not be removed.
+pub async fn run(args: KillallArgs) -> anyhow::Result<()> {
+    let dir = crate::agent::agent_dir(&args.data_dir);
+    if !dir.is_dir() {
+        println!("nothing to do: {} does not exist", dir.display());
+        return Ok(());
+    }
+    let _lock = crate::agent::lock(&dir).context("stop the server or agent first")?;
+    let mut removed = Vec::new();
+    // Known before the pod directories go.
+    let cgroups = kubelet::leftover_cgroups(&dir);
+
+    // Pods go through containerd, so CNI releases addresses and hostPort rules.
+    let config = kubelet::containerd_config(&dir);
+    if config.dir.join("config.toml").exists() {
+        let containerd = cri::containerd::Containerd::start(config.clone())
+            .await
+            .context("starting the agent's containerd to remove its pods")?;
+        let result = cri::containerd::cleanup(containerd.runtime()).await;
+        containerd.stop().await;
+        match result {
+            Ok(0) => {}
+            Ok(n) => removed.push(format!("{n} pod sandbox(es) and their containers")),
+            Err(e) => eprintln!("warning: removing pods through containerd: {e}"),
+        }
+    }
+
+    // Shims exit once their containers are removed; anything left is killed.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !processes_mentioning(&dir).is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for pid in processes_mentioning(&dir) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        removed.push(format!("process {pid}"));
+    }
+    if !processes_mentioning(&dir).is_empty() {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    for mount in mounts_under(&args.data_dir) {
+        let unmounted = nix::mount::umount2(&mount, nix::mount::MntFlags::empty())
+            .or_else(|_| nix::mount::umount2(&mount, nix::mount::MntFlags::MNT_DETACH));
+        match unmounted {
+            Ok(()) => removed.push(format!("mount {}", mount.display())),
+            Err(e) => eprintln!("warning: cannot unmount {}: {e}", mount.display()),
+        }
+    }
+
+    for cgroup in &cgroups {
+        if cgroup_exists(cgroup) {
+            for pid in cgroup_processes(cgroup) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                removed.push(format!("process {pid} of cgroup {cgroup}"));
+            }
+            match cri::cgroup::remove(cgroup) {
+                Ok(()) => removed.push(format!("cgroup {cgroup}")),
+                Err(e) => eprintln!("warning: cannot remove cgroup {cgroup}: {e}"),
+            }
+        }
+    }
+    removed.extend(kubelet::remove_network(&dir));
+
+    let pods = dir.join("pods");
+    if pods.exists() && mounts_under(&pods).is_empty() {
+        std::fs::remove_dir_all(&pods).with_context(|| format!("removing {}", pods.display()))?;
+        removed.push(format!("pod directories {}", pods.display()));
+    }
+
+    for line in &removed {
+        println!("removed {line}");
+    }
+    let left = leftovers(&args.data_dir, &dir, &cgroups);
+    if !left.is_empty() {
+        for line in &left {
+            println!("left behind: {line}");
+        }
+        bail!("{} thing(s) could not be removed", left.len());
+    }
+    println!("nothing of {} is left running", dir.display());
+    Ok(())
+}
+
+/// What of the agent is still on the machine.
+fn leftovers(data_dir: &Path, dir: &Path, cgroups: &[String]) -> Vec<String> {
+    let mut left: Vec<String> = kubelet::network_leftovers(dir);
+    left.extend(
+        mounts_under(data_dir)
+            .into_iter()
+            .map(|m| format!("mount {}", m.display())),
+    );
+    left.extend(
+        processes_mentioning(dir)
+            .into_iter()
+            .map(|p| format!("process {p}")),
+    );
+    left.extend(
+        cgroups
+            .iter()
+            .filter(|c| cgroup_exists(c))
+            .map(|c| format!("cgroup {c}")),
+    );
+    left
+}
+
+/// Whether the cgroup exists in any hierarchy we check (memory, cpu, pids, systemd,
+/// unified).
+fn cgroup_exists(cgroup: &str) -> bool {
+    let relative = cgroup.trim_start_matches('/');
+    ["memory", "cpu", "pids", "systemd", "unified", ""]
+        .iter()
+        .any(|h| Path::new("/sys/fs/cgroup").join(h).join(relative).is_dir())
+}
+
+/// Processes in the cgroup (memory hierarchy) or below it.
+fn cgroup_processes(cgroup: &str) -> Vec<i32> {
+    let mut pids = Vec::new();
+    let mut dirs = vec![Path::new("/sys/fs/cgroup/memory").join(cgroup.trim_start_matches('/'))];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                dirs.push(entry.path());
+            }
+        }
+        if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+            pids.extend(procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+        }
+    }
+    pids
+}
+
+/// Mount points at or below `dir`, deepest first.
+fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    let mut mounts: Vec<PathBuf> = mountinfo
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(4))
+        .map(|field| PathBuf::from(field.replace("\\040", " ")))
+        .filter(|mount| mount.starts_with(dir))
+        .collect();
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
+    mounts.dedup();
+    mounts
+}
+
+/// Processes with an argument inside `dir` (containerd and its shims name it).
+fn processes_mentioning(dir: &Path) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| *pid != me)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+                cmdline
+                    .split(|b| *b == 0)
+                    .filter_map(|arg| std::str::from_utf8(arg).ok())
+                    .any(|arg| Path::new(arg).starts_with(dir))
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,529 @@
+//! The node agent runs real pods: `skiff server` registers its machine as a Ready
+//! node, Deployment pods run busybox in containerd with pod IPs that answer from the
+//! host, crashing containers back off, finished pods succeed, deleted pods get their
+//! SIGTERM and grace period, init containers run in order, and a restart of the
+//! server does not restart containers. Needs root, containerd, runc and CNI plugins.
+
+#[path = "support/agent.rs"]
+mod agent;
+
+use std::time::{Duration, Instant};
+
+use agent::{AgentServer, eventually};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, ListParams};
+
+const NODE: &str = "skiff-test-node";
+
+/// The Ready node, once it is.
+async fn ready_node(client: &kube::Client) -> Node {
+    let nodes: Api<Node> = Api::all(client.clone());
+    eventually(Duration::from_secs(60), "the node to be Ready", || async {
+        let node = nodes.get_opt(NODE).await.ok()??;
+        let ready = node
+            .status
+            .as_ref()?
+            .conditions
+            .as_ref()?
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        ready.then_some(node)
+    })
+    .await
+}
+
+/// The pod once `check` accepts it.
+async fn pod_where(
+    pods: &Api<Pod>,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    check: impl Fn(&Pod) -> bool,
+) -> Pod {
+    eventually(timeout, what, || async {
+        let pod = pods.get_opt(name).await.ok()??;
+        check(&pod).then_some(pod)
+    })
+    .await
+}
+
+fn phase(pod: &Pod) -> &str {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or_default()
+}
+
+fn container_status(pod: &Pod) -> k8s_openapi::api::core::v1::ContainerStatus {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|s| s.first().cloned())
+        .unwrap_or_default()
+}
+
+/// An HTTP GET to `ip:port` from the host; returns the response.
+async fn http_get(ip: &str, port: u16) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let connect = tokio::net::TcpStream::connect((ip, port));
+    let mut stream = tokio::time::timeout(Duration::from_secs(2), connect)
+        .await
+        .ok()?
+        .ok()?;
+    stream
+        .write_all(b"GET / HTTP/1.0\r\nHost: pod\r\n\r\n")
+        .await
+        .ok()?;
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut response))
+        .await
+        .ok()?
+        .ok()?;
+    Some(String::from_utf8_lossy(&response).into_owned())
+}
+
+/// Whether `ip` is inside the IPv4 `cidr`.
+fn in_cidr(ip: &str, cidr: &str) -> bool {
+    let (Some((base, len)), Ok(ip)) = (cidr.split_once('/'), ip.parse::<std::net::Ipv4Addr>())
+    else {
+        return false;
+    };
+    let (Ok(base), Ok(len)) = (base.parse::<std::net::Ipv4Addr>(), len.parse::<u32>()) else {
+        return false;
+    };
+    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+    u32::from(ip) & mask == u32::from(base) & mask
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_registers_ready_and_deployment_pods_answer_http_from_the_host() {
+    let server = AgentServer::start();
+    let client = server.client().await;
+    let started = Instant::now();
+    let node = ready_node(&client).await;
+    eprintln!("timing: server start to node Ready {:?}", started.elapsed());
+
+    let spec = node.spec.clone().unwrap_or_default();
+    let pod_cidr = spec.pod_cidr.expect("the node has a pod CIDR");
+    assert!(
+        pod_cidr.starts_with(server.cluster_cidr.trim_end_matches("0.0/16")),
+        "{pod_cidr} is not in {}",
+        server.cluster_cidr
+    );
+    let status = node.status.clone().unwrap_or_default();
+    let addresses = status.addresses.unwrap_or_default();
+    assert!(
+        addresses
+            .iter()
+            .any(|a| a.type_ == "InternalIP" && a.address == "127.0.0.1"),
+        "{addresses:?}"
+    );
+    let info = status.node_info.expect("nodeInfo");
+    assert!(
+        info.container_runtime_version.starts_with("containerd://"),
+        "{}",
+        info.container_runtime_version
+    );
+    assert!(info.kubelet_version.starts_with("v1.33."));
+    let labels = node.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(
+        labels.get("kubernetes.io/hostname").map(String::as_str),
+        Some(NODE)
+    );
+    assert!(labels.contains_key("node-role.kubernetes.io/control-plane"));
+    let capacity = status.capacity.unwrap_or_default();
+    for key in ["cpu", "memory", "ephemeral-storage", "pods"] {
+        assert!(capacity.contains_key(key), "capacity {key} missing");
+    }
+    let port = status
+        .daemon_endpoints
+        .and_then(|d| d.kubelet_endpoint)
+        .map(|e| e.port)
+        .unwrap_or_default();
+    assert!(port > 0, "the node API port is published");
+
+    server.apply(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: default}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: httpd
+        image: busybox
+        command: [sh, -c, 'mkdir -p /www && echo "hello from $(hostname)" > /www/index.html && exec httpd -f -p 8080 -h /www']
+        ports: [{containerPort: 8080}]
+"#,
+    );
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let started = Instant::now();
+    let running = eventually(
+        Duration::from_secs(60),
+        "2 web pods Running and ready",
+        || async {
+            let list = pods
+                .list(&ListParams::default().labels("app=web"))
+                .await
+                .ok()?;
+            let running: Vec<Pod> = list
+                .items
+                .into_iter()
+                .filter(|p| phase(p) == "Running" && container_status(p).ready)
+                .collect();
+            (running.len() == 2).then_some(running)
+        },
+    )
+    .await;
+    eprintln!(
+        "timing: deployment created to 2 pods Running {:?}",
+        started.elapsed()
+    );
+
+    for pod in &running {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let status = pod.status.clone().unwrap_or_default();
+        let ip = status.pod_ip.clone().unwrap_or_default();
+        assert!(in_cidr(&ip, &pod_cidr), "pod IP {ip} outside {pod_cidr}");
+        assert_eq!(status.host_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(status.qos_class.as_deref(), Some("BestEffort"));
+        let c = container_status(pod);
+        assert!(
+            c.container_id
+                .unwrap_or_default()
+                .starts_with("containerd://")
+        );
+        assert!(c.state.and_then(|s| s.running).is_some());
+        let response = eventually(Duration::from_secs(20), "an HTTP answer", || {
+            let ip = ip.clone();
+            async move { http_get(&ip, 8080).await }
+        })
+        .await;
+        assert!(response.starts_with("HTTP/1."), "{response}");
+        assert!(
+            response.contains(&format!("hello from {name}")),
+            "{name} answered {response}"
+        );
+    }
+
+    // kubectl shows the pods' IPs and node.
+    let wide = server.kubectl_ok(&["get", "pods", "-o", "wide", "-l", "app=web"]);
+    for pod in &running {
+        let ip = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.clone())
+            .unwrap_or_default();
+        let line = wide
+            .lines()
+            .find(|l| l.contains(&ip))
+            .unwrap_or_else(|| panic!("{ip} not shown:\n{wide}"));
+        assert!(line.contains(NODE) && line.contains("Running"), "{line}");
+    }
+    let events = server.kubectl_ok(&["get", "events", "-n", "default"]);
+    assert!(events.contains("Started container httpd"), "{events}");
+    assert!(
+        events.contains("Container image \"busybox\" already present on machine"),
+        "{events}"
+    );
+
+    // Logs, exec (exit code, stdin) and port-forward go API server -> node API ->
+    // containerd.
+    let first = running[0].metadata.name.clone().unwrap_or_default();
+    logs_exec_and_port_forward(&server, &first).await;
+}
+
+/// `kubectl logs`, `exec` and `port-forward` against pod `name` (busybox httpd on
+/// 8080 serving "hello from <name>").
+async fn logs_exec_and_port_forward(server: &AgentServer, name: &str) {
+    let out = server.kubectl_ok(&[
+        "exec",
+        name,
+        "--",
+        "sh",
+        "-c",
+        "echo to-stdout; echo to-log > /proc/1/fd/1",
+    ]);
+    assert_eq!(out.trim(), "to-stdout");
+    let logs = eventually(
+        Duration::from_secs(10),
+        "the line in kubectl logs",
+        || async {
+            let out = server.kubectl(&["logs", name]);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.contains("to-log").then_some(text)
+        },
+    )
+    .await;
+    assert!(logs.contains("to-log"), "{logs}");
+    let failed = server.kubectl(&["exec", name, "--", "sh", "-c", "exit 3"]);
+    assert_eq!(
+        failed.status.code(),
+        Some(3),
+        "kubectl exec passes the exit code"
+    );
+    let echoed = server.kubectl_stdin(&["exec", "-i", name, "--", "cat"], Some("piped-in\n"));
+    assert!(echoed.status.success());
+    assert_eq!(String::from_utf8_lossy(&echoed.stdout).trim(), "piped-in");
+
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+        l.local_addr().expect("addr").port()
+    };
+    let kubeconfig = server.kubeconfig();
+    let home = kubeconfig.parent().expect("data dir").to_path_buf();
+    let mut forward = std::process::Command::new("/usr/bin/kubectl")
+        .env("KUBECONFIG", &kubeconfig)
+        .env("HOME", &home)
+        .args([
+            "port-forward",
+            &format!("pod/{name}"),
+            &format!("{port}:8080"),
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("kubectl port-forward");
+    let answer = eventually(
+        Duration::from_secs(20),
+        "an answer through port-forward",
+        || http_get("127.0.0.1", port),
+    )
+    .await;
+    let _ = forward.kill();
+    let _ = forward.wait();
+    assert!(answer.contains(&format!("hello from {name}")), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashing_container_backs_off_and_a_finished_pod_succeeds() {
+    let server = AgentServer::start();
+    let client = server.client().await;
+    ready_node(&client).await;
+    server.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: crasher, namespace: default}
+spec:
+  restartPolicy: Always
+  containers:
+  - {name: c, image: busybox, command: [sh, -c, 'echo failing; exit 1']}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: once, namespace: default}
+spec:
+  restartPolicy: Never
+  containers:
+  - {name: c, image: busybox, command: [sh, -c, 'echo done > /dev/termination-log; exit 0']}
+"#,
+    );
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let crashing = pod_where(
+        &pods,
+        "crasher",
+        "crasher in CrashLoopBackOff after 2 restarts",
+        Duration::from_secs(60),
+        |p| {
+            let c = container_status(p);
+            let waiting = c
+                .state
+                .as_ref()
+                .and_then(|s| s.waiting.as_ref())
+                .and_then(|w| w.reason.clone());
+            c.restart_count >= 2 && waiting.as_deref() == Some("CrashLoopBackOff")
+        },
+    )
+    .await;
+    let c = container_status(&crashing);
+    let last = c
+        .last_state
+        .and_then(|s| s.terminated)
+        .expect("the last state is terminated");
+    assert_eq!((last.exit_code, last.reason.as_deref()), (1, Some("Error")));
+    assert_eq!(phase(&crashing), "Running");
+    let first = c.restart_count;
+    pod_where(
+        &pods,
+        "crasher",
+        "the restart count to grow",
+        Duration::from_secs(30),
+        |p| container_status(p).restart_count > first,
+    )
+    .await;
+    let events = server.kubectl_ok(&["get", "events", "-n", "default"]);
+    assert!(
+        events.contains("Back-off restarting failed container c in pod crasher_default("),
+        "{events}"
+    );
+
+    let done = pod_where(
+        &pods,
+        "once",
+        "once Succeeded",
+        Duration::from_secs(60),
+        |p| phase(p) == "Succeeded",
+    )
+    .await;
+    let c = container_status(&done);
+    let terminated = c.state.and_then(|s| s.terminated).expect("terminated");
+    assert_eq!(terminated.exit_code, 0);
+    assert_eq!(terminated.reason.as_deref(), Some("Completed"));
+    assert_eq!(terminated.message.as_deref(), Some("done\n"));
+    assert_eq!(c.restart_count, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_pod_gets_sigterm_and_disappears_and_a_restart_keeps_containers() {
+    let mut server = AgentServer::start();
+    let client = server.client().await;
+    ready_node(&client).await;
+    server.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: graceful, namespace: default}
+spec:
+  terminationGracePeriodSeconds: 60
+  containers:
+  - name: c
+    image: busybox
+    command: [sh, -c, 'trap "echo got SIGTERM; exit 0" TERM; while true; do sleep 0.2; done']
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: steady, namespace: default}
+spec:
+  containers:
+  - {name: c, image: busybox, command: [sleep, '3600']}
+"#,
+    );
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    for name in ["graceful", "steady"] {
+        pod_where(&pods, name, "Running", Duration::from_secs(60), |p| {
+            phase(p) == "Running"
+        })
+        .await;
+    }
+
+    // Deleting: the trap answers SIGTERM long before the 60 s grace period ends.
+    let started = Instant::now();
+    server.kubectl_ok(&["delete", "pod", "graceful", "--wait=false"]);
+    eventually(
+        Duration::from_secs(30),
+        "the deleted pod to disappear",
+        || async { pods.get_opt("graceful").await.ok()?.is_none().then_some(()) },
+    )
+    .await;
+    let took = started.elapsed();
+    eprintln!("timing: delete to pod gone {took:?}");
+    assert!(
+        took < Duration::from_secs(20),
+        "SIGTERM was not honoured: {took:?}"
+    );
+    let events = server.kubectl_ok(&["get", "events", "-n", "default"]);
+    assert!(events.contains("Stopping container c"), "{events}");
+
+    // A restart of the server (and its agent) adopts the running container.
+    let before = container_status(&pods.get("steady").await.expect("steady"));
+    server.restart();
+    let client = server.client().await;
+    ready_node(&client).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    // Let the agent look at the pod a few times.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let after = pod_where(
+        &pods,
+        "steady",
+        "steady Running",
+        Duration::from_secs(30),
+        |p| phase(p) == "Running",
+    )
+    .await;
+    let after = container_status(&after);
+    assert_eq!(
+        after.container_id, before.container_id,
+        "the container was replaced"
+    );
+    assert_eq!(after.restart_count, 0);
+    assert!(after.ready);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_containers_run_in_order_before_the_main_container() {
+    let server = AgentServer::start();
+    let client = server.client().await;
+    ready_node(&client).await;
+    server.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: ordered, namespace: default}
+spec:
+  restartPolicy: Never
+  volumes: [{name: shared, emptyDir: {}}]
+  initContainers:
+  - {name: first, image: busybox, command: [sh, -c, 'echo first >> /shared/order; sleep 1'], volumeMounts: [{name: shared, mountPath: /shared}]}
+  - {name: second, image: busybox, command: [sh, -c, 'echo second >> /shared/order; sleep 1'], volumeMounts: [{name: shared, mountPath: /shared}]}
+  containers:
+  - name: main
+    image: busybox
+    command: [sh, -c, 'echo main >> /shared/order; cat /shared/order > /dev/termination-log']
+    volumeMounts: [{name: shared, mountPath: /shared}]
+"#,
+    );
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pending = pod_where(
+        &pods,
+        "ordered",
+        "ordered initializing",
+        Duration::from_secs(60),
+        |p| {
+            phase(p) == "Pending"
+                && p.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|cs| {
+                        cs.iter().any(|c| {
+                            c.type_ == "Initialized"
+                                && c.status == "False"
+                                && c.reason.as_deref() == Some("ContainersNotInitialized")
+                        })
+                    })
+        },
+    )
+    .await;
+    assert_eq!(phase(&pending), "Pending");
+    let done = pod_where(
+        &pods,
+        "ordered",
+        "ordered Succeeded",
+        Duration::from_secs(60),
+        |p| phase(p) == "Succeeded",
+    )
+    .await;
+    let status = done.status.clone().unwrap_or_default();
+    let inits = status.init_container_statuses.unwrap_or_default();
+    let finished = |i: usize| {
+        inits[i]
+            .state
+            .as_ref()
+            .and_then(|s| s.terminated.clone())
+            .expect("init container terminated")
+    };
+    let (first, second) = (finished(0), finished(1));
+    assert_eq!((first.exit_code, second.exit_code), (0, 0));
+    assert!(first.finished_at.as_ref().map(|t| t.0) <= second.started_at.as_ref().map(|t| t.0));
+    let main = container_status(&done)
+        .state
+        .and_then(|s| s.terminated)
+        .expect("main terminated");
+    assert!(second.finished_at.as_ref().map(|t| t.0) <= main.started_at.as_ref().map(|t| t.0));
+    assert_eq!(main.message.as_deref(), Some("first\nsecond\nmain\n"));
+}
