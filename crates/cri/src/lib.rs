@@ -13,9 +13,11 @@
 //!   binaries (the pause image from catatonit, a busybox image), and their import into
 //!   containerd, so pods run with no registry.
 //! - [`cgroup`]: removal of a pod's cgroup directories, which no runtime removes.
+//! - [`host`]: the mounts and processes containers leave on the host, found and removed.
 
 pub mod cgroup;
 pub mod containerd;
+pub mod host;
 pub mod image;
 mod runtime;
 

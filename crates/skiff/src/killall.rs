@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Args;
+use cri::host::processes_mentioning;
 
 /// Flags of `skiff killall`.
 #[derive(Args, Debug, Clone)]
@@ -59,18 +60,15 @@ pub async fn run(args: KillallArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    for mount in mounts_under(&args.data_dir) {
-        let unmounted = nix::mount::umount2(&mount, nix::mount::MntFlags::empty())
-            .or_else(|_| nix::mount::umount2(&mount, nix::mount::MntFlags::MNT_DETACH));
-        match unmounted {
-            Ok(()) => removed.push(format!("mount {}", mount.display())),
-            Err(e) => eprintln!("warning: cannot unmount {}: {e}", mount.display()),
-        }
+    let (unmounted, error) = cri::host::unmount_all_under(&args.data_dir);
+    removed.extend(unmounted.iter().map(|m| format!("mount {}", m.display())));
+    if let Some(e) = error {
+        eprintln!("warning: {e}");
     }
 
     for cgroup in &cgroups {
         if cgroup_exists(cgroup) {
-            for pid in cgroup_processes(cgroup) {
+            for pid in cri::cgroup::processes(cgroup) {
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid),
                     nix::sys::signal::Signal::SIGKILL,
@@ -136,58 +134,7 @@ fn cgroup_exists(cgroup: &str) -> bool {
         .any(|h| Path::new("/sys/fs/cgroup").join(h).join(relative).is_dir())
 }
 
-/// Processes in the cgroup (memory hierarchy) or below it.
-fn cgroup_processes(cgroup: &str) -> Vec<i32> {
-    let mut pids = Vec::new();
-    let mut dirs = vec![Path::new("/sys/fs/cgroup/memory").join(cgroup.trim_start_matches('/'))];
-    while let Some(dir) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                dirs.push(entry.path());
-            }
-        }
-        if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
-            pids.extend(procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
-        }
-    }
-    pids
-}
-
-/// Mount points at or below `dir`, deepest first.
+/// Mount points at or below `dir`, deepest first (none when mountinfo is unreadable).
 fn mounts_under(dir: &Path) -> Vec<PathBuf> {
-    let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return Vec::new();
-    };
-    let mut mounts: Vec<PathBuf> = mountinfo
-        .lines()
-        .filter_map(|line| line.split_whitespace().nth(4))
-        .map(|field| PathBuf::from(field.replace("\\040", " ")))
-        .filter(|mount| mount.starts_with(dir))
-        .collect();
-    mounts.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
-    mounts.dedup();
-    mounts
-}
-
-/// Processes with an argument inside `dir` (containerd and its shims name it).
-fn processes_mentioning(dir: &Path) -> Vec<i32> {
-    let me = std::process::id() as i32;
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| *pid != me)
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
-                cmdline
-                    .split(|b| *b == 0)
-                    .filter_map(|arg| std::str::from_utf8(arg).ok())
-                    .any(|arg| Path::new(arg).starts_with(dir))
-            })
-        })
-        .collect()
+    cri::host::mounts_under(dir).unwrap_or_default()
 }

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test file uses a different part
 
+use cri::host::processes_mentioning;
 use std::collections::HashMap;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixListener};
@@ -425,7 +426,7 @@ impl Harness {
                 eprintln!("cannot remove cgroup {cgroup}: {e}");
             }
         }
-        unmount_under(&self.dir);
+        unmount_all_under(&self.dir);
         if link_exists(&self.bridge) {
             let _ = Command::new("ip")
                 .args(["link", "del", &self.bridge])
@@ -510,70 +511,10 @@ fn link_exists(name: &str) -> bool {
     Path::new("/sys/class/net").join(name).exists()
 }
 
-/// Mount points at or below `dir`, deepest first.
-fn mounts_under(dir: &Path) -> Vec<PathBuf> {
-    let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return Vec::new();
-    };
-    let mut mounts: Vec<PathBuf> = mountinfo
-        .lines()
-        .filter_map(|line| line.split_whitespace().nth(4))
-        .map(|field| PathBuf::from(field.replace("\\040", " ")))
-        .filter(|mount| mount.starts_with(dir))
-        .collect();
-    mounts.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
-    mounts.dedup();
-    mounts
-}
-
-fn unmount_under(dir: &Path) {
-    for mount in mounts_under(dir) {
-        if nix::mount::umount2(&mount, nix::mount::MntFlags::empty()).is_err()
-            && let Err(e) = nix::mount::umount2(&mount, nix::mount::MntFlags::MNT_DETACH)
-        {
-            eprintln!("cannot unmount {}: {e}", mount.display());
-        }
-    }
-}
-
-/// Processes whose command line has an argument inside `dir` (shims name the socket).
-fn processes_mentioning(dir: &Path) -> Vec<i32> {
-    let me = std::process::id() as i32;
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| *pid != me)
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
-                cmdline
-                    .split(|b| *b == 0)
-                    .filter_map(|arg| std::str::from_utf8(arg).ok())
-                    .any(|arg| Path::new(arg).starts_with(dir))
-            })
-        })
-        .collect()
-}
-
 /// SIGKILLs every process in the cgroup (memory hierarchy) and below.
 fn kill_cgroup_processes(cgroup: &str) {
-    let root = Path::new("/sys/fs/cgroup/memory").join(&cgroup[1..]);
-    let mut dirs = vec![root];
-    while let Some(dir) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                dirs.push(entry.path());
-            }
-        }
-        if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
-            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-                kill(pid);
-            }
-        }
+    for pid in cri::cgroup::processes(cgroup) {
+        kill(pid);
     }
     // Let the kernel finish them before the cgroups are removed.
     std::thread::sleep(Duration::from_millis(100));
@@ -584,4 +525,14 @@ fn kill(pid: i32) {
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGKILL,
     );
+}
+
+fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    cri::host::mounts_under(dir).unwrap_or_default()
+}
+
+fn unmount_all_under(dir: &Path) {
+    if let (_, Some(e)) = cri::host::unmount_all_under(dir) {
+        eprintln!("{e}");
+    }
 }

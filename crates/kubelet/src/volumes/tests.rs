@@ -506,7 +506,10 @@ async fn teardown_after_a_crash_finds_mounts_from_mountinfo() {
 fn mountinfo_escapes_are_decoded() {
     let line = "36 35 98:0 / /a\\040b/c\\134d rw,noatime master:1 - tmpfs tmpfs rw,size=1024k";
     assert_eq!(
-        mounts::parse_mountinfo(line),
+        cri::host::parse_mountinfo(line)
+            .into_iter()
+            .map(|m| m.point)
+            .collect::<Vec<_>>(),
         vec![std::path::PathBuf::from("/a b/c\\d")]
     );
 }

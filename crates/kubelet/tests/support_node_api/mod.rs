@@ -8,6 +8,7 @@
 
 pub mod websocket;
 
+use cri::host::processes_mentioning;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -528,58 +529,11 @@ fn link_exists(name: &str) -> bool {
     Path::new("/sys/class/net").join(name).exists()
 }
 
-fn mounts_under(dir: &Path) -> Vec<PathBuf> {
-    let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return Vec::new();
-    };
-    let mut mounts: Vec<PathBuf> = mountinfo
-        .lines()
-        .filter_map(|line| line.split_whitespace().nth(4))
-        .map(|field| PathBuf::from(field.replace("\\040", " ")))
-        .filter(|mount| mount.starts_with(dir))
-        .collect();
-    mounts.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
-    mounts.dedup();
-    mounts
-}
-
-fn processes_mentioning(dir: &Path) -> Vec<i32> {
-    let me = std::process::id() as i32;
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| *pid != me)
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
-                cmdline
-                    .split(|b| *b == 0)
-                    .filter_map(|arg| std::str::from_utf8(arg).ok())
-                    .any(|arg| Path::new(arg).starts_with(dir))
-            })
-        })
-        .collect()
-}
-
 fn kill_cgroup_processes(cgroup: &str) {
-    let root = Path::new("/sys/fs/cgroup/memory").join(&cgroup[1..]);
-    let mut dirs = vec![root];
-    while let Some(dir) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                dirs.push(entry.path());
-            }
-        }
-        if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
-            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-                kill(pid);
-            }
-        }
+    for pid in cri::cgroup::processes(cgroup) {
+        kill(pid);
     }
+    // Let the kernel finish them before the cgroups are removed.
     std::thread::sleep(Duration::from_millis(100));
 }
 
@@ -662,4 +616,14 @@ pub async fn get_streaming(
         .expect("a request");
     let response = sender.send_request(request).await.expect("a response");
     (response.status().as_u16(), response.into_body())
+}
+
+fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    cri::host::mounts_under(dir).unwrap_or_default()
+}
+
+fn unmount_all_under(dir: &Path) {
+    if let (_, Some(e)) = cri::host::unmount_all_under(dir) {
+        eprintln!("{e}");
+    }
 }

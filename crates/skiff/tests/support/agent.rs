@@ -6,6 +6,7 @@
 //! fails.
 #![allow(dead_code)]
 
+use cri::host::processes_mentioning;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixListener};
 use std::path::{Path, PathBuf};
@@ -386,26 +387,6 @@ fn claim_networks() -> (u8, UnixListener) {
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     l.local_addr().expect("local addr").port()
-}
-
-/// Processes with an argument inside `dir` (containerd and shims name it).
-fn processes_mentioning(dir: &Path) -> Vec<i32> {
-    let me = std::process::id() as i32;
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| *pid != me)
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
-                cmdline
-                    .split(|b| *b == 0)
-                    .filter_map(|arg| std::str::from_utf8(arg).ok())
-                    .any(|arg| Path::new(arg).starts_with(dir))
-            })
-        })
-        .collect()
 }
 
 /// Polls `check` until it returns Some, or panics naming `what` after `timeout`.
