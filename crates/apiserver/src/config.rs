@@ -28,6 +28,9 @@ pub struct ApiServerConfig {
     pub max_requests_inflight: usize,
     /// Compact the store history older than this many seconds.
     pub compaction_interval_secs: u64,
+    /// The secret of the join token nodes present to get their certificates
+    /// (`POST /v1-skiff/node-credentials`); `None` switches joining off.
+    pub join_token: Option<String>,
 }
 
 /// One static bearer token.
@@ -101,6 +104,7 @@ impl Default for ApiServerConfig {
             max_request_bytes: 3 * 1024 * 1024,
             max_requests_inflight: 800,
             compaction_interval_secs: 300,
+            join_token: None,
         }
     }
 }

@@ -127,7 +127,7 @@ pub(crate) async fn handle(
     resp
 }
 
-async fn read_body(state: &State, body: Incoming) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(state: &State, body: Incoming) -> Result<Bytes, ApiError> {
     let limit = state.config.max_request_bytes;
     match Limited::new(body, limit).collect().await {
         Ok(c) => Ok(c.to_bytes()),
@@ -141,6 +141,12 @@ async fn dispatch(
     who: Result<Identity, ()>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
+    if crate::join::handles(req.uri().path()) {
+        // The cluster CA and node credentials: the join token authenticates.
+        return crate::join::serve(state, req)
+            .await
+            .map(|r| respond(r, Output::Json, &[]));
+    }
     if let Some(target) = crate::rest::node_proxy::target(req.uri().path()) {
         // Logs, exec, attach, port-forward and node proxy: served by the node agent.
         let who = match who {

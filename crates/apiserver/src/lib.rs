@@ -15,6 +15,7 @@ mod conversion;
 mod discovery;
 mod error;
 mod handler;
+pub mod join;
 mod negotiate;
 mod object;
 mod openapi;

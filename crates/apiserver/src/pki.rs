@@ -87,7 +87,7 @@ fn ca_params() -> CertificateParams {
     params
 }
 
-fn pki_err(step: &'static str) -> impl Fn(rcgen::Error) -> Error {
+pub(crate) fn pki_err(step: &'static str) -> impl Fn(rcgen::Error) -> Error {
     move |e| Error::Pki(format!("{step}: {e}"))
 }
 
@@ -98,9 +98,22 @@ pub fn sign_client_cert(
     user: &str,
     groups: &[&str],
 ) -> Result<(String, String), Error> {
+    let issuer = issuer(ca_cert, ca_key)?;
+    let key = KeyPair::generate().map_err(pki_err("generating client key"))?;
+    let cert = client_params(user, groups)
+        .signed_by(&key, &issuer)
+        .map_err(pki_err("signing client certificate"))?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// The cluster CA as an issuer of certificates.
+pub(crate) fn issuer(ca_cert: &str, ca_key: &str) -> Result<Issuer<'static, KeyPair>, Error> {
     let ca_key = KeyPair::from_pem(ca_key).map_err(pki_err("loading CA key"))?;
-    let issuer =
-        Issuer::from_ca_cert_pem(ca_cert, ca_key).map_err(pki_err("loading CA certificate"))?;
+    Issuer::from_ca_cert_pem(ca_cert, ca_key).map_err(pki_err("loading CA certificate"))
+}
+
+/// A client certificate's parameters: CN = `user`, O = each of `groups`.
+pub(crate) fn client_params(user: &str, groups: &[&str]) -> CertificateParams {
     let mut params = CertificateParams::default();
     params.distinguished_name = rcgen::DistinguishedName::new();
     for g in groups {
@@ -113,24 +126,15 @@ pub fn sign_client_cert(
         KeyUsagePurpose::KeyEncipherment,
     ];
     params.not_after = rcgen::date_time_ymd(2036, 1, 1);
-    let key = KeyPair::generate().map_err(pki_err("generating client key"))?;
-    let cert = params
-        .signed_by(&key, &issuer)
-        .map_err(pki_err("signing client certificate"))?;
-    Ok((cert.pem(), key.serialize_pem()))
+    params
 }
 
-/// Signs a TLS serving certificate named `common_name` for `sans` (IP addresses
-/// or DNS names) with the cluster CA; the certificate PEM carries the CA after it.
-pub fn sign_serving_cert(
-    ca_cert: &str,
-    ca_key: &str,
+/// A serving certificate's parameters: CN = `common_name`, `sans` as IP addresses or
+/// DNS names.
+pub(crate) fn serving_params(
     common_name: &str,
     sans: &[String],
-) -> Result<(String, String), Error> {
-    let ca_key = KeyPair::from_pem(ca_key).map_err(pki_err("loading CA key"))?;
-    let issuer =
-        Issuer::from_ca_cert_pem(ca_cert, ca_key).map_err(pki_err("loading CA certificate"))?;
+) -> Result<CertificateParams, Error> {
     let mut params = CertificateParams::default();
     params
         .distinguished_name
@@ -149,6 +153,19 @@ pub fn sign_serving_cert(
         KeyUsagePurpose::KeyEncipherment,
     ];
     params.not_after = rcgen::date_time_ymd(2036, 1, 1);
+    Ok(params)
+}
+
+/// Signs a TLS serving certificate named `common_name` for `sans` (IP addresses
+/// or DNS names) with the cluster CA; the certificate PEM carries the CA after it.
+pub fn sign_serving_cert(
+    ca_cert: &str,
+    ca_key: &str,
+    common_name: &str,
+    sans: &[String],
+) -> Result<(String, String), Error> {
+    let issuer = issuer(ca_cert, ca_key)?;
+    let params = serving_params(common_name, sans)?;
     let key = KeyPair::generate().map_err(pki_err("generating serving key"))?;
     let cert = params
         .signed_by(&key, &issuer)

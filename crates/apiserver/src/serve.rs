@@ -39,6 +39,8 @@ pub(crate) struct State {
     pub watch_cache: Arc<crate::watch_cache::WatchCache>,
     /// Client towards node agents (logs, exec, port-forward).
     pub node_client: crate::rest::node_proxy::NodeClient,
+    /// The cluster CA and join token, for nodes joining.
+    pub join: crate::join::Joiner,
     ready: AtomicBool,
     requests: AtomicU64,
     openapi: OnceLock<OpenApiDocs>,
@@ -158,6 +160,7 @@ impl ApiServer {
             shutdown: shutdown_rx,
             watch_cache,
             node_client,
+            join: crate::join::Joiner::new(config.join_token.clone(), pki),
             ready: AtomicBool::new(false),
             requests: AtomicU64::new(0),
             openapi: OnceLock::new(),

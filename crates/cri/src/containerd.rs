@@ -59,15 +59,22 @@ pub struct Config {
     pub request_timeout: Duration,
     /// How long containerd has to exit after SIGTERM before it is killed.
     pub stop_timeout: Duration,
+    /// The CRI plugin's `registry.config_path`: a directory with one
+    /// `<registry host>/hosts.toml` per registry (mirrors, TLS), read at every pull.
+    /// `None` leaves containerd's built-in registry defaults alone.
+    pub registry_config_path: Option<PathBuf>,
 }
 
 impl Config {
     /// Defaults for containerd in `dir` with CNI configurations in `cni_conf_dir`: the
     /// local pause image, Debian's binary, 30 s to get ready, requests bounded by 2 min
-    /// (the kubelet's runtime request timeout), 10 s to stop.
+    /// (the kubelet's runtime request timeout), 10 s to stop, registry hosts
+    /// configuration in `<dir>/certs.d`.
     pub fn new(dir: impl Into<PathBuf>, cni_conf_dir: impl Into<PathBuf>) -> Config {
+        let dir = dir.into();
         Config {
-            dir: dir.into(),
+            registry_config_path: Some(dir.join("certs.d")),
+            dir,
             cni_conf_dir: cni_conf_dir.into(),
             sandbox_image: crate::image::PAUSE_IMAGE.to_owned(),
             binary: PathBuf::from(CONTAINERD),

@@ -4,9 +4,11 @@
 //! [`pause`] makes the sandbox ("pause") image from Debian's `catatonit`, and
 //! [`busybox`] an image with Debian's static busybox and a link for each of its applets.
 //! Both archives are deterministic: the same binaries give the same bytes, hence the
-//! same image ID. [`import`] loads an archive (OCI layout or `docker save` format) into
+//! same image ID; [`busybox_archive`] writes it as `docker save` does, too. [`import`]
+//! loads an archive (OCI layout or `docker save` format, plain or gzip-compressed) into
 //! containerd's `k8s.io` namespace, where CRI sees it.
 
+mod docker;
 mod layer;
 mod layout;
 
@@ -44,6 +46,18 @@ pub enum Compression {
     None,
     /// gzip, as registries serve layers.
     Gzip,
+}
+
+/// The kind of archive an image is written as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// An OCI image layout (`oci-layout`, `index.json`, `blobs/`), as `skopeo copy
+    /// oci-archive:` and `ctr images export` write it.
+    #[default]
+    Oci,
+    /// What `docker save` and `podman save` write (`manifest.json`, `<id>.json`,
+    /// `<layer>/layer.tar`); layers are always stored uncompressed.
+    Docker,
 }
 
 /// An image archive that was written.
@@ -92,6 +106,16 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// containerd did not remove an image name.
+    #[error("removing the name {name} from containerd at {} failed: {reason}", socket.display())]
+    UntagFailed {
+        /// The image name.
+        name: String,
+        /// containerd's socket.
+        socket: PathBuf,
+        /// `ctr`'s error output, or why it could not run.
+        reason: String,
+    },
     /// containerd did not import the archive.
     #[error("importing {} into containerd at {} failed: {reason}", archive.display(), socket.display())]
     ImportFailed {
@@ -115,7 +139,14 @@ pub fn pause(out: &Path) -> Result<Built, Error> {
         working_dir: "/".into(),
         ..RunConfig::default()
     };
-    write(out, PAUSE_IMAGE, &run, &layer, Compression::None)
+    write(
+        out,
+        PAUSE_IMAGE,
+        &run,
+        &layer,
+        Compression::None,
+        Format::Oci,
+    )
 }
 
 /// Writes a busybox image named `name` (normalized like Docker does: `busybox` is
@@ -123,6 +154,18 @@ pub fn pause(out: &Path) -> Result<Built, Error> {
 /// symlink in `/bin` for each applet it lists, `/etc/passwd` and `/etc/group` with root
 /// and nobody, `/tmp`, and `sh` as the command.
 pub fn busybox(out: &Path, name: &str, compression: Compression) -> Result<Built, Error> {
+    busybox_archive(out, name, compression, Format::Oci)
+}
+
+/// Writes the busybox image of [`busybox`] as an archive of `format`; a
+/// [`Format::Docker`] archive ignores `compression` (its layers are plain tars) and
+/// has no manifest digest of its own (`Built::manifest_digest` is empty).
+pub fn busybox_archive(
+    out: &Path,
+    name: &str,
+    compression: Compression,
+    format: Format,
+) -> Result<Built, Error> {
     let binary = read(Path::new(BUSYBOX))?;
     let mut layer = Layer::default();
     layer
@@ -149,15 +192,74 @@ pub fn busybox(out: &Path, name: &str, compression: Compression) -> Result<Built
         env: vec![PATH_ENV.into()],
         ..RunConfig::default()
     };
-    write(out, name, &run, &layer, compression)
+    write(out, name, &run, &layer, compression, format)
 }
 
 /// Imports the image archive at `archive` (OCI layout, or `docker save` format) into the
 /// containerd listening on `socket`, in the namespace CRI uses; the images are unpacked
-/// for the overlayfs snapshotter, ready to run. Runs [`CTR`].
-pub async fn import(socket: &Path, archive: &Path) -> Result<(), Error> {
+/// for the overlayfs snapshotter, ready to run. Runs [`CTR`]; returns the names of the
+/// images the archive held, as containerd stored them.
+pub async fn import(socket: &Path, archive: &Path) -> Result<Vec<String>, Error> {
     let failed = |reason: String| Error::ImportFailed {
         archive: archive.to_path_buf(),
+        socket: socket.to_path_buf(),
+        reason,
+    };
+    // ctr reads plain tars only: a gzip-compressed archive (`docker save | gzip`) is
+    // decompressed into its standard input.
+    let gzipped = is_gzip(archive).map_err(|e| failed(format!("cannot read it: {e}")))?;
+    let mut command = tokio::process::Command::new(CTR);
+    command
+        .arg("--address")
+        .arg(socket)
+        .args(["--namespace", CRI_NAMESPACE, "images", "import"])
+        .args(["--snapshotter", "overlayfs"])
+        .kill_on_drop(true);
+    let feeder = if gzipped {
+        let file =
+            std::fs::File::open(archive).map_err(|e| failed(format!("cannot read it: {e}")))?;
+        let (reader, mut writer) =
+            io::pipe().map_err(|e| failed(format!("cannot make a pipe: {e}")))?;
+        command.arg("-").stdin(reader);
+        Some(tokio::task::spawn_blocking(move || {
+            io::copy(&mut flate2::read::GzDecoder::new(file), &mut writer)
+        }))
+    } else {
+        command.arg(archive).stdin(std::process::Stdio::null());
+        None
+    };
+    let output = tokio::time::timeout(IMPORT_TIMEOUT, command.output())
+        .await
+        .map_err(|_| failed(format!("{CTR} did not finish within {IMPORT_TIMEOUT:?}")))?
+        .map_err(|e| failed(format!("cannot run {CTR}: {e}")))?;
+    drop(command);
+    let decompressed = match feeder {
+        Some(feeder) => match feeder.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("decompressing: {e}")),
+            Err(e) => Err(format!("decompressing: {e}")),
+        },
+        None => Ok(()),
+    };
+    if output.status.success() && decompressed.is_ok() {
+        Ok(imported_names(&String::from_utf8_lossy(&output.stdout)))
+    } else {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let mut reason = format!("{CTR} {}: {}", output.status, stderr.trim());
+        if let Err(e) = decompressed {
+            reason = format!("{e}; {reason}");
+        }
+        Err(failed(reason))
+    }
+}
+
+/// Removes the name `name` (a full name, as [`full_name`] gives it) from the
+/// containerd listening on `socket`, leaving the image's other names and its content
+/// (what `docker rmi` does to one of several tags; CRI's RemoveImage would remove every
+/// name of the image). Runs [`CTR`].
+pub async fn untag(socket: &Path, name: &str) -> Result<(), Error> {
+    let failed = |reason: String| Error::UntagFailed {
+        name: name.to_owned(),
         socket: socket.to_path_buf(),
         reason,
     };
@@ -165,9 +267,8 @@ pub async fn import(socket: &Path, archive: &Path) -> Result<(), Error> {
     command
         .arg("--address")
         .arg(socket)
-        .args(["--namespace", CRI_NAMESPACE, "images", "import"])
-        .args(["--snapshotter", "overlayfs"])
-        .arg(archive)
+        .args(["--namespace", CRI_NAMESPACE, "images", "rm"])
+        .arg(name)
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
     let output = tokio::time::timeout(IMPORT_TIMEOUT, command.output())
@@ -186,26 +287,70 @@ pub async fn import(socket: &Path, archive: &Path) -> Result<(), Error> {
     }
 }
 
+/// The full name of an image name, normalized as Docker and containerd's CRI do:
+/// `busybox` is `docker.io/library/busybox:latest`.
+pub fn full_name(name: &str) -> Result<String, Error> {
+    normalize(name).map(|(full, _)| full)
+}
+
+/// Whether the file starts with gzip's magic bytes.
+fn is_gzip(path: &Path) -> io::Result<bool> {
+    let mut magic = [0u8; 2];
+    let mut file = std::fs::File::open(path)?;
+    match io::Read::read_exact(&mut file, &mut magic) {
+        Ok(()) => Ok(magic == [0x1f, 0x8b]),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The image names in `ctr images import`'s output: one line
+/// `unpacking <name> (sha256:…)...done` per image.
+fn imported_names(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("unpacking "))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
 fn write(
     out: &Path,
     name: &str,
     run: &RunConfig,
     layer: &Layer,
     compression: Compression,
+    format: Format,
 ) -> Result<Built, Error> {
     let (name, tag) = normalize(name)?;
     let write_failed = |source| Error::WriteFailed {
         path: out.to_path_buf(),
         source,
     };
-    let blob = layer.blob(compression).map_err(write_failed)?;
-    let archive = layout::archive(&name, &tag, run, blob).map_err(write_failed)?;
-    std::fs::write(out, &archive.tar).map_err(write_failed)?;
-    Ok(Built {
-        name,
-        id: archive.config_digest,
-        manifest_digest: archive.manifest_digest,
-    })
+    let built = match format {
+        Format::Oci => {
+            let blob = layer.blob(compression).map_err(write_failed)?;
+            let archive = layout::archive(&name, &tag, run, blob).map_err(write_failed)?;
+            std::fs::write(out, &archive.tar).map_err(write_failed)?;
+            Built {
+                name,
+                id: archive.config_digest,
+                manifest_digest: archive.manifest_digest,
+            }
+        }
+        Format::Docker => {
+            let blob = layer.blob(Compression::None).map_err(write_failed)?;
+            let (tar, id) = docker::archive(&name, run, blob).map_err(write_failed)?;
+            std::fs::write(out, &tar).map_err(write_failed)?;
+            Built {
+                name,
+                id,
+                manifest_digest: String::new(),
+            }
+        }
+    };
+    Ok(built)
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, Error> {
@@ -299,6 +444,46 @@ mod tests {
                 "{name:?}"
             );
         }
+    }
+
+    #[test]
+    fn imported_names_are_read_from_ctr_output() {
+        let out = "unpacking docker.io/library/busybox:latest (sha256:abc)...done\n\
+                   unpacking 127.0.0.1:5000/a:1 (sha256:def)...done\n";
+        assert_eq!(
+            imported_names(out),
+            ["docker.io/library/busybox:latest", "127.0.0.1:5000/a:1"]
+        );
+    }
+
+    #[test]
+    fn a_docker_archive_has_a_manifest_naming_config_and_layer() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let out = dir.path().join("busybox.tar");
+        let built =
+            busybox_archive(&out, "busybox:1", Compression::Gzip, Format::Docker).expect("built");
+        let bytes = std::fs::read(&out).expect("archive");
+        let mut archive = tar::Archive::new(bytes.as_slice());
+        let mut files = std::collections::BTreeMap::new();
+        for entry in archive.entries().expect("entries") {
+            let mut entry = entry.expect("entry");
+            let path = entry.path().expect("path").to_string_lossy().into_owned();
+            let mut data = Vec::new();
+            io::Read::read_to_end(&mut entry, &mut data).expect("read");
+            files.insert(path, data);
+        }
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&files["manifest.json"]).expect("manifest.json");
+        assert_eq!(manifest[0]["RepoTags"], serde_json::json!(["busybox:1"]));
+        let config_file = manifest[0]["Config"].as_str().expect("Config");
+        assert_eq!(layer::sha256(&files[config_file]), built.id);
+        let layer_file = manifest[0]["Layers"][0].as_str().expect("Layers");
+        let config: serde_json::Value =
+            serde_json::from_slice(&files[config_file]).expect("config");
+        assert_eq!(
+            config["rootfs"]["diff_ids"][0],
+            layer::sha256(&files[layer_file]).as_str()
+        );
     }
 
     #[test]

@@ -1,16 +1,27 @@
 //! Images: the pause image built at first start, the archives dropped into
-//! `<dir>/images/` (imported at start and whenever new files appear), and what a
-//! container's image needs before it can be created (presence, pull policy, pulls).
+//! `<dir>/images/` (OCI layouts and `docker save` archives, imported at start and
+//! whenever new files appear), the registries file `<dir>/registries.yaml` (mirrors and
+//! TLS as containerd hosts files, credentials), and what a container's image needs
+//! before it can be created (presence, pull policy, pulls with the credentials of the
+//! pod's image pull secrets, back-off after failed pulls).
+
+mod auth;
+pub(crate) mod backoff;
+mod registries;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use cri::{Rpc, Runtime, v1};
+use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
+use kube::Api;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::Error;
+use auth::Keyring;
+use registries::Registries;
 
 /// How often `<dir>/images/` is looked at for new archives.
 const SCAN_INTERVAL: Duration = Duration::from_secs(3);
@@ -40,15 +51,23 @@ struct Stamp {
     mtime_ns: u128,
 }
 
-/// The image archives directory and what of it was imported.
+/// The image archives directory and what of it was imported; the registries file and
+/// the containerd hosts directory written from it.
 pub(crate) struct ImageDir {
     images: PathBuf,
     record: PathBuf,
     imported: BTreeMap<String, Stamp>,
+    /// The agent's directory, where `registries.yaml` is.
+    dir: PathBuf,
+    /// containerd's `registry.config_path`, when the agent runs its own containerd.
+    hosts_dir: Option<PathBuf>,
+    /// `registries.yaml` as last applied (`None`: absent).
+    registries_applied: Option<Option<Stamp>>,
 }
 
 impl ImageDir {
-    /// The archives directory `<dir>/images` (created) with the record in `<dir>`.
+    /// The archives directory `<dir>/images` (created) with the record in `<dir>`;
+    /// applies `<dir>/registries.yaml` to containerd's registry hosts directory.
     pub(crate) fn open(dir: &Path) -> Result<ImageDir, Error> {
         let images = dir.join("images");
         std::fs::create_dir_all(&images)
@@ -58,11 +77,42 @@ impl ImageDir {
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .unwrap_or_default();
-        Ok(ImageDir {
+        let mut image_dir = ImageDir {
             images,
             record,
             imported,
-        })
+            dir: dir.to_path_buf(),
+            hosts_dir: crate::containerd_config(dir).registry_config_path,
+            registries_applied: None,
+        };
+        image_dir.apply_registries();
+        Ok(image_dir)
+    }
+
+    /// Writes containerd's hosts files from `registries.yaml` when the file changed
+    /// since it was last applied. A file that cannot be read is logged and left as it
+    /// was applied last.
+    fn apply_registries(&mut self) {
+        let Some(hosts_dir) = &self.hosts_dir else {
+            return;
+        };
+        let stamp = std::fs::metadata(self.dir.join(registries::FILE))
+            .ok()
+            .map(|meta| stamp(&meta));
+        if self.registries_applied.as_ref() == Some(&stamp) {
+            return;
+        }
+        let applied = Registries::load(&self.dir).and_then(|r| {
+            registries::apply(hosts_dir, &r)
+                .map_err(|e| format!("cannot write {}: {e}", hosts_dir.display()))
+        });
+        match applied {
+            Ok(()) => {
+                tracing::info!(hosts = %hosts_dir.display(), "registries configuration applied")
+            }
+            Err(e) => tracing::warn!(error = %e, "registries configuration not applied"),
+        }
+        self.registries_applied = Some(stamp);
     }
 
     /// Imports every archive that is new or changed since it was last imported.
@@ -81,14 +131,7 @@ impl ImageDir {
             if !meta.is_file() {
                 continue;
             }
-            let stamp = Stamp {
-                size: meta.len(),
-                mtime_ns: meta
-                    .modified()
-                    .ok()
-                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                    .map_or(0, |d| d.as_nanos()),
-            };
+            let stamp = stamp(&meta);
             if self.imported.get(&name) == Some(&stamp) {
                 continue;
             }
@@ -99,8 +142,8 @@ impl ImageDir {
             }
             let started = std::time::Instant::now();
             match cri::image::import(runtime.socket(), &entry.path()).await {
-                Ok(()) => {
-                    tracing::info!(archive = %name, elapsed_ms = started.elapsed().as_millis() as u64, "image archive imported");
+                Ok(images) => {
+                    tracing::info!(archive = %name, images = ?images, elapsed_ms = started.elapsed().as_millis() as u64, "image archive imported");
                     self.imported.insert(name, stamp);
                     changed = true;
                 }
@@ -117,14 +160,30 @@ impl ImageDir {
         }
     }
 
-    /// Imports new archives every few seconds until shutdown.
+    /// Imports new archives and applies a changed registries file every few seconds
+    /// until shutdown.
     pub(crate) async fn watch(mut self, runtime: Runtime, mut shutdown: watch::Receiver<bool>) {
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(SCAN_INTERVAL) => self.import_new(&runtime).await,
+                _ = tokio::time::sleep(SCAN_INTERVAL) => {
+                    self.apply_registries();
+                    self.import_new(&runtime).await;
+                }
                 _ = crate::stopped(&mut shutdown) => return,
             }
         }
+    }
+}
+
+/// What identifies a version of a file: its size and modification time.
+fn stamp(meta: &std::fs::Metadata) -> Stamp {
+    Stamp {
+        size: meta.len(),
+        mtime_ns: meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos()),
     }
 }
 
@@ -181,34 +240,135 @@ pub(crate) async fn local(runtime: &Runtime, image: &str, policy: &str) -> Resul
     })
 }
 
-/// Pulls `image` through CRI; the error is the message of an `ErrImagePull`.
+/// The image pull secrets of `pod`: those it names and those of its service account,
+/// in that order, and the names of those that could not be read (the pull is still
+/// tried, as the kubelet does).
+pub(crate) async fn pull_secrets(client: &kube::Client, pod: &Pod) -> (Vec<Secret>, Vec<String>) {
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let spec = pod.spec.clone().unwrap_or_default();
+    let mut names: Vec<String> = spec
+        .image_pull_secrets
+        .iter()
+        .flatten()
+        .map(|r| r.name.clone())
+        .collect();
+    let account = spec
+        .service_account_name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "default".to_owned());
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+    match accounts.get_opt(&account).await {
+        Ok(Some(sa)) => names.extend(
+            sa.image_pull_secrets
+                .iter()
+                .flatten()
+                .map(|r| r.name.clone()),
+        ),
+        Ok(None) => {}
+        Err(e) => tracing::debug!(account, error = %e, "cannot read the service account"),
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    names.retain(|n| !n.is_empty() && seen.insert(n.clone()));
+    let secrets_api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let mut secrets = Vec::new();
+    let mut missing = Vec::new();
+    for name in names {
+        match secrets_api.get_opt(&name).await {
+            Ok(Some(secret)) => secrets.push(secret),
+            Ok(None) => missing.push(name),
+            Err(e) => {
+                tracing::debug!(secret = %name, error = %e, "cannot read an image pull secret");
+                missing.push(name);
+            }
+        }
+    }
+    (secrets, missing)
+}
+
+/// The credentials to try, in order, when pulling `image`: those of `secrets` that
+/// match it (the kubelet's rules), else those of the registries file in `dir`, else
+/// none (one anonymous pull).
+pub(crate) fn credentials(dir: &Path, secrets: &[Secret], image: &str) -> Vec<v1::AuthConfig> {
+    let from_secrets: Vec<v1::AuthConfig> = Keyring::from_secrets(secrets)
+        .lookup(image)
+        .iter()
+        .map(auth::Credential::auth_config)
+        .collect();
+    if !from_secrets.is_empty() {
+        return from_secrets;
+    }
+    match Registries::load(dir) {
+        Ok(registries) => registries.auth_for(image).into_iter().collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "registries configuration ignored");
+            Vec::new()
+        }
+    }
+}
+
+/// A pulled image and how long the runtime took.
+#[derive(Debug)]
+pub(crate) struct Pulled {
+    /// The runtime's record of the image.
+    pub(crate) image: v1::Image,
+    /// The time spent in PullImage.
+    pub(crate) took: Duration,
+}
+
+/// Pulls `image` through CRI with each of `auths` in turn (anonymously when empty)
+/// until one works; the error is what the kubelet reports: the runtime's error as
+/// gRPC prints it (`rpc error: code = NotFound desc = …`), several joined in brackets.
 pub(crate) async fn pull(
     runtime: &Runtime,
     image: &str,
-    auth: Option<v1::AuthConfig>,
-) -> Result<v1::Image, String> {
-    let mut request = tonic::Request::new(v1::PullImageRequest {
-        image: Some(v1::ImageSpec {
-            image: image.to_owned(),
-            ..Default::default()
-        }),
-        auth,
-        sandbox_config: None,
-    });
-    request.set_timeout(Duration::from_secs(600));
-    runtime
-        .images()
-        .pull_image(request)
-        .await
-        .rpc("PullImage")
-        .map_err(|e| format!("Failed to pull image \"{image}\": {e}"))?;
-    match present(runtime, image).await {
-        Ok(Some(found)) => Ok(found),
-        Ok(None) => Err(format!(
-            "Failed to pull image \"{image}\": not listed after the pull"
-        )),
-        Err(e) => Err(format!("Failed to pull image \"{image}\": {e}")),
+    auths: Vec<v1::AuthConfig>,
+) -> Result<Pulled, String> {
+    let attempts: Vec<Option<v1::AuthConfig>> = if auths.is_empty() {
+        vec![None]
+    } else {
+        auths.into_iter().map(Some).collect()
+    };
+    let mut errors = Vec::new();
+    let started = Instant::now();
+    for auth in attempts {
+        let mut request = tonic::Request::new(v1::PullImageRequest {
+            image: Some(v1::ImageSpec {
+                image: image.to_owned(),
+                ..Default::default()
+            }),
+            auth,
+            sandbox_config: None,
+        });
+        request.set_timeout(PULL_TIMEOUT);
+        match runtime.images().pull_image(request).await {
+            Ok(_) => {
+                let took = started.elapsed();
+                return match present(runtime, image).await {
+                    Ok(Some(found)) => Ok(Pulled { image: found, took }),
+                    Ok(None) => Err(format!("image {image:?} is not listed after its pull")),
+                    Err(e) => Err(e.to_string()),
+                };
+            }
+            Err(status) => errors.push(grpc_error(&status)),
+        }
     }
+    Err(match errors.len() {
+        1 => errors.remove(0),
+        _ => format!("[{}]", errors.join(", ")),
+    })
+}
+
+/// How long one pull may take.
+const PULL_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// A gRPC error as grpc-go prints it, which is what the kubelet shows.
+fn grpc_error(status: &tonic::Status) -> String {
+    format!(
+        "rpc error: code = {:?} desc = {}",
+        status.code(),
+        status.message()
+    )
 }
 
 /// Whether `image` has no tag or the tag `latest` (and no digest): Kubernetes then

@@ -25,7 +25,9 @@ mod volumes;
 
 pub use config::AgentConfig;
 pub use error::Error;
-pub use network::{NetworkState, leftovers as network_leftovers, remove as remove_network};
+pub use network::{
+    NetworkState, PeerRoute, leftovers as network_leftovers, remove as remove_network,
+};
 pub use node::KUBELET_VERSION;
 pub use pods::leftover_cgroups;
 
@@ -105,6 +107,11 @@ pub async fn run(
         runtime.clone(),
         api_port,
         network_ready.clone(),
+        shutdown.clone(),
+    ));
+    tasks.spawn(network::peer_routes(
+        client.clone(),
+        config.clone(),
         shutdown.clone(),
     ));
     {

@@ -1,18 +1,33 @@
 //! Pod networking on this node: the CNI configuration containerd reads (a bridge with
 //! host-local IPAM over the Node's `spec.podCIDR`, portmap for hostPorts), the local
 //! `unreachable` route for the Service CIDR (so a virtual IP without a DNAT rule never
-//! leaves the machine), and, when egress masquerading is on, a NAT chain of our own.
+//! leaves the machine), when egress masquerading is on, a NAT chain of our own, and
+//! host-gw routes: `<podCIDR> via <InternalIP>` for every other node whose address is
+//! on a link of this machine ([`peer_routes`]).
 //!
 //! What was added to the machine is written to `<dir>/network.json`, which
 //! [`remove`] (used by `skiff killall`) reads to take it away again.
 
-use std::net::Ipv4Addr;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
+use std::time::Duration;
 
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::Node;
+use kube::runtime::watcher;
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 use crate::{AgentConfig, Error};
+
+/// Serializes changes to `network.json` within the agent.
+static STATE_LOCK: Mutex<()> = Mutex::new(());
+/// How often host-gw routes are checked even without Node changes (a link may have
+/// come up, a route may have been removed by someone).
+const PEER_ROUTES_RESYNC: Duration = Duration::from_secs(30);
 
 /// The conflist's file name in the CNI conf dir.
 const CONFLIST: &str = "10-skiff.conflist";
@@ -46,6 +61,26 @@ pub struct NetworkState {
     pub routes: Vec<String>,
     /// host-local's allocation directory.
     pub ipam_dir: PathBuf,
+    /// Routes to other nodes' pods we added (host-gw).
+    #[serde(default)]
+    pub peer_routes: Vec<PeerRoute>,
+}
+
+/// A route to another node's pods through its InternalIP.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PeerRoute {
+    /// The node's name.
+    pub node: String,
+    /// Its `spec.podCIDR`.
+    pub pod_cidr: String,
+    /// Its InternalIP, the gateway.
+    pub via: Ipv4Addr,
+}
+
+impl PeerRoute {
+    fn args(&self) -> [String; 3] {
+        [self.pod_cidr.clone(), "via".into(), self.via.to_string()]
+    }
 }
 
 impl NetworkState {
@@ -69,6 +104,7 @@ pub(crate) fn setup(config: &AgentConfig, pod_cidr: &str) -> Result<(), Error> {
     parse_cidr(pod_cidr)?;
     parse_cidr(&config.cluster_cidr)?;
     parse_cidr(&config.service_cidr)?;
+    let _guard = STATE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let previous = NetworkState::load(&config.dir).unwrap_or_default();
     let mut state = NetworkState {
         bridge: config.cni_bridge.clone(),
@@ -76,6 +112,7 @@ pub(crate) fn setup(config: &AgentConfig, pod_cidr: &str) -> Result<(), Error> {
         nat_chains: Vec::new(),
         routes: Vec::new(),
         ipam_dir: ipam_dir(&config.dir),
+        peer_routes: previous.peer_routes.clone(),
     };
 
     // The Service CIDR is never routed off the machine.
@@ -228,7 +265,7 @@ pub fn remove(dir: &Path) -> Vec<String> {
     };
     let mut removed = Vec::new();
     if !state.bridge.is_empty()
-        && Path::new("/sys/class/net").join(&state.bridge).exists()
+        && link_exists(&state.bridge)
         && succeeds(IP, &["link", "del", &state.bridge])
     {
         removed.push(format!("bridge {}", state.bridge));
@@ -247,6 +284,12 @@ pub fn remove(dir: &Path) -> Vec<String> {
             removed.push(format!("route {route}"));
         }
     }
+    for route in &state.peer_routes {
+        let [cidr, via, gateway] = route.args();
+        if succeeds(IP, &["route", "del", &cidr, &via, &gateway]) {
+            removed.push(format!("route {cidr} via {gateway} (node {})", route.node));
+        }
+    }
     if state.ipam_dir.starts_with(dir) && state.ipam_dir.exists() {
         match std::fs::remove_dir_all(&state.ipam_dir) {
             Ok(()) => removed.push(format!("IPAM state {}", state.ipam_dir.display())),
@@ -262,7 +305,7 @@ pub fn leftovers(dir: &Path) -> Vec<String> {
         return Vec::new();
     };
     let mut left = Vec::new();
-    if !state.bridge.is_empty() && Path::new("/sys/class/net").join(&state.bridge).exists() {
+    if !state.bridge.is_empty() && link_exists(&state.bridge) {
         left.push(format!("bridge {}", state.bridge));
     }
     for chain in &state.nat_chains {
@@ -277,7 +320,233 @@ pub fn leftovers(dir: &Path) -> Vec<String> {
             left.push(format!("route {route}"));
         }
     }
+    for route in &state.peer_routes {
+        if route_via_exists(&route.pod_cidr, route.via) {
+            left.push(format!("route {} via {}", route.pod_cidr, route.via));
+        }
+    }
     left
+}
+
+/// Whether a network interface of this network namespace has this name (`/sys` may
+/// show another namespace's, e.g. under `nsenter --net`).
+fn link_exists(name: &str) -> bool {
+    succeeds(IP, &["link", "show", "dev", name])
+}
+
+/// Whether the main table routes exactly `cidr` through `via`.
+fn route_via_exists(cidr: &str, via: Ipv4Addr) -> bool {
+    Command::new(IP)
+        .args(["-4", "route", "show", "exact", cidr, "table", "main"])
+        .output()
+        .is_ok_and(|o| {
+            String::from_utf8_lossy(&o.stdout).lines().any(|l| {
+                l.split_whitespace()
+                    .collect::<Vec<_>>()
+                    .windows(2)
+                    .any(|w| w == ["via", via.to_string().as_str()])
+            })
+        })
+}
+
+/// Whether `ip` is on a link of this machine (another host on it, not a gateway away,
+/// not one of our own addresses).
+fn directly_reachable(ip: Ipv4Addr) -> bool {
+    let Ok(output) = Command::new(IP)
+        .args(["-4", "-o", "route", "get", &ip.to_string()])
+        .output()
+    else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&output.stdout);
+    let words: Vec<&str> = text.split_whitespace().collect();
+    output.status.success()
+        && words.first() == Some(&ip.to_string().as_str())
+        && words.contains(&"dev")
+        && !words.contains(&"via")
+}
+
+/// Keeps host-gw routes to the other nodes' pod CIDRs in step with the Nodes, until
+/// shutdown: a route `<podCIDR> via <InternalIP>` for every other node with both,
+/// when that IP is on a link of this machine (else it is logged once), and the routes
+/// of nodes gone or changed removed. Routes are recorded in `network.json` before
+/// they are added.
+pub(crate) async fn peer_routes(
+    client: kube::Client,
+    config: AgentConfig,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let nodes: kube::Api<Node> = kube::Api::all(client);
+    let mut events = watcher(nodes, watcher::Config::default()).boxed();
+    let mut known: BTreeMap<String, Node> = BTreeMap::new();
+    let mut initial: BTreeMap<String, Node> = BTreeMap::new();
+    let mut synced = false;
+    let mut warned = BTreeSet::new();
+    let mut resync = tokio::time::interval(PEER_ROUTES_RESYNC);
+    loop {
+        let changed = tokio::select! {
+            _ = crate::stopped(&mut shutdown) => return,
+            _ = resync.tick() => synced,
+            event = events.next() => match event {
+                None => return,
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "watching nodes for routes");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    false
+                }
+                Some(Ok(watcher::Event::Init)) => {
+                    initial.clear();
+                    false
+                }
+                Some(Ok(watcher::Event::InitApply(node))) => {
+                    if let Some(name) = node.metadata.name.clone() {
+                        initial.insert(name, node);
+                    }
+                    false
+                }
+                Some(Ok(watcher::Event::InitDone)) => {
+                    known = std::mem::take(&mut initial);
+                    synced = true;
+                    true
+                }
+                Some(Ok(watcher::Event::Apply(node))) => {
+                    if let Some(name) = node.metadata.name.clone() {
+                        known.insert(name, node);
+                    }
+                    synced
+                }
+                Some(Ok(watcher::Event::Delete(node))) => {
+                    if let Some(name) = &node.metadata.name {
+                        known.remove(name);
+                    }
+                    synced
+                }
+            },
+        };
+        if !changed {
+            continue;
+        }
+        let wanted = wanted_routes(&config, known.values());
+        let dir = config.dir.clone();
+        let node_ip = config.node_ip;
+        let unreachable = match tokio::task::spawn_blocking(move || {
+            reconcile_peer_routes(&dir, node_ip, &wanted)
+        })
+        .await
+        {
+            Ok(Ok(unreachable)) => unreachable,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot update the routes to other nodes' pods");
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the route update failed");
+                Vec::new()
+            }
+        };
+        for route in unreachable {
+            if warned.insert(route.clone()) {
+                tracing::warn!(
+                    node = %route.node,
+                    pod_cidr = %route.pod_cidr,
+                    internal_ip = %route.via,
+                    "the node's InternalIP is not on a link of this machine: no route to its pods (host-gw needs the nodes on one network)"
+                );
+            }
+        }
+    }
+}
+
+/// The routes this node wants: one per other node with a pod CIDR and an IPv4
+/// InternalIP.
+fn wanted_routes<'a>(
+    config: &AgentConfig,
+    nodes: impl Iterator<Item = &'a Node>,
+) -> Vec<PeerRoute> {
+    let mut wanted: Vec<PeerRoute> = nodes
+        .filter(|n| n.metadata.name.as_deref() != Some(config.node_name.as_str()))
+        .filter_map(|n| {
+            let pod_cidr = n
+                .spec
+                .as_ref()?
+                .pod_cidr
+                .clone()
+                .filter(|c| !c.is_empty())?;
+            parse_cidr(&pod_cidr).ok()?;
+            let via = n
+                .status
+                .as_ref()?
+                .addresses
+                .as_ref()?
+                .iter()
+                .filter(|a| a.type_ == "InternalIP")
+                .find_map(|a| a.address.parse::<Ipv4Addr>().ok())?;
+            let node = n.metadata.name.clone()?;
+            (IpAddr::V4(via) != config.node_ip).then_some(PeerRoute {
+                node,
+                pod_cidr,
+                via,
+            })
+        })
+        .collect();
+    wanted.sort();
+    wanted
+}
+
+/// Brings the recorded host-gw routes to `wanted`; returns the wanted routes whose
+/// gateway is not on a local link.
+fn reconcile_peer_routes(
+    dir: &Path,
+    node_ip: IpAddr,
+    wanted: &[PeerRoute],
+) -> Result<Vec<PeerRoute>, Error> {
+    let _guard = STATE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let mut state = NetworkState::load(dir).unwrap_or_default();
+    let mut unreachable = Vec::new();
+    // Routes of nodes gone or changed.
+    let (keep, gone): (Vec<PeerRoute>, Vec<PeerRoute>) = state
+        .peer_routes
+        .drain(..)
+        .partition(|r| wanted.contains(r) && directly_reachable(r.via));
+    for route in &gone {
+        let [cidr, via, gateway] = route.args();
+        if succeeds(IP, &["route", "del", &cidr, &via, &gateway]) {
+            tracing::info!(node = %route.node, pod_cidr = %cidr, %gateway, "route to the node's pods removed");
+        }
+    }
+    state.peer_routes = keep;
+    state.save(dir)?;
+    for route in wanted {
+        if route.pod_cidr == state.pod_cidr || IpAddr::V4(route.via) == node_ip {
+            continue;
+        }
+        if !directly_reachable(route.via) {
+            unreachable.push(route.clone());
+            continue;
+        }
+        let [cidr, via, gateway] = route.args();
+        if state.peer_routes.contains(route) {
+            if !route_via_exists(&cidr, route.via) {
+                run(IP, &["route", "replace", &cidr, &via, &gateway])?;
+                tracing::info!(node = %route.node, pod_cidr = %cidr, %gateway, "route to the node's pods restored");
+            }
+            continue;
+        }
+        if route_exists(&cidr)? {
+            tracing::warn!(node = %route.node, pod_cidr = %cidr, "a route for the node's pod CIDR exists that this agent did not add; leaving it");
+            continue;
+        }
+        // Recorded before it exists: killall must know every route we may have added.
+        state.peer_routes.push(route.clone());
+        state.save(dir)?;
+        if let Err(e) = run(IP, &["route", "add", &cidr, &via, &gateway]) {
+            state.peer_routes.retain(|r| r != route);
+            state.save(dir)?;
+            return Err(e);
+        }
+        tracing::info!(node = %route.node, pod_cidr = %cidr, %gateway, "route to the node's pods added");
+    }
+    Ok(unreachable)
 }
 
 fn succeeds(program: &str, args: &[&str]) -> bool {
@@ -364,6 +633,49 @@ mod tests {
         assert!(a.len() <= 28, "{a}");
         assert_ne!(a, b);
         assert_eq!(a, masquerade_chain(Path::new("/var/lib/skiff/agent")));
+    }
+
+    fn node(name: &str, pod_cidr: Option<&str>, internal_ip: Option<&str>) -> Node {
+        serde_json::from_value(serde_json::json!({
+            "metadata": { "name": name },
+            "spec": { "podCIDR": pod_cidr },
+            "status": { "addresses": internal_ip.map(|ip| vec![
+                serde_json::json!({ "type": "Hostname", "address": name }),
+                serde_json::json!({ "type": "InternalIP", "address": ip }),
+            ]) },
+        }))
+        .expect("node")
+    }
+
+    #[test]
+    fn routes_go_to_every_other_node_with_a_pod_cidr_and_an_internal_ip() {
+        let mut config = config();
+        config.node_name = "a".into();
+        config.node_ip = IpAddr::from([192, 168, 1, 10]);
+        let nodes = [
+            node("a", Some("10.42.0.0/24"), Some("192.168.1.10")),
+            node("b", Some("10.42.1.0/24"), Some("192.168.1.11")),
+            node("c", None, Some("192.168.1.12")),
+            node("d", Some("10.42.3.0/24"), None),
+            node("e", Some("10.42.4.0/24"), Some("192.168.1.10")),
+        ];
+        assert_eq!(
+            wanted_routes(&config, nodes.iter()),
+            [PeerRoute {
+                node: "b".into(),
+                pod_cidr: "10.42.1.0/24".into(),
+                via: Ipv4Addr::new(192, 168, 1, 11),
+            }]
+        );
+    }
+
+    #[test]
+    fn older_state_files_without_peer_routes_still_load() {
+        let state: NetworkState = serde_json::from_str(
+            r#"{"bridge":"skiff0","pod_cidr":"10.42.0.0/24","nat_chains":[],"routes":[],"ipam_dir":"/x"}"#,
+        )
+        .expect("loads");
+        assert!(state.peer_routes.is_empty());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! list, sandboxes and pod directories of pods that no longer exist are removed.
 
 mod container;
+mod probes;
 mod sandbox;
 mod status;
 mod worker;

@@ -1,6 +1,12 @@
-//! `skiff agent`: the node agent on its own against a server (`--kubeconfig`), and the
-//! agent `skiff server` runs for its own machine. Flags shared by both are in
-//! [`NodeArgs`]; [`run_embedded`] is the server's way in.
+//! `skiff agent`: the node agent on its own — joining a server with `--server` and
+//! `--token`, or with a ready `--kubeconfig` — and the agent `skiff server` runs for
+//! its own machine. Flags shared by both are in [`NodeArgs`]; [`run_embedded`] is the
+//! server's way in.
+//!
+//! Joining (see `apiserver::join`): the token pins the cluster CA, the agent makes its
+//! own keys and gets them certified by the server; the kubeconfig, certificates and
+//! keys are kept in `<data-dir>/agent/` and reused while `join.json` there matches the
+//! server, node name, node IP and CA.
 
 use std::fs;
 use std::net::IpAddr;
@@ -52,9 +58,15 @@ pub struct NodeArgs {
 /// Flags of `skiff agent`.
 #[derive(Args, Debug, Clone)]
 pub struct AgentArgs {
-    /// Kubeconfig of the API server, with this node's credentials.
+    /// The server to join, `https://HOST:6443` (with --token).
+    #[arg(long, env = "SKIFF_URL")]
+    pub server: Option<String>,
+    /// The join token, from `<data-dir>/token` on the server.
+    #[arg(long, env = "SKIFF_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Instead of joining: a kubeconfig with this node's credentials.
     #[arg(long, env = "KUBECONFIG")]
-    pub kubeconfig: PathBuf,
+    pub kubeconfig: Option<PathBuf>,
     /// Directory for all state; the agent's is `<data-dir>/agent`.
     #[arg(long, default_value = "/var/lib/skiff", env = "SKIFF_DATA_DIR")]
     pub data_dir: PathBuf,
@@ -204,15 +216,38 @@ pub fn lock(dir: &Path) -> anyhow::Result<AgentLock> {
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let dir = agent_dir(&args.data_dir);
     let _lock = lock(&dir)?;
-    let kubeconfig = kube::config::Kubeconfig::read_from(&args.kubeconfig)
-        .with_context(|| format!("reading kubeconfig {}", args.kubeconfig.display()))?;
-    let client_ca = kubeconfig_ca(&kubeconfig)?;
-    let client = crate::components::client_from(&args.kubeconfig).await?;
     let node_ip = args.node.node_ip.unwrap_or_else(default_node_ip);
     let node_name = args.node.node_name.clone().unwrap_or_else(hostname);
-    let (cert, key) = self_signed(&node_name, node_ip)?;
+    let (kubeconfig_path, credentials) = match (&args.server, &args.kubeconfig) {
+        (Some(server), _) => {
+            let token = args
+                .token
+                .as_deref()
+                .context("--server needs --token: the token from <data-dir>/token on the server")?;
+            joined(&dir, server, token, &node_name, node_ip)
+                .await
+                .with_context(|| format!("joining {server}"))?
+        }
+        (None, Some(path)) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            let client_ca = kubeconfig_ca(&kubeconfig)?;
+            let (cert, key) = self_signed(&node_name, node_ip)?;
+            let credentials = NodeApiCredentials {
+                cert,
+                key,
+                client_ca,
+            };
+            (path.clone(), credentials)
+        }
+        (None, None) => bail!(
+            "give --server https://HOST:6443 and --token (from <data-dir>/token on the server) to join a cluster, or --kubeconfig"
+        ),
+    };
+    let client = crate::components::client_from(&kubeconfig_path).await?;
     let mut node = args.node.clone();
     node.node_ip = Some(node_ip);
+    node.node_name = Some(node_name);
     let config = config(
         &node,
         AgentSetup {
@@ -221,11 +256,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             service_cidr: args.service_cidr,
             cluster_domain: args.cluster_domain,
             control_plane: false,
-            credentials: NodeApiCredentials {
-                cert,
-                key,
-                client_ca,
-            },
+            credentials,
         },
     )?;
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -235,6 +266,101 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     });
     kubelet::run(client, config, stop_rx).await?;
     Ok(())
+}
+
+/// This node's credentials from joining `server`: the ones kept in `dir` when
+/// `join.json` there says they were made for the same server, node, IP and CA, else new
+/// ones from the server. Returns the kubeconfig's path and the node API's credentials.
+async fn joined(
+    dir: &Path,
+    server: &str,
+    token: &str,
+    node_name: &str,
+    node_ip: IpAddr,
+) -> anyhow::Result<(PathBuf, NodeApiCredentials)> {
+    let token = apiserver::join::JoinToken::parse(token)?;
+    let Some(ca_hash) = token.ca_hash.clone() else {
+        bail!(apiserver::join::JoinError::BareToken);
+    };
+    let kubeconfig = dir.join("kubeconfig.yaml");
+    let (ca_path, cert_path, key_path, record_path) = (
+        dir.join("ca.crt"),
+        dir.join("serving.crt"),
+        dir.join("serving.key"),
+        dir.join("join.json"),
+    );
+    let record = serde_json::json!({
+        "server": server,
+        "nodeName": node_name,
+        "nodeIP": node_ip.to_string(),
+        "caHash": ca_hash,
+    });
+    let kept = fs::read(&record_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+    if kept.as_ref() == Some(&record)
+        && kubeconfig.is_file()
+        && let (Ok(client_ca), Ok(cert), Ok(key)) = (
+            fs::read_to_string(&ca_path),
+            fs::read_to_string(&cert_path),
+            fs::read_to_string(&key_path),
+        )
+        && token.pins(&client_ca)
+    {
+        tracing::info!(dir = %dir.display(), "reusing this node's credentials from an earlier join");
+        return Ok((
+            kubeconfig,
+            NodeApiCredentials {
+                cert,
+                key,
+                client_ca,
+            },
+        ));
+    }
+    let host = hostname();
+    let hostnames: Vec<String> = [host]
+        .into_iter()
+        .filter(|h| !h.is_empty() && h != node_name)
+        .collect();
+    let credentials = apiserver::join::join(server, &token, node_name, node_ip, &hostnames).await?;
+    apiserver::write_kubeconfig(
+        &kubeconfig,
+        server,
+        &credentials.ca_cert,
+        &credentials.client_cert,
+        &credentials.client_key,
+        0o600,
+    )?;
+    write_private(&ca_path, &credentials.ca_cert)?;
+    write_private(&cert_path, &credentials.serving_cert)?;
+    write_private(&key_path, &credentials.serving_key)?;
+    write_private(&record_path, &serde_json::to_string_pretty(&record)?)?;
+    tracing::info!(node = %node_name, server, "joined: certificates issued by the cluster CA kept in {}", dir.display());
+    Ok((
+        kubeconfig,
+        NodeApiCredentials {
+            cert: credentials.serving_cert,
+            key: credentials.serving_key,
+            client_ca: credentials.ca_cert,
+        },
+    ))
+}
+
+/// Writes a file only root may read.
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let tmp = path.with_extension("tmp");
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    file.write_all(contents.as_bytes())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
 async fn wait_for_signal() {

@@ -17,7 +17,7 @@ use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
 /// Flags of `skiff bench`.
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// What to measure: `api`.
+    /// What to measure: `api`, `scheduler`, `rollout` or `pods`.
     pub what: String,
     /// Objects to create.
     #[arg(long, default_value_t = 20_000)]
@@ -37,6 +37,15 @@ pub struct BenchArgs {
     /// Deployment replicas for `skiff bench rollout`.
     #[arg(long, default_value_t = 1_000)]
     pub replicas: usize,
+    /// Pods created at once by `skiff bench pods`.
+    #[arg(long, default_value_t = 100)]
+    pub burst: usize,
+    /// Pods created one after another by `skiff bench pods`.
+    #[arg(long, default_value_t = 300)]
+    pub sequential: usize,
+    /// Raw CRI pods for the floor of `skiff bench pods`.
+    #[arg(long, default_value_t = 20)]
+    pub floor_runs: usize,
     /// Skip the etcd baseline (when /usr/bin/etcd is not installed).
     #[arg(long)]
     pub no_etcd: bool,
@@ -50,7 +59,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             crate::bench_scheduler::scheduler(args.nodes, args.pods, args.concurrency).await
         }
         "rollout" => crate::bench_scheduler::rollout(args.replicas).await,
-        other => bail!("skiff bench {other}: unknown benchmark; known: api, scheduler, rollout"),
+        "pods" => crate::bench_pods::pods(args.burst, args.sequential, args.floor_runs).await,
+        other => {
+            bail!("skiff bench {other}: unknown benchmark; known: api, scheduler, rollout, pods")
+        }
     }
 }
 
@@ -269,7 +281,7 @@ fn data_dir() -> anyhow::Result<tempfile::TempDir> {
 
 /// A `skiff server` started for a benchmark in its own temp data dir; stopped on drop.
 pub(crate) struct BenchServer {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     _child: ChildGuard,
     /// The server's process id (for RSS readings).
     pub pid: u32,
@@ -277,6 +289,13 @@ pub(crate) struct BenchServer {
     pub client: kube::Client,
     /// Time from spawning the process to /readyz answering 200.
     pub ready: Duration,
+}
+
+impl BenchServer {
+    /// The server's data dir.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
 }
 
 /// Starts `skiff server` (no node agent) with `extra` flags and waits for /readyz.
@@ -304,7 +323,7 @@ pub(crate) async fn start_server(extra: &[&str]) -> anyhow::Result<BenchServer> 
     let ready = started.elapsed();
     let client = client_for(&dir.path().join("kubeconfig.yaml")).await?;
     Ok(BenchServer {
-        _dir: dir,
+        dir,
         _child: guard,
         pid,
         client,

@@ -2,8 +2,10 @@
 
 mod agent;
 mod bench;
+mod bench_pods;
 mod bench_scheduler;
 mod components;
+mod image;
 mod killall;
 mod pidlock;
 mod server;
@@ -27,6 +29,8 @@ enum Command {
     /// Stop every pod and container of a data dir's node agent and remove what it
     /// set up on this machine (mounts, cgroups, bridge, iptables chains, routes).
     Killall(killall::KillallArgs),
+    /// Import, list and remove the images of a data dir's node agent.
+    Image(image::ImageArgs),
     /// Run the scheduler against an API server (several may run; one leads).
     Scheduler(components::SchedulerArgs),
     /// Run the controller manager against an API server (several may run; one leads).
@@ -62,6 +66,7 @@ fn main() {
             Command::Server(args) => server::run(*args).await,
             Command::Agent(args) => agent::run(*args).await,
             Command::Killall(args) => killall::run(args).await,
+            Command::Image(args) => image::run(args).await,
             Command::Scheduler(args) => components::run_scheduler(args).await,
             Command::ControllerManager(args) => components::run_controller_manager(args).await,
             Command::Bench(args) => bench::run(args).await,

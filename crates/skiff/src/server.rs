@@ -53,9 +53,14 @@ pub struct ServerArgs {
     /// Cluster DNS domain.
     #[arg(long, default_value = "cluster.local")]
     pub cluster_domain: String,
-    /// Shared secret nodes use to join (default: generated into <data-dir>/token).
-    #[arg(long, env = "SKIFF_TOKEN")]
+    /// Shared secret nodes use to join (default: generated). The full join token,
+    /// `K10<CA hash>::server:<secret>`, is written to <data-dir>/token.
+    #[arg(long, env = "SKIFF_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// More names or addresses for the API server's certificate (the ones agents
+    /// use in --server), comma separated.
+    #[arg(long, value_delimiter = ',')]
+    pub tls_san: Vec<String>,
     /// Static bearer tokens for users, one `token,user,uid,"group1,group2"` per line.
     #[arg(long)]
     pub token_auth_file: Option<PathBuf>,
@@ -104,6 +109,42 @@ fn random_token() -> String {
         let _ = f.read_exact(&mut buf);
     }
     buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The join token: the secret from `--token` (bare or a full token for this CA), else
+/// from `<data-dir>/token`, else a new one; written back as the full token, which
+/// pins this cluster's CA.
+fn join_token(
+    flag: Option<&str>,
+    path: &std::path::Path,
+    ca_cert: &str,
+) -> anyhow::Result<apiserver::join::JoinToken> {
+    use apiserver::join::JoinToken;
+    let secret = match flag {
+        Some(t) => {
+            let token = JoinToken::parse(t).context("--token")?;
+            if token.ca_hash.is_some() && !token.pins(ca_cert) {
+                bail!(
+                    "--token names another cluster's CA; pass the bare secret or this cluster's token from {}",
+                    path.display()
+                );
+            }
+            token.secret
+        }
+        None => match fs::read_to_string(path) {
+            Ok(t) if !t.trim().is_empty() => {
+                JoinToken::parse(&t)
+                    .with_context(|| format!("reading {}", path.display()))?
+                    .secret
+            }
+            _ => random_token(),
+        },
+    };
+    let token = JoinToken::new(ca_cert, &secret);
+    fs::write(path, format!("{token}\n")).with_context(|| format!("writing {}", path.display()))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("protecting {}", path.display()))?;
+    Ok(token)
 }
 
 fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<crate::pidlock::PidLock> {
@@ -197,17 +238,6 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", server_dir.display()))?;
     let _lock = lock_data_dir(&server_dir)?;
 
-    // Join token for agents (used by the node agent issue).
-    let token_path = data_dir.join("token");
-    let token = match (&args.token, fs::read_to_string(&token_path)) {
-        (Some(t), _) => t.clone(),
-        (None, Ok(t)) if !t.trim().is_empty() => t.trim().to_string(),
-        _ => random_token(),
-    };
-    fs::write(&token_path, format!("{token}\n"))
-        .with_context(|| format!("writing {}", token_path.display()))?;
-    fs::set_permissions(&token_path, fs::Permissions::from_mode(0o600))?;
-
     let first_service_ip = {
         let base = args.service_cidr.split('/').next().unwrap_or_default();
         let ip: std::net::Ipv4Addr = base.parse().with_context(|| {
@@ -231,14 +261,27 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if !hostname.is_empty() {
         sans.push(hostname);
     }
-    if !args.bind_address.is_unspecified() {
+    if args.bind_address.is_unspecified() {
+        // Agents on other machines reach it at this machine's address.
+        let node_ip = args
+            .node
+            .node_ip
+            .unwrap_or_else(crate::agent::default_node_ip);
+        if !node_ip.is_loopback() {
+            sans.push(node_ip.to_string());
+        }
+    } else {
         sans.push(args.bind_address.to_string());
     }
-    sans.dedup();
+    sans.extend(args.tls_san.iter().map(|s| s.trim().to_owned()));
+    let mut seen = std::collections::HashSet::new();
+    sans.retain(|s| !s.is_empty() && seen.insert(s.clone()));
     let pki = Pki::load_or_create(&PkiConfig {
         dir: server_dir.join("tls"),
         sans,
     })?;
+    let token_path = data_dir.join("token");
+    let token = join_token(args.token.as_deref(), &token_path, &pki.ca_cert)?;
 
     let static_tokens = match &args.token_auth_file {
         Some(p) => {
@@ -261,6 +304,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         cluster_domain: args.cluster_domain.clone(),
         static_tokens,
         compaction_interval_secs: args.compaction_interval,
+        join_token: Some(token.secret.clone()),
         ..ApiServerConfig::default()
     };
     let server = ApiServer::build(config, store, &pki).await?;
@@ -294,6 +338,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         startup_ms = started.elapsed().as_millis() as u64,
         "Skiff API server listening; run: kubectl --kubeconfig {} get ns",
         kubeconfig.display()
+    );
+    tracing::info!(
+        token = %token_path.display(),
+        "nodes join with: skiff agent --server {url} --token {token}"
     );
     // Control-plane clients in this process, talking to the server over HTTPS.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -80,6 +80,12 @@ pub(crate) fn render(config: &Config) -> String {
     line(format!("  bin_dir = {}", string(CNI_BIN_DIR)));
     line(format!("  conf_dir = {}", path(&config.cni_conf_dir)));
     line("  max_conf_num = 1".into());
+    if let Some(hosts) = &config.registry_config_path {
+        // Mirrors and TLS per registry, as `<hosts>/<host>/hosts.toml`; read at each pull.
+        line(String::new());
+        line("[plugins.\"io.containerd.grpc.v1.cri\".registry]".into());
+        line(format!("  config_path = {}", path(hosts)));
+    }
     out
 }
 
@@ -143,6 +149,18 @@ mod tests {
     fn the_sandbox_image_is_the_local_pause_image() {
         let expected = format!("sandbox_image = \"{}\"", crate::image::PAUSE_IMAGE);
         assert!(rendered().contains(&expected));
+    }
+
+    #[test]
+    fn registry_hosts_are_read_from_the_agents_directory() {
+        assert!(
+            rendered().contains("config_path = \"/var/lib/skiff/agent/containerd/certs.d\""),
+            "{}",
+            rendered()
+        );
+        let mut config = Config::new("/d", "/c");
+        config.registry_config_path = None;
+        assert!(!render(&config).contains("config_path"));
     }
 
     #[test]

@@ -107,20 +107,7 @@ pub(crate) struct Archive {
 /// The OCI layout tar of the image `name` (normalized, with a tag) made of `layer`.
 pub(crate) fn archive(name: &str, tag: &str, run: &RunConfig, layer: Blob) -> io::Result<Archive> {
     let architecture = go_arch();
-    let config = json(&ImageConfig {
-        architecture,
-        os: "linux",
-        config: ContainerConfig {
-            env: &run.env,
-            entrypoint: &run.entrypoint,
-            cmd: &run.cmd,
-            working_dir: &run.working_dir,
-        },
-        rootfs: RootFs {
-            kind: "layers",
-            diff_ids: vec![layer.diff_id.clone()],
-        },
-    })?;
+    let config = config_json(run, &layer.diff_id)?;
     let config_digest = sha256(&config);
     let manifest = json(&Manifest {
         schema_version: 2,
@@ -176,6 +163,25 @@ pub(crate) fn archive(name: &str, tag: &str, run: &RunConfig, layer: Blob) -> io
     })
 }
 
+/// The image config (the same in OCI and Docker archives) of a one-layer image whose
+/// uncompressed layer has digest `diff_id`.
+pub(crate) fn config_json(run: &RunConfig, diff_id: &str) -> io::Result<Vec<u8>> {
+    json(&ImageConfig {
+        architecture: go_arch(),
+        os: "linux",
+        config: ContainerConfig {
+            env: &run.env,
+            entrypoint: &run.entrypoint,
+            cmd: &run.cmd,
+            working_dir: &run.working_dir,
+        },
+        rootfs: RootFs {
+            kind: "layers",
+            diff_ids: vec![diff_id.to_owned()],
+        },
+    })
+}
+
 fn descriptor(media_type: &'static str, data: &[u8]) -> Descriptor {
     Descriptor {
         media_type,
@@ -186,7 +192,7 @@ fn descriptor(media_type: &'static str, data: &[u8]) -> Descriptor {
     }
 }
 
-fn json(value: &impl Serialize) -> io::Result<Vec<u8>> {
+pub(crate) fn json(value: &impl Serialize) -> io::Result<Vec<u8>> {
     serde_json::to_vec(value).map_err(io::Error::other)
 }
 
@@ -201,7 +207,7 @@ fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
     header
 }
 
-fn append(tar: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]) -> io::Result<()> {
+pub(crate) fn append(tar: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]) -> io::Result<()> {
     let mut header = header(tar::EntryType::Regular, 0o644, data.len() as u64);
     tar.append_data(&mut header, path, data)
 }

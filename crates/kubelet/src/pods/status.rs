@@ -1,6 +1,7 @@
 //! A pod's status computed from what the runtime shows, the way the kubelet computes
-//! it: container states with last states and restart counts, the phase, and the
-//! PodReadyToStartContainers, Initialized, ContainersReady and Ready conditions.
+//! it: container states with last states and restart counts, `started` and `ready`
+//! from the probes, the phase, and the PodReadyToStartContainers, Initialized,
+//! ContainersReady and Ready conditions.
 
 use std::collections::HashMap;
 
@@ -11,6 +12,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use super::probes::Snapshot;
 use super::sandbox::Qos;
 use crate::labels;
 
@@ -41,16 +43,6 @@ pub(crate) fn state(status: &v1::ContainerStatus) -> v1::ContainerState {
     v1::ContainerState::try_from(status.state).unwrap_or(v1::ContainerState::ContainerUnknown)
 }
 
-/// Whether a readiness probe (when the container has one) says the container is
-/// ready. Probes are another piece of work: for now a running container is ready.
-pub(crate) fn probe_ready(
-    _pod: &Pod,
-    _container: &Container,
-    _status: &v1::ContainerStatus,
-) -> bool {
-    true
-}
-
 /// What the pod's containers are waiting for when the runtime shows nothing newer:
 /// a reason and message per container name (ErrImageNeverPull, CrashLoopBackOff…).
 pub(crate) type Waiting = HashMap<String, (String, String)>;
@@ -66,6 +58,8 @@ pub(crate) struct Observed<'a> {
     pub(crate) host_ip: &'a str,
     pub(crate) sandbox_ready: bool,
     pub(crate) start_time: Option<Time>,
+    /// What the probes found: `started` and `ready` of running containers.
+    pub(crate) probes: &'a Snapshot,
 }
 
 /// How far the init containers got.
@@ -379,8 +373,8 @@ fn container_status(
         image,
         image_id: latest.image_ref.clone(),
         container_id: Some(format!("containerd://{}", latest.id)),
-        ready: running && probe_ready(observed.pod, c, latest),
-        started: Some(running),
+        ready: running && observed.probes.ready(c, &latest.id),
+        started: Some(running && observed.probes.started(c, &latest.id)),
         restart_count: restart_count(latest) as i32,
         state: Some(current),
         last_state: Some(last.unwrap_or_default()),
@@ -492,6 +486,7 @@ mod tests {
                 host_ip: "192.168.1.10",
                 sandbox_ready: true,
                 start_time: None,
+                probes: &Snapshot::default(),
             },
             None,
         )
@@ -543,6 +538,63 @@ mod tests {
                 .map(|t| t.exit_code),
             Some(1)
         );
+    }
+
+    #[test]
+    fn a_running_container_is_ready_only_once_its_readiness_probe_succeeded() {
+        use crate::pods::probes::{Kind, Verdict};
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "d", "uid": "u"},
+            "spec": {"containers": [{"name": "c", "image": "busybox",
+                "readinessProbe": {"exec": {"command": ["true"]}}}]},
+        }))
+        .expect("pod");
+        let running = v1::ContainerStatus {
+            id: "id0".into(),
+            state: v1::ContainerState::ContainerRunning as i32,
+            started_at: 1_700_000_000_000_000_000,
+            ..Default::default()
+        };
+        let containers = HashMap::from([("c".to_owned(), vec![running])]);
+        let (waiting, messages) = (Waiting::new(), HashMap::new());
+        let compute_with = |probes: &Snapshot| {
+            compute(
+                &Observed {
+                    pod: &pod,
+                    containers: &containers,
+                    waiting: &waiting,
+                    messages: &messages,
+                    pod_ip: "10.42.0.5",
+                    host_ip: "192.168.1.10",
+                    sandbox_ready: true,
+                    start_time: None,
+                    probes,
+                },
+                None,
+            )
+        };
+        let ready_condition = |status: &PodStatus| {
+            status
+                .conditions
+                .iter()
+                .flatten()
+                .find(|c| c.type_ == "Ready")
+                .map(|c| (c.status.clone(), c.message.clone()))
+        };
+        let unready = compute_with(&Snapshot::default());
+        assert_eq!(unready.phase.as_deref(), Some("Running"));
+        let c = &unready.container_statuses.as_ref().expect("statuses")[0];
+        assert_eq!((c.ready, c.started), (false, Some(true)));
+        assert_eq!(
+            ready_condition(&unready),
+            Some((
+                "False".to_owned(),
+                Some("containers with unready status: [c]".to_owned())
+            ))
+        );
+        let ready = compute_with(&Snapshot::with("id0", Kind::Readiness, Verdict::Success));
+        assert!(ready.container_statuses.as_ref().expect("statuses")[0].ready);
+        assert_eq!(ready_condition(&ready), Some(("True".to_owned(), None)));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use cri::{Rpc, v1};
 use events::{Event, EventType};
-use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodStatus};
+use k8s_openapi::api::core::v1::{Container, ObjectReference, Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
@@ -22,6 +22,7 @@ mod stop;
 
 use super::Ctx;
 use super::container;
+use super::probes::{self, Probes};
 use super::sandbox;
 use super::status::{self, History, Init, Observed, Waiting};
 use crate::Error;
@@ -58,6 +59,9 @@ struct Track {
     backoff_reported: Option<String>,
     /// Why the container cannot be started (image, config), until it can.
     waiting: Option<(String, String)>,
+    /// The container killed because a liveness or startup probe failed, which is
+    /// restarted whatever its exit code (unless restartPolicy is Never).
+    probe_killed: Option<String>,
 }
 
 /// The sandbox in use.
@@ -91,6 +95,8 @@ pub(crate) struct Worker {
     sandbox_stopped: bool,
     /// Whether this worker's last sync found the pod finished.
     finished: bool,
+    /// The liveness, readiness and startup probers of the running containers.
+    probes: Probes,
 }
 
 impl Worker {
@@ -117,6 +123,7 @@ impl Worker {
             start_time,
             sandbox_stopped: false,
             finished: false,
+            probes: Probes::new(),
         }
     }
 
@@ -133,6 +140,7 @@ impl Worker {
             let update = updates.borrow_and_update().clone();
             self.pod = update.pod;
             if update.gone || self.pod.metadata.deletion_timestamp.is_some() {
+                self.probes.stop();
                 let terminated = tokio::select! {
                     t = self.terminate(update.gone) => t,
                     _ = crate::stopped(&mut shutdown) => return,
@@ -158,6 +166,7 @@ impl Worker {
             };
             tokio::select! {
                 changed = updates.changed() => if changed.is_err() { return },
+                _ = self.probes.changed() => {}
                 _ = tokio::time::sleep(wait) => {}
                 _ = crate::stopped(&mut shutdown) => return,
             }
@@ -209,11 +218,16 @@ impl Worker {
                 containers = self.observe().await?;
             }
             self.ensure_volumes().await?;
-            acted = self.run_containers(&containers).await?;
+            if self.kill_unhealthy(&containers).await {
+                containers = self.observe().await?;
+                acted = true;
+            }
+            acted |= self.run_containers(&containers).await?;
         }
         if acted {
             containers = self.observe().await?;
         }
+        self.sync_probes(&containers);
         self.report(&containers).await?;
         self.finished = finished
             || matches!(
@@ -245,6 +259,7 @@ impl Worker {
                     .is_some_and(|s| {
                         status::state(s) == v1::ContainerState::ContainerExited
                             && (policy == "Never" || s.exit_code == 0)
+                            && !self.probe_killed(&c.name, &s.id)
                     })
             })
     }
@@ -528,9 +543,11 @@ impl Worker {
         }
         for c in &spec.containers {
             let latest = containers.get(&c.name).and_then(|h| h.first());
-            let restart = match latest.map(|s| (status::state(s), s.exit_code)) {
-                Some((v1::ContainerState::ContainerExited, code)) => {
-                    policy == "Always" || (policy == "OnFailure" && code != 0)
+            let restart = match latest.map(|s| (status::state(s), s.exit_code, &s.id)) {
+                Some((v1::ContainerState::ContainerExited, code, id)) => {
+                    policy == "Always"
+                        || (policy == "OnFailure" && code != 0)
+                        || self.probe_killed(&c.name, id)
                 }
                 _ => true,
             };
@@ -564,6 +581,7 @@ impl Worker {
                 host_ip: &host_ip,
                 sandbox_ready: self.sandbox.as_ref().is_some_and(|s| s.ready),
                 start_time: self.start_time.clone(),
+                probes: &self.probes.snapshot(),
             },
             self.reported.as_ref(),
         );
@@ -591,6 +609,95 @@ impl Worker {
         Ok(())
     }
 
+    /// The pod as events refer to it.
+    fn reference(&self) -> ObjectReference {
+        ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            name: Some(self.name.clone()),
+            namespace: Some(self.namespace.clone()),
+            uid: Some(self.uid.clone()),
+            resource_version: self.pod.resource_version(),
+            field_path: None,
+        }
+    }
+
+    /// Whether container `id` (named `name`) was killed by a failed probe to be
+    /// restarted.
+    fn probe_killed(&self, name: &str, id: &str) -> bool {
+        self.tracks
+            .get(name)
+            .and_then(|t| t.probe_killed.as_deref())
+            == Some(id)
+    }
+
+    /// The containers probes run for: the regular ones and the sidecars.
+    fn probed_containers(&self) -> Vec<(Container, bool)> {
+        let spec = self.spec();
+        let sidecars = spec
+            .init_containers
+            .into_iter()
+            .flatten()
+            .filter(status::is_sidecar)
+            .map(|c| (c, true));
+        spec.containers
+            .into_iter()
+            .map(|c| (c, false))
+            .chain(sidecars)
+            .collect()
+    }
+
+    /// Kills the running containers whose liveness or startup probe failed (they are
+    /// restarted as their restart policy says). Returns whether any was.
+    async fn kill_unhealthy(&mut self, containers: &HashMap<String, History>) -> bool {
+        let snapshot = self.probes.snapshot();
+        let mut killed = false;
+        for (c, _) in self.probed_containers() {
+            let Some(latest) = containers.get(&c.name).and_then(|h| h.first()) else {
+                continue;
+            };
+            if status::state(latest) != v1::ContainerState::ContainerRunning {
+                continue;
+            }
+            if let Some(kind) = snapshot.failed(&latest.id) {
+                self.kill_for_probe(&c, &latest.id, kind).await;
+                killed = true;
+            }
+        }
+        killed
+    }
+
+    /// Starts the probers of newly running containers and stops those of containers
+    /// that stopped.
+    fn sync_probes(&mut self, containers: &HashMap<String, History>) {
+        let probed = self.probed_containers();
+        let running: Vec<probes::Running<'_>> = probed
+            .iter()
+            .filter_map(|(c, sidecar)| {
+                let latest = containers.get(&c.name)?.first()?;
+                (status::state(latest) == v1::ContainerState::ContainerRunning).then_some(
+                    probes::Running {
+                        spec: c,
+                        id: &latest.id,
+                        started_at: latest.started_at,
+                        sidecar: *sidecar,
+                    },
+                )
+            })
+            .collect();
+        let ctx = probes::Context {
+            runtime: &self.ctx.runtime,
+            recorder: &self.ctx.recorder,
+            pod: self.reference(),
+            target: probes::Target {
+                pod_ip: self.sandbox.as_ref().and_then(|s| s.ip.parse().ok()),
+                host_network: sandbox::host_network(&self.pod),
+                node_ip: self.ctx.config.node_ip,
+            },
+        };
+        self.probes.sync(&ctx, &running);
+    }
+
     /// Records an event about the pod (about one of its containers when `container`),
     /// in the background.
     fn event(&self, type_: EventType, reason: &str, note: String, container: Option<&str>) {
@@ -608,13 +715,8 @@ impl Worker {
             }
         });
         let reference = ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("Pod".into()),
-            name: Some(self.name.clone()),
-            namespace: Some(self.namespace.clone()),
-            uid: Some(self.uid.clone()),
-            resource_version: self.pod.resource_version(),
             field_path,
+            ..self.reference()
         };
         let event = Event {
             type_,

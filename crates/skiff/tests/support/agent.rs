@@ -357,6 +357,12 @@ impl Drop for AgentServer {
     }
 }
 
+/// Claims networks for a test that runs its own agents: `k` names the cluster CIDR
+/// `10.<100+k>.0.0/16` and the Service CIDR `10.<160+k>.0.0/16`; hold the listener.
+pub fn claim_test_networks() -> (u8, UnixListener) {
+    claim_networks()
+}
+
 /// Claims k in 0..50 for this test's networks: no concurrent test (an abstract unix
 /// socket per k) and no route on the machine uses 10.(100+k)/16 or 10.(160+k)/16.
 fn claim_networks() -> (u8, UnixListener) {

@@ -266,30 +266,59 @@ impl Worker {
                 Ok(None)
             }
             Local::Pull => {
-                self.event(
-                    EventType::Normal,
-                    "Pulling",
-                    format!("Pulling image \"{image}\""),
-                    Some(&c.name),
-                );
+                let key = images::backoff::key(&self.uid, image);
+                let backing_off = images::backoff::pulls()
+                    .waiting(&key, Instant::now())
+                    .map(str::to_owned);
+                if let Some(last) = backing_off {
+                    let note = format!("Back-off pulling image \"{image}\"");
+                    self.wait_for(c, "ImagePullBackOff", format!("{note}: {last}"));
+                    self.event(EventType::Normal, "BackOff", note, Some(&c.name));
+                    let failed = "Error: ImagePullBackOff".to_owned();
+                    self.event(EventType::Warning, "Failed", failed, Some(&c.name));
+                    return Ok(None);
+                }
                 let started = Instant::now();
-                match images::pull(&self.ctx.runtime, image, None).await {
-                    Ok(found) => {
+                let (secrets, missing) = images::pull_secrets(&self.ctx.client, &self.pod).await;
+                if !missing.is_empty() {
+                    let note = format!(
+                        "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
+                        missing.join(", ")
+                    );
+                    let reason = "FailedToRetrieveImagePullSecret";
+                    self.event(EventType::Warning, reason, note, None);
+                }
+                let auths = images::credentials(&self.ctx.config.dir, &secrets, image);
+                let pulling = format!("Pulling image \"{image}\"");
+                self.event(EventType::Normal, "Pulling", pulling, Some(&c.name));
+                let (base, max) = (
+                    self.ctx.config.crash_backoff_base,
+                    self.ctx.config.crash_backoff_max,
+                );
+                match images::pull(&self.ctx.runtime, image, auths).await {
+                    Ok(pulled) => {
+                        images::backoff::pulls().succeeded(&key, Instant::now(), max);
                         self.event(
                             EventType::Normal,
                             "Pulled",
                             format!(
-                                "Successfully pulled image \"{image}\" in {:.3}s. Image size: {} bytes.",
-                                started.elapsed().as_secs_f64(),
-                                found.size
+                                "Successfully pulled image \"{image}\" in {} ({} including waiting). Image size: {} bytes.",
+                                go_duration(pulled.took),
+                                go_duration(started.elapsed()),
+                                pulled.image.size
                             ),
                             Some(&c.name),
                         );
-                        Ok(Some(found))
+                        Ok(Some(pulled.image))
                     }
                     Err(message) => {
-                        self.wait_for(c, "ErrImagePull", message.clone());
-                        self.event(EventType::Warning, "Failed", message, Some(&c.name));
+                        let last = format!("ErrImagePull: {message}");
+                        images::backoff::pulls().failed(&key, Instant::now(), base, max, last);
+                        let note = format!("Failed to pull image \"{image}\": {message}");
+                        self.event(EventType::Warning, "Failed", note, Some(&c.name));
+                        let failed = "Error: ErrImagePull".to_owned();
+                        self.event(EventType::Warning, "Failed", failed, Some(&c.name));
+                        self.wait_for(c, "ErrImagePull", message);
                         Ok(None)
                     }
                 }

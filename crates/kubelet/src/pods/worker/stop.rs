@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use cri::{Rpc, v1};
 use events::EventType;
-use k8s_openapi::api::core::v1::{LifecycleHandler, Pod};
+use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod};
 use kube::Api;
 use kube::api::{DeleteParams, Preconditions};
 
@@ -15,6 +15,7 @@ use super::{MIN_GRACE, Worker};
 use crate::Error;
 use crate::labels;
 use crate::pods::container;
+use crate::pods::probes::Kind;
 
 impl Worker {
     /// A finished pod: stop what still runs (sidecars) and its sandbox, which frees
@@ -69,12 +70,54 @@ impl Worker {
         grace: i64,
         pre_stop: Option<&LifecycleHandler>,
     ) {
-        self.event(
-            EventType::Normal,
-            "Killing",
-            format!("Stopping container {name}"),
-            Some(name),
-        );
+        let note = format!("Stopping container {name}");
+        self.stop_container_saying(id, name, grace, pre_stop, note)
+            .await;
+    }
+
+    /// Kills container `c` (ID `id`) because its `kind` probe failed, as the kubelet
+    /// does: the Killing event says why, the grace period is the deletion's, else the
+    /// probe's terminationGracePeriodSeconds, else the pod's; the preStop hook runs.
+    /// Unless restartPolicy is Never, the container is then restarted whatever its
+    /// exit code.
+    pub(super) async fn kill_for_probe(&mut self, c: &Container, id: &str, kind: Kind) {
+        let what = match kind {
+            Kind::Liveness => "liveness",
+            Kind::Startup => "startup",
+            Kind::Readiness => return,
+        };
+        let restart = self.restart_policy() != "Never";
+        let mut note = format!("Container {} failed {what} probe", c.name);
+        if restart {
+            note.push_str(", will be restarted");
+        }
+        let grace = self
+            .pod
+            .metadata
+            .deletion_grace_period_seconds
+            .or_else(|| kind.of(c).and_then(|p| p.termination_grace_period_seconds))
+            .or_else(|| self.spec().termination_grace_period_seconds)
+            .unwrap_or(30)
+            .max(0);
+        tracing::info!(pod = %self.key(), container = %c.name, probe = %kind, grace, "killing a container that failed its probe");
+        let pre_stop = c.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref());
+        self.stop_container_saying(id, &c.name, grace, pre_stop, note)
+            .await;
+        if restart {
+            self.tracks.entry(c.name.clone()).or_default().probe_killed = Some(id.to_owned());
+        }
+    }
+
+    /// [`Worker::stop_container`] with the Killing event's note.
+    async fn stop_container_saying(
+        &self,
+        id: &str,
+        name: &str,
+        grace: i64,
+        pre_stop: Option<&LifecycleHandler>,
+        note: String,
+    ) {
+        self.event(EventType::Normal, "Killing", note, Some(name));
         let deadline = Instant::now() + Duration::from_secs(grace.max(0) as u64);
         if let Some(hook) = pre_stop {
             let ip = self
