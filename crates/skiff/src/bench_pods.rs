@@ -95,7 +95,17 @@ pub async fn pods(burst: usize, sequential: usize, floor_runs: usize) -> anyhow:
     drop(agent);
     let m = result?;
 
-    let mut floor_sorted = floor.clone();
+    let median = |f: fn(&FloorRun) -> Duration| {
+        let mut v: Vec<Duration> = floor.iter().map(f).collect();
+        v.sort();
+        percentile(&v, 0.5)
+    };
+    let (sandbox_p50, create_p50, start_p50) = (
+        median(|r| r.sandbox),
+        median(|r| r.create),
+        median(|r| r.start),
+    );
+    let mut floor_sorted: Vec<Duration> = floor.iter().map(FloorRun::total).collect();
     floor_sorted.sort();
     let floor_p50 = percentile(&floor_sorted, 0.5);
     let (mut b, mut s) = (m.burst.clone(), m.sequential.clone());
@@ -109,10 +119,13 @@ pub async fn pods(burst: usize, sequential: usize, floor_runs: usize) -> anyhow:
     println!("| measurement | result | goal |");
     println!("| --- | --- | --- |");
     println!(
-        "| floor: RunPodSandbox + CreateContainer + StartContainer, raw CRI, {} runs | p50 {} ms, p99 {} ms | baseline |",
+        "| floor: RunPodSandbox + CreateContainer + StartContainer, raw CRI, {} runs | p50 {} ms, p99 {} ms (medians: sandbox {} ms, create {} ms, start {} ms) | baseline |",
         floor.len(),
         ms(floor_p50),
         ms(percentile(&floor_sorted, 0.99)),
+        ms(sandbox_p50),
+        ms(create_p50),
+        ms(start_p50),
     );
     println!(
         "| {} pods created at once → Running | p50 {} ms, p99 {} ms; all in {:.1} s ({:.1} pods/s) | — |",
@@ -259,11 +272,9 @@ async fn measure(
             .copied()
             .unwrap_or_else(Instant::now);
         seq_lat.push(at.saturating_duration_since(t));
-        // Deleting runs beside the next creations, as churn does on a real node.
-        let pods = pods.clone();
-        tokio::spawn(async move {
-            let _ = pods.delete(&name, &DeleteParams::default()).await;
-        });
+        // Removed before the next one starts, as the floor removes its pods: the
+        // measurement is pod start, not start beside teardown.
+        delete_all(&pods, std::slice::from_ref(&name)).await?;
         if i % 50 == 49 {
             eprintln!("    {} pods", i + 1);
         }
@@ -411,7 +422,7 @@ impl Drop for AgentGuard {
 /// The floor: `runs` pods, one after another, through raw CRI calls on a
 /// containerd configured like the agent's; returns each pod's RunPodSandbox +
 /// CreateContainer + StartContainer time.
-async fn floor(data_dir: &Path, net: &Networks, runs: usize) -> anyhow::Result<Vec<Duration>> {
+async fn floor(data_dir: &Path, net: &Networks, runs: usize) -> anyhow::Result<Vec<FloorRun>> {
     let dir = data_dir.join("floor");
     let cni = dir.join("net.d");
     std::fs::create_dir_all(&cni)?;
@@ -461,8 +472,22 @@ async fn floor(data_dir: &Path, net: &Networks, runs: usize) -> anyhow::Result<V
     result
 }
 
+/// One floor pod's times.
+#[derive(Debug, Clone, Copy)]
+struct FloorRun {
+    sandbox: Duration,
+    create: Duration,
+    start: Duration,
+}
+
+impl FloorRun {
+    fn total(&self) -> Duration {
+        self.sandbox + self.create + self.start
+    }
+}
+
 /// One floor pod: sandbox + busybox container, as the agent would configure them.
-async fn floor_pod(rt: &cri::Runtime, dir: &Path, i: usize) -> anyhow::Result<Duration> {
+async fn floor_pod(rt: &cri::Runtime, dir: &Path, i: usize) -> anyhow::Result<FloorRun> {
     let name = format!("floor-{i}");
     let uid = format!("{:032x}", rand::random::<u128>());
     let namespaces = Some(v1::NamespaceOption {
@@ -520,6 +545,7 @@ async fn floor_pod(rt: &cri::Runtime, dir: &Path, i: usize) -> anyhow::Result<Du
         .await
         .rpc("RunPodSandbox")?
         .pod_sandbox_id;
+    let sandbox_done = started.elapsed();
     let container_id = client
         .create_container(v1::CreateContainerRequest {
             pod_sandbox_id: sandbox_id.clone(),
@@ -529,6 +555,7 @@ async fn floor_pod(rt: &cri::Runtime, dir: &Path, i: usize) -> anyhow::Result<Du
         .await
         .rpc("CreateContainer")?
         .container_id;
+    let created = started.elapsed();
     client
         .start_container(v1::StartContainerRequest { container_id })
         .await
@@ -536,5 +563,9 @@ async fn floor_pod(rt: &cri::Runtime, dir: &Path, i: usize) -> anyhow::Result<Du
     let took = started.elapsed();
     rt.remove_sandbox(&sandbox_id).await?;
     let _ = cri::cgroup::remove(&format!("/kubepods/besteffort/pod{uid}"));
-    Ok(took)
+    Ok(FloorRun {
+        sandbox: sandbox_done,
+        create: created - sandbox_done,
+        start: took - created,
+    })
 }

@@ -92,6 +92,7 @@ impl Worker {
 
     /// Creates and starts container `c` as restart number `restart`.
     pub(super) async fn start(&mut self, c: &Container, restart: u32) -> Result<(), Error> {
+        let began = std::time::Instant::now();
         let image_name = c.image.clone().unwrap_or_default();
         let image = match self.image(c, &image_name).await? {
             Some(image) => image,
@@ -114,6 +115,7 @@ impl Worker {
         let Some(sandbox_id) = self.sandbox.as_ref().map(|s| s.id.clone()) else {
             return Ok(());
         };
+        let prepared_ms = began.elapsed().as_millis() as u64;
         let created = self
             .ctx
             .runtime
@@ -144,7 +146,16 @@ impl Worker {
             format!("Created container: {}", c.name),
             Some(&c.name),
         );
+        let created_ms = began.elapsed().as_millis() as u64;
         self.start_created(c, &id).await?;
+        tracing::debug!(
+            pod = %self.key(),
+            container = %c.name,
+            prepared_ms,
+            created_ms,
+            started_ms = began.elapsed().as_millis() as u64,
+            "container started (image, env and mounts ready / created / started, since the start of this step)"
+        );
         self.remove_old_instances(&c.name, &id).await;
         Ok(())
     }
