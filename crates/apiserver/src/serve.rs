@@ -72,6 +72,27 @@ pub struct ApiServer {
     shutdown_tx: watch::Sender<bool>,
 }
 
+/// Resolves when the API server is ready (see [`ApiServer::readiness`]).
+#[derive(Clone)]
+pub struct Readiness(Arc<State>);
+
+impl Readiness {
+    /// Waits until bootstrap has finished.
+    pub async fn wait(&self) {
+        while !self.0.ready.load(Ordering::Acquire) {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+}
+
+impl std::fmt::Debug for Readiness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Readiness")
+            .field("ready", &self.0.ready.load(Ordering::Acquire))
+            .finish()
+    }
+}
+
 /// Handle to a server running in the background (tests and embedding).
 pub struct RunningApiServer {
     /// The address it listens on.
@@ -179,6 +200,12 @@ impl ApiServer {
         self.listener
             .local_addr()
             .map_err(|e| Error::Io("listener".into(), e))
+    }
+
+    /// A handle that resolves once the server has finished bootstrapping (what
+    /// `/readyz` reports), for components started in the same process.
+    pub fn readiness(&self) -> Readiness {
+        Readiness(self.state.clone())
     }
 
     /// Runs in the background until [`RunningApiServer::stop`].

@@ -309,6 +309,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     };
     let server = ApiServer::build(config, store, &pki).await?;
     let addr = server.local_addr()?;
+    // Components in this process start once bootstrap is done (no 500s from /readyz).
+    let readiness = server.readiness();
     let host = if args.bind_address.is_unspecified() {
         "127.0.0.1".to_string()
     } else {
@@ -360,7 +362,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 node: args.node.clone(),
             })?;
         let stop = stop_rx.clone();
+        let ready = readiness.clone();
         Some(tokio::spawn(async move {
+            ready.wait().await;
             if let Err(e) =
                 crate::agent::run_embedded(lock, agent_kubeconfig, agent_config, stop).await
             {
@@ -376,6 +380,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     };
     let disabled = args.disable.clone();
     let components = tokio::spawn(async move {
+        readiness.wait().await;
         match crate::components::spawn_embedded(
             &components_kubeconfig,
             controller_config,
