@@ -322,6 +322,18 @@ spec:
   restartPolicy: Never
   containers:
   - {name: c, image: busybox, command: [sh, -c, 'echo done > /dev/termination-log; exit 0']}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: hog, namespace: default}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: busybox
+    # tail keeps the current line; /dev/zero has no newline, so it grows until killed.
+    command: [tail, /dev/zero]
+    resources: {limits: {memory: 32Mi}}
 "#,
     );
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
@@ -377,6 +389,20 @@ spec:
     assert_eq!(terminated.reason.as_deref(), Some("Completed"));
     assert_eq!(terminated.message.as_deref(), Some("done\n"));
     assert_eq!(c.restart_count, 0);
+
+    // Over its memory limit: killed by the kernel, reported as OOMKilled.
+    let hog = pod_where(&pods, "hog", "hog Failed", Duration::from_secs(60), |p| {
+        phase(p) == "Failed"
+    })
+    .await;
+    let c = container_status(&hog);
+    let terminated = c.state.and_then(|s| s.terminated).expect("terminated");
+    assert_eq!(
+        (terminated.exit_code, terminated.reason.as_deref()),
+        (137, Some("OOMKilled"))
+    );
+    let listed = server.kubectl_ok(&["get", "pod", "hog"]);
+    assert!(listed.contains("OOMKilled"), "{listed}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -526,4 +552,50 @@ spec:
         .expect("main terminated");
     assert!(second.finished_at.as_ref().map(|t| t.0) <= main.started_at.as_ref().map(|t| t.0));
     assert_eq!(main.message.as_deref(), Some("first\nsecond\nmain\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_network_pod_listens_on_the_node_address() {
+    let server = AgentServer::start();
+    let client = server.client().await;
+    ready_node(&client).await;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+        l.local_addr().expect("addr").port()
+    };
+    server.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: hostnet, namespace: default}}
+spec:
+  hostNetwork: true
+  containers:
+  - name: c
+    image: busybox
+    command: [sh, -c, 'mkdir -p /www && echo "host network" > /www/index.html && exec httpd -f -p 127.0.0.1:{port} -h /www']
+"#
+    ));
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pod = pod_where(
+        &pods,
+        "hostnet",
+        "hostnet Running",
+        Duration::from_secs(60),
+        |p| phase(p) == "Running",
+    )
+    .await;
+    let status = pod.status.unwrap_or_default();
+    assert_eq!(
+        status.pod_ip.as_deref(),
+        Some("127.0.0.1"),
+        "the pod IP is the node's"
+    );
+    let answer = eventually(
+        Duration::from_secs(20),
+        "an answer on the host port",
+        || http_get("127.0.0.1", port),
+    )
+    .await;
+    assert!(answer.contains("host network"), "{answer}");
 }
