@@ -599,3 +599,71 @@ spec:
     .await;
     assert!(answer.contains("host network"), "{answer}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sidecar_keeps_running_beside_the_main_container_and_post_start_runs() {
+    let server = AgentServer::start();
+    let client = server.client().await;
+    ready_node(&client).await;
+    server.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: sidecar, namespace: default}
+spec:
+  volumes: [{name: shared, emptyDir: {}}]
+  initContainers:
+  - name: helper
+    image: busybox
+    restartPolicy: Always
+    command: [sh, -c, 'while true; do date > /shared/helper; sleep 1; done']
+    volumeMounts: [{name: shared, mountPath: /shared}]
+  containers:
+  - name: main
+    image: busybox
+    command: [sh, -c, 'while true; do sleep 1; done']
+    volumeMounts: [{name: shared, mountPath: /shared}]
+    lifecycle:
+      postStart:
+        exec: {command: [sh, -c, 'echo hooked > /shared/post-start']}
+"#,
+    );
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pod = pod_where(
+        &pods,
+        "sidecar",
+        "sidecar pod Running and ready",
+        Duration::from_secs(60),
+        |p| phase(p) == "Running" && container_status(p).ready,
+    )
+    .await;
+    let status = pod.status.unwrap_or_default();
+    let helper = status
+        .init_container_statuses
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.name == "helper")
+        .expect("the sidecar's status");
+    assert!(
+        helper.state.and_then(|s| s.running).is_some(),
+        "the sidecar is still running"
+    );
+    assert_eq!(helper.started, Some(true));
+    // The main container sees what the sidecar and its postStart hook wrote.
+    let out = eventually(Duration::from_secs(10), "both files", || async {
+        let out = server.kubectl(&[
+            "exec",
+            "sidecar",
+            "-c",
+            "main",
+            "--",
+            "sh",
+            "-c",
+            "cat /shared/post-start && test -s /shared/helper && echo helper-ok",
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.contains("helper-ok").then_some(text)
+    })
+    .await;
+    assert!(out.contains("hooked"), "{out}");
+}
