@@ -667,3 +667,78 @@ spec:
     .await;
     assert!(out.contains("hooked"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_containerd_is_restarted_and_pods_keep_running() {
+    let server = AgentServer::start();
+    let client = server.client().await;
+    ready_node(&client).await;
+    let pod_yaml = |name: &str| {
+        format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, namespace: default}}
+spec:
+  containers:
+  - {{name: c, image: busybox, command: [sh, -c, 'while true; do sleep 1; done']}}
+"#
+        )
+    };
+    server.apply(&pod_yaml("before"));
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let running = |p: &Pod| phase(p) == "Running" && container_status(p).ready;
+    let before = pod_where(
+        &pods,
+        "before",
+        "before Running",
+        Duration::from_secs(60),
+        running,
+    )
+    .await;
+    let id = container_status(&before)
+        .container_id
+        .expect("container id");
+
+    // SIGKILL the agent's containerd (its command line names its config).
+    let config = server
+        .dir
+        .join("agent")
+        .join("containerd")
+        .join("config.toml");
+    let pids: Vec<i32> = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+                args.first().is_some_and(|a| a.ends_with(b"containerd"))
+                    && args
+                        .iter()
+                        .any(|a| *a == config.as_os_str().as_encoded_bytes())
+            })
+        })
+        .collect();
+    assert_eq!(pids.len(), 1, "one containerd for this agent: {pids:?}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pids[0]),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill containerd");
+
+    // The agent restarts it; the old pod keeps its container, a new pod starts.
+    server.apply(&pod_yaml("after"));
+    pod_where(
+        &pods,
+        "after",
+        "after Running",
+        Duration::from_secs(60),
+        running,
+    )
+    .await;
+    let again = pods.get("before").await.expect("before");
+    assert!(running(&again), "the old pod is still Running and ready");
+    let c = container_status(&again);
+    assert_eq!(c.container_id.as_deref(), Some(id.as_str()));
+    assert_eq!(c.restart_count, 0);
+}
