@@ -742,3 +742,43 @@ spec:
     assert_eq!(c.container_id.as_deref(), Some(id.as_str()));
     assert_eq!(c.restart_count, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_port_forwards_to_the_pod() {
+    let server = AgentServer::start();
+    let client = server.client().await;
+    ready_node(&client).await;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+        l.local_addr().expect("addr").port()
+    };
+    server.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: hostport, namespace: default}}
+spec:
+  containers:
+  - name: c
+    image: busybox
+    command: [sh, -c, 'mkdir -p /www && echo "via host port" > /www/index.html && exec httpd -f -p 8080 -h /www']
+    ports: [{{containerPort: 8080, hostPort: {port}}}]
+"#
+    ));
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    pod_where(
+        &pods,
+        "hostport",
+        "hostport Running",
+        Duration::from_secs(60),
+        |p| phase(p) == "Running",
+    )
+    .await;
+    let answer = eventually(
+        Duration::from_secs(20),
+        "an answer on the host port",
+        || http_get("127.0.0.1", port),
+    )
+    .await;
+    assert!(answer.contains("via host port"), "{answer}");
+}
