@@ -17,6 +17,7 @@ mod env;
 mod error;
 mod images;
 mod labels;
+pub mod logs;
 mod network;
 mod node;
 mod pods;
@@ -107,6 +108,11 @@ pub async fn run(
         runtime.clone(),
         api_port,
         network_ready.clone(),
+        shutdown.clone(),
+    ));
+    tasks.spawn(logs::run(
+        runtime.clone(),
+        logs::LogRotation::default(),
         shutdown.clone(),
     ));
     tasks.spawn(network::peer_routes(
