@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use agent::{AgentServer, eventually};
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use agent::{AgentServer, container_status, eventually, free_port};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams};
 
@@ -137,19 +137,6 @@ impl Drop for Registry {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
-}
-
-fn container_status(pod: &Pod) -> ContainerStatus {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.container_statuses.as_ref())
-        .and_then(|s| s.first().cloned())
-        .unwrap_or_default()
 }
 
 fn waiting_reason(pod: &Pod) -> Option<(String, String)> {
@@ -374,20 +361,7 @@ async fn skiff_image_imports_lists_and_removes_oci_and_docker_archives() {
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     // The server answers before its agent's containerd is up: wait for the node to be
     // Ready (the runtime answered) before talking to containerd.
-    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
-    eventually(Duration::from_secs(60), "the node to be Ready", || async {
-        let list = nodes.list(&ListParams::default()).await.ok()?;
-        list.items
-            .iter()
-            .any(|n| {
-                n.status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-            })
-            .then_some(())
-    })
-    .await;
+    agent::ready_node(&client).await;
     let build = tempfile::tempdir().expect("temp dir");
     let tag = format!("{:08x}", rand::random::<u32>());
 

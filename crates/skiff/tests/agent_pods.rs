@@ -9,78 +9,11 @@ mod agent;
 
 use std::time::{Duration, Instant};
 
-use agent::{AgentServer, eventually};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use agent::{
+    AgentServer, NODE, container_status, eventually, http_get, phase, pod_where, ready_node,
+};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
-
-const NODE: &str = "skiff-test-node";
-
-/// The Ready node, once it is.
-async fn ready_node(client: &kube::Client) -> Node {
-    let nodes: Api<Node> = Api::all(client.clone());
-    eventually(Duration::from_secs(60), "the node to be Ready", || async {
-        let node = nodes.get_opt(NODE).await.ok()??;
-        let ready = node
-            .status
-            .as_ref()?
-            .conditions
-            .as_ref()?
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True");
-        ready.then_some(node)
-    })
-    .await
-}
-
-/// The pod once `check` accepts it.
-async fn pod_where(
-    pods: &Api<Pod>,
-    name: &str,
-    what: &str,
-    timeout: Duration,
-    check: impl Fn(&Pod) -> bool,
-) -> Pod {
-    eventually(timeout, what, || async {
-        let pod = pods.get_opt(name).await.ok()??;
-        check(&pod).then_some(pod)
-    })
-    .await
-}
-
-fn phase(pod: &Pod) -> &str {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.phase.as_deref())
-        .unwrap_or_default()
-}
-
-fn container_status(pod: &Pod) -> k8s_openapi::api::core::v1::ContainerStatus {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.container_statuses.as_ref())
-        .and_then(|s| s.first().cloned())
-        .unwrap_or_default()
-}
-
-/// An HTTP GET to `ip:port` from the host; returns the response.
-async fn http_get(ip: &str, port: u16) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let connect = tokio::net::TcpStream::connect((ip, port));
-    let mut stream = tokio::time::timeout(Duration::from_secs(2), connect)
-        .await
-        .ok()?
-        .ok()?;
-    stream
-        .write_all(b"GET / HTTP/1.0\r\nHost: pod\r\n\r\n")
-        .await
-        .ok()?;
-    let mut response = Vec::new();
-    tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut response))
-        .await
-        .ok()?
-        .ok()?;
-    Some(String::from_utf8_lossy(&response).into_owned())
-}
 
 /// Whether `ip` is inside the IPv4 `cidr`.
 fn in_cidr(ip: &str, cidr: &str) -> bool {

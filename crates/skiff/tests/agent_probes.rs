@@ -10,60 +10,14 @@ mod agent;
 
 use std::time::{Duration, Instant};
 
-use agent::{AgentServer, eventually};
-use k8s_openapi::api::core::v1::{ContainerStatus, Node, Pod};
+use agent::{AgentServer, container_status, eventually, phase, pod_where, ready_node};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 
-const NODE: &str = "skiff-test-node";
-
-async fn ready_node(client: &kube::Client) {
-    let nodes: Api<Node> = Api::all(client.clone());
-    eventually(Duration::from_secs(60), "the node to be Ready", || async {
-        let node = nodes.get_opt(NODE).await.ok()??;
-        let ready = node
-            .status
-            .as_ref()?
-            .conditions
-            .as_ref()?
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True");
-        ready.then_some(())
-    })
-    .await
-}
-
-/// The pod once `check` accepts it.
-async fn pod_where(
-    pods: &Api<Pod>,
-    name: &str,
-    what: &str,
-    timeout: Duration,
-    check: impl Fn(&Pod) -> bool,
-) -> Pod {
-    eventually(timeout, what, || async {
-        let pod = pods.get_opt(name).await.ok()??;
-        check(&pod).then_some(pod)
-    })
-    .await
-}
-
-fn phase(pod: &Pod) -> &str {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.phase.as_deref())
-        .unwrap_or_default()
-}
-
-fn container(pod: &Pod) -> ContainerStatus {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.container_statuses.as_ref())
-        .and_then(|s| s.first().cloned())
-        .unwrap_or_default()
-}
-
 fn running(pod: &Pod) -> bool {
-    container(pod).state.is_some_and(|s| s.running.is_some())
+    container_status(pod)
+        .state
+        .is_some_and(|s| s.running.is_some())
 }
 
 /// The status of the pod's condition `type_` ("True"/"False").
@@ -124,21 +78,21 @@ spec:
         running,
     )
     .await;
-    let first_id = container(&first).container_id;
+    let first_id = container_status(&first).container_id;
     let since_running = Instant::now();
     let restarted = pod_where(
         &pods,
         "live",
         "the container restarted after failing its liveness probe",
         Duration::from_secs(40),
-        |p| container(p).restart_count >= 1 && running(p),
+        |p| container_status(p).restart_count >= 1 && running(p),
     )
     .await;
     eprintln!(
         "timing: liveness failing (after 4 s) to container restarted {:?}",
         since_running.elapsed()
     );
-    let c = container(&restarted);
+    let c = container_status(&restarted);
     assert_ne!(c.container_id, first_id, "a new container runs");
     assert_eq!(phase(&restarted), "Running");
     let last = c
@@ -178,7 +132,7 @@ spec:
         "live",
         "a second restart",
         Duration::from_secs(40),
-        |p| container(p).restart_count >= 2,
+        |p| container_status(p).restart_count >= 2,
     )
     .await;
 }
@@ -216,7 +170,7 @@ spec:
     // Readiness starts false and stays so while the probe fails.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let unready = pods.get("toggle").await.unwrap_or(unready);
-    assert!(!container(&unready).ready);
+    assert!(!container_status(&unready).ready);
     assert_eq!(condition(&unready, "Ready"), "False");
     assert_eq!(condition(&unready, "ContainersReady"), "False");
     let reason = unready
@@ -235,7 +189,7 @@ spec:
         "toggle",
         "toggle Ready",
         Duration::from_secs(20),
-        |p| container(p).ready && condition(p, "Ready") == "True",
+        |p| container_status(p).ready && condition(p, "Ready") == "True",
     )
     .await;
     eprintln!("timing: file created to Ready {:?}", touched.elapsed());
@@ -248,12 +202,12 @@ spec:
         "toggle",
         "toggle not Ready again",
         Duration::from_secs(20),
-        |p| !container(p).ready && condition(p, "Ready") == "False",
+        |p| !container_status(p).ready && condition(p, "Ready") == "False",
     )
     .await;
     eprintln!("timing: file removed to not Ready {:?}", removed.elapsed());
     assert!(running(&not_ready), "readiness never restarts a container");
-    assert_eq!(container(&not_ready).restart_count, 0);
+    assert_eq!(container_status(&not_ready).restart_count, 0);
     events_with(
         &server,
         &["Readiness probe failed: cat: can't open '/tmp/ready': No such file or directory"],
@@ -329,7 +283,7 @@ spec:
     )
     .await;
     let started_at = Instant::now();
-    let c = container(&starting);
+    let c = container_status(&starting);
     if started_at.elapsed() < Duration::from_secs(3) {
         assert_eq!(
             c.started,
@@ -343,7 +297,7 @@ spec:
         "slow",
         "slow started and ready",
         Duration::from_secs(30),
-        |p| container(p).started == Some(true) && container(p).ready,
+        |p| container_status(p).started == Some(true) && container_status(p).ready,
     )
     .await;
     eprintln!(
@@ -352,7 +306,7 @@ spec:
     );
     assert_eq!(condition(&started, "Ready"), "True");
     assert_eq!(
-        container(&started).restart_count,
+        container_status(&started).restart_count,
         0,
         "liveness waited for the startup probe"
     );
@@ -362,20 +316,20 @@ spec:
         "never",
         "never restarted after failing its startup probe",
         Duration::from_secs(40),
-        |p| container(p).restart_count >= 1,
+        |p| container_status(p).restart_count >= 1,
     )
     .await;
-    assert!(!container(&killed).ready);
+    assert!(!container_status(&killed).ready);
 
     let tcp = pod_where(
         &pods,
         "tcp",
         "tcp ready once it listens",
         Duration::from_secs(40),
-        |p| container(p).ready && condition(p, "Ready") == "True",
+        |p| container_status(p).ready && condition(p, "Ready") == "True",
     )
     .await;
-    assert_eq!(container(&tcp).restart_count, 0);
+    assert_eq!(container_status(&tcp).restart_count, 0);
 
     let events = events_with(
         &server,

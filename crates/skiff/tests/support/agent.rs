@@ -390,7 +390,8 @@ fn claim_networks() -> (u8, UnixListener) {
     panic!("no free pair of networks for the test");
 }
 
-fn free_port() -> u16 {
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     l.local_addr().expect("local addr").port()
 }
@@ -409,4 +410,78 @@ where
         assert!(start.elapsed() < timeout, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The name of the node a test server's agent registers.
+pub const NODE: &str = "skiff-test-node";
+
+/// The agent's Node, once it is Ready.
+pub async fn ready_node(client: &kube::Client) -> k8s_openapi::api::core::v1::Node {
+    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
+    eventually(Duration::from_secs(60), "the node to be Ready", || async {
+        let node = nodes.get_opt(NODE).await.ok()??;
+        let ready = node
+            .status
+            .as_ref()?
+            .conditions
+            .as_ref()?
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        ready.then_some(node)
+    })
+    .await
+}
+
+/// Pod `name` once `check` accepts it.
+pub async fn pod_where(
+    pods: &kube::Api<k8s_openapi::api::core::v1::Pod>,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    check: impl Fn(&k8s_openapi::api::core::v1::Pod) -> bool,
+) -> k8s_openapi::api::core::v1::Pod {
+    eventually(timeout, what, || async {
+        let pod = pods.get_opt(name).await.ok()??;
+        check(&pod).then_some(pod)
+    })
+    .await
+}
+
+/// The pod's phase ("" before it has one).
+pub fn phase(pod: &k8s_openapi::api::core::v1::Pod) -> &str {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or_default()
+}
+
+/// The status of the pod's first container.
+pub fn container_status(
+    pod: &k8s_openapi::api::core::v1::Pod,
+) -> k8s_openapi::api::core::v1::ContainerStatus {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|s| s.first().cloned())
+        .unwrap_or_default()
+}
+
+/// An HTTP/1.0 GET of `/` at `ip:port` from the host; the whole response.
+pub async fn http_get(ip: &str, port: u16) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let connect = tokio::net::TcpStream::connect((ip, port));
+    let mut stream = tokio::time::timeout(Duration::from_secs(2), connect)
+        .await
+        .ok()?
+        .ok()?;
+    stream
+        .write_all(b"GET / HTTP/1.0\r\nHost: pod\r\n\r\n")
+        .await
+        .ok()?;
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut response))
+        .await
+        .ok()?
+        .ok()?;
+    Some(String::from_utf8_lossy(&response).into_owned())
 }
