@@ -3,7 +3,6 @@
 //! iptables chains and routes, host-local's allocations. Images stay.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -83,7 +82,6 @@ pub async fn run(args: KillallArgs) -> anyhow::Result<()> {
         }
     }
     removed.extend(kubelet::remove_network(&dir));
-    removed.extend(remove_idle_portmap_chains());
 
     let pods = dir.join("pods");
     if pods.exists() && mounts_under(&pods).is_empty() {
@@ -139,60 +137,4 @@ fn cgroup_exists(cgroup: &str) -> bool {
 /// Mount points at or below `dir`, deepest first (none when mountinfo is unreadable).
 fn mounts_under(dir: &Path) -> Vec<PathBuf> {
     cri::host::mounts_under(dir).unwrap_or_default()
-}
-
-/// The CNI portmap plugin's top-level nat chains, which it leaves behind after the
-/// last hostPort pod: removed once no pod on the machine uses them (their DNAT chain
-/// has no rules), with the jumps that lead to them.
-fn remove_idle_portmap_chains() -> Vec<String> {
-    let iptables = |args: &[&str]| {
-        Command::new("iptables")
-            .args(["-w", "-t", "nat"])
-            .args(args)
-            .stderr(Stdio::null())
-            .output()
-    };
-    let Ok(listed) = iptables(&["-S", "CNI-HOSTPORT-DNAT"]) else {
-        return Vec::new();
-    };
-    let rules = String::from_utf8_lossy(&listed.stdout);
-    if !listed.status.success() || rules.lines().any(|l| l.starts_with("-A ")) {
-        return Vec::new();
-    }
-    for (chain, rule) in [
-        (
-            "PREROUTING",
-            "-m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT",
-        ),
-        (
-            "OUTPUT",
-            "-m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT",
-        ),
-    ] {
-        let mut args = vec!["-D", chain];
-        args.extend(rule.split(' '));
-        let _ = iptables(&args);
-    }
-    let _ = iptables(&[
-        "-D",
-        "POSTROUTING",
-        "-m",
-        "comment",
-        "--comment",
-        "CNI portfwd requiring masquerade",
-        "-j",
-        "CNI-HOSTPORT-MASQ",
-    ]);
-    let mut removed = Vec::new();
-    for chain in [
-        "CNI-HOSTPORT-DNAT",
-        "CNI-HOSTPORT-MASQ",
-        "CNI-HOSTPORT-SETMARK",
-    ] {
-        let _ = iptables(&["-F", chain]);
-        if iptables(&["-X", chain]).is_ok_and(|o| o.status.success()) {
-            removed.push(format!("iptables nat chain {chain} (portmap, unused)"));
-        }
-    }
-    removed
 }
