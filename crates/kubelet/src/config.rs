@@ -48,6 +48,8 @@ pub struct AgentConfig {
     pub crash_backoff_max: Duration,
     /// Node status heartbeat and Lease renewal period (10 s).
     pub status_interval: Duration,
+    /// When container logs are rotated and how many files are kept.
+    pub container_logs: crate::logs::LogRotation,
 }
 
 #[cfg(test)]
@@ -75,6 +77,7 @@ pub(crate) mod tests {
             crash_backoff_base: Duration::from_secs(10),
             crash_backoff_max: Duration::from_secs(300),
             status_interval: Duration::from_secs(10),
+            container_logs: crate::logs::LogRotation::default(),
         }
     }
 }

@@ -112,7 +112,7 @@ pub async fn run(
     ));
     tasks.spawn(logs::run(
         runtime.clone(),
-        logs::LogRotation::default(),
+        config.container_logs,
         shutdown.clone(),
     ));
     tasks.spawn(network::peer_routes(

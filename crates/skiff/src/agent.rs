@@ -53,6 +53,20 @@ pub struct NodeArgs {
     /// Node status and Lease period, e.g. `10s`.
     #[arg(long, default_value = "10s", value_parser = parse_duration, hide = true)]
     pub node_status_interval: Duration,
+    /// A container log bigger than this is rotated (a quantity: `10Mi`, `500Ki`).
+    #[arg(long, default_value = "10Mi", value_parser = parse_size)]
+    pub container_log_max_size: u64,
+    /// Log files kept per container, the current one included (at least 2).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(2..))]
+    pub container_log_max_files: u16,
+}
+
+/// A size given as a Kubernetes quantity (`10Mi`, `500Ki`, `1000000`).
+fn parse_size(s: &str) -> Result<u64, String> {
+    api::quantity::value(s)
+        .and_then(|v| u64::try_from(v).ok())
+        .filter(|v| *v > 0)
+        .ok_or_else(|| format!("{s:?}: want a positive size such as 10Mi"))
 }
 
 /// Flags of `skiff agent`.
@@ -194,6 +208,10 @@ pub fn config(node: &NodeArgs, setup: AgentSetup) -> anyhow::Result<kubelet::Age
         crash_backoff_base: node.crash_backoff_base,
         crash_backoff_max: Duration::from_secs(300),
         status_interval: node.node_status_interval,
+        container_logs: kubelet::logs::LogRotation {
+            max_size: node.container_log_max_size,
+            max_files: usize::from(node.container_log_max_files),
+        },
     })
 }
 

@@ -168,6 +168,7 @@ impl Harness {
             crash_backoff_base: Duration::from_secs(1),
             crash_backoff_max: Duration::from_secs(10),
             status_interval: Duration::from_secs(10),
+            container_logs: kubelet::logs::LogRotation::default(),
         }
     }
 
