@@ -76,7 +76,6 @@ fn api_err(context: String) -> impl FnOnce(kube::Error) -> Error {
 
 #[tracing::instrument(skip_all, fields(object = %format!("{}/{}", cj.namespace().unwrap_or_default(), cj.name_any())))]
 async fn reconcile(cj: Arc<CronJob>, cc: Arc<CronJobController>) -> Result<Action, Error> {
-    let _ = cc.jobs.wait_until_ready().await;
     let ns = cj.namespace().unwrap_or_default();
     let uid = cj.uid().unwrap_or_default();
     let owned: Vec<Arc<Job>> = cc

@@ -92,9 +92,6 @@ pub(crate) async fn run(ctx: Arc<Context>) -> Result<(), Error> {
 
 #[tracing::instrument(skip_all, fields(object = %format!("{}/{}", ds.namespace().unwrap_or_default(), ds.name_any())))]
 async fn reconcile(ds: Arc<DaemonSet>, dc: Arc<DaemonController>) -> Result<Action, Error> {
-    let _ = dc.pods.wait_until_ready().await;
-    let _ = dc.nodes.wait_until_ready().await;
-    let _ = dc.revisions.wait_until_ready().await;
     if ds.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }

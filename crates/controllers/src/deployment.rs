@@ -23,7 +23,7 @@ mod rolling;
 mod sync;
 mod util;
 
-use crate::replicaset::informer::{Change, Enqueue, Queue, Tasks, informer, ready, run_queue};
+use crate::replicaset::informer::{Change, Enqueue, Queue, Tasks, informer, run_queue};
 use crate::replicaset::pods::controller_of;
 use crate::{Context, Error};
 
@@ -113,7 +113,6 @@ pub(crate) async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     run_queue(
         d_store.clone(),
         queue,
-        vec![ready(&d_store), ready(&rs_store), ready(&pod_store)],
         sync_ctx,
         sync::reconcile,
         sync::error_policy,

@@ -88,13 +88,6 @@ pub(crate) async fn run(ctx: Arc<Context>) -> Result<(), Error> {
         },
     )
     .await;
-    for s in [
-        services.wait_until_ready().await,
-        pod_store.wait_until_ready().await,
-    ] {
-        s.map_err(|_| Error::Invalid("endpoints informer stopped".into()))?;
-    }
-    let _ = endpoints.wait_until_ready().await;
     spawn_resync(&mut tasks, q.clone(), services.clone(), endpoints.clone());
     let caches = Caches {
         services,

@@ -47,13 +47,6 @@ pub(crate) async fn run(ctx: Arc<Context>) -> Result<(), Error> {
         |c: Change<'_, EndpointSlice>| c.object().and_then(slice_service).into_iter().collect(),
     )
     .await;
-    for s in [
-        services.wait_until_ready().await,
-        pod_store.wait_until_ready().await,
-        slices.wait_until_ready().await,
-    ] {
-        s.map_err(|_| Error::Invalid("endpointslice informer stopped".into()))?;
-    }
     spawn_resync(&mut tasks, q.clone(), services.clone());
     while let Some(batch) = worker.next_batch().await {
         for key in batch {

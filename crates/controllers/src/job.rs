@@ -101,7 +101,6 @@ fn error_policy(job: Arc<Job>, err: &Error, _: Arc<JobController>) -> Action {
 
 #[tracing::instrument(skip_all, fields(object = %format!("{}/{}", job.namespace().unwrap_or_default(), job.name_any())))]
 async fn reconcile(job: Arc<Job>, jc: Arc<JobController>) -> Result<Action, Error> {
-    let _ = jc.pods.wait_until_ready().await;
     let ns = job.namespace().unwrap_or_default();
     let key = format!("{ns}/{}", job.name_any());
     let Some(uid) = job.uid() else {
@@ -211,8 +210,6 @@ pub(crate) fn has_tracking_finalizer(pod: &Pod) -> bool {
 
 /// Releases pods whose Job is gone: nobody else would remove their finalizer.
 async fn release_orphans(jc: Arc<JobController>, jobs: Store<Job>) {
-    let _ = jobs.wait_until_ready().await;
-    let _ = jc.pods.wait_until_ready().await;
     loop {
         tokio::time::sleep(Duration::from_secs(10)).await;
         let live: HashSet<String> = jobs.state().iter().filter_map(|j| j.uid()).collect();

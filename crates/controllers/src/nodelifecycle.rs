@@ -55,9 +55,6 @@ pub(crate) async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     // Every Lease is cached (one shared watch); node leases are in kube-node-lease.
     let leases = ctx.informers.get::<Lease>().await.store();
     let pods = ctx.informers.get::<Pod>().await.store();
-    let _ = nodes.wait_until_ready().await;
-    let _ = leases.wait_until_ready().await;
-    let _ = pods.wait_until_ready().await;
     let mut m = Monitor {
         recorder: Recorder::new(
             client,

@@ -94,8 +94,6 @@ fn collect<'a>(
 pub(crate) async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     let pods = ctx.informers.get::<Pod>().await.store();
     let nodes = ctx.informers.get::<Node>().await.store();
-    let _ = pods.wait_until_ready().await;
-    let _ = nodes.wait_until_ready().await;
     let mut missing_since: HashMap<String, Instant> = HashMap::new();
     loop {
         let names: HashSet<String> = nodes

@@ -23,7 +23,7 @@ pub(crate) mod pods;
 pub(crate) mod sync;
 
 use expectations::Expectations;
-use informer::{Change, Enqueue, Queue, Tasks, informer, ready, run_queue};
+use informer::{Change, Enqueue, Queue, Tasks, informer, run_queue};
 use owner::Replicated;
 
 use crate::{Context, Error};
@@ -143,7 +143,6 @@ pub(crate) async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     let rs_loop = run_queue(
         rs_store.clone(),
         rs_queue,
-        vec![ready(&pod_store), ready(&rs_store)],
         rs_ctx,
         sync::reconcile::<ReplicaSet>,
         sync::error_policy::<ReplicaSet>,
@@ -151,7 +150,6 @@ pub(crate) async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     let rc_loop = run_queue(
         rc_store.clone(),
         rc_queue,
-        vec![ready(&pod_store), ready(&rc_store)],
         rc_ctx,
         sync::reconcile::<ReplicationController>,
         sync::error_policy::<ReplicationController>,

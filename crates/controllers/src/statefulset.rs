@@ -80,9 +80,6 @@ pub(crate) async fn run(ctx: Arc<Context>) -> Result<(), Error> {
 
 #[tracing::instrument(skip_all, fields(object = %format!("{}/{}", set.namespace().unwrap_or_default(), set.name_any())))]
 async fn reconcile(set: Arc<StatefulSet>, sc: Arc<SetController>) -> Result<Action, Error> {
-    let _ = sc.pods.wait_until_ready().await;
-    let _ = sc.revisions.wait_until_ready().await;
-    let _ = sc.claims.wait_until_ready().await;
     if set.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }

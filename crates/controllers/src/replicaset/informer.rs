@@ -100,12 +100,11 @@ impl Backoff {
 }
 
 /// Runs `reconcile` for every object taken from `queue` that is in `store`, until
-/// the queue closes. Waits for `ready` (the informers' first lists) first, so no
-/// decision is taken from a half-filled cache.
+/// the queue closes. The shared informers hand out caches only once they hold
+/// their first list, so no decision is taken from a half-filled cache.
 pub(crate) async fn run_queue<K, C, F, Fut>(
     store: Store<K>,
     mut queue: Queue<K>,
-    ready: Vec<Box<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send>>,
     ctx: Arc<C>,
     reconcile: F,
     error_policy: fn(Arc<K>, &Error, Arc<C>) -> Action,
@@ -116,9 +115,6 @@ pub(crate) async fn run_queue<K, C, F, Fut>(
     F: FnMut(Arc<K>, Arc<C>) -> Fut,
     Fut: Future<Output = Result<Action, Error>> + Send + 'static,
 {
-    for wait in ready {
-        wait().await;
-    }
     let Some(rx) = queue.rx.take() else { return };
     let stream = tokio_stream::wrappers::UnboundedReceiverStream::new(rx).map(Ok::<_, Infallible>);
     let mut reconcile = reconcile;
@@ -136,20 +132,4 @@ pub(crate) async fn run_queue<K, C, F, Fut>(
             tracing::debug!(error = %e, "reconcile failed");
         }
     }
-}
-
-/// A future that resolves when `store` has seen its first full list.
-pub(crate) fn ready<K>(
-    store: &Store<K>,
-) -> Box<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send>
-where
-    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
-{
-    let store = store.clone();
-    Box::new(move || {
-        let store = store.clone();
-        Box::pin(async move {
-            let _ = store.wait_until_ready().await;
-        })
-    })
 }
