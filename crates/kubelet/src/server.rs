@@ -1,6 +1,10 @@
 //! The node API (the kubelet's port 10250): HTTPS with client certificates signed by
 //! the cluster CA, serving container logs, exec, attach and port-forward for the API
-//! server to proxy to, plus `/healthz` and `/stats/summary`.
+//! server to proxy to, plus `/healthz`, `/stats/summary` and `/metrics/resource`.
+//!
+//! Only the API server (whose kubelet-client certificate is in `system:masters`) and
+//! cluster administrators may call it: a certificate of another node or component,
+//! though signed by the same CA, is answered 403 as the kubelet's authorizer would.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -159,9 +163,11 @@ async fn serve_connection(
         }
         Err(_) => return,
     };
+    let caller = Arc::new(Caller::of(stream.get_ref().1.peer_certificates()));
     let service = service_fn(move |req| {
         let state = state.clone();
-        async move { Ok::<_, std::convert::Infallible>(route(state, req).await) }
+        let caller = caller.clone();
+        async move { Ok::<_, std::convert::Infallible>(route(state, &caller, req).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .serve_connection(TokioIo::new(stream), service)
@@ -180,13 +186,77 @@ async fn serve_connection(
     }
 }
 
+/// Who called: the user and groups of the client certificate (its CN and Os).
+#[derive(Debug, Default)]
+struct Caller {
+    user: String,
+    groups: Vec<String>,
+}
+
+impl Caller {
+    fn of(certificates: Option<&[CertificateDer<'_>]>) -> Caller {
+        let Some(leaf) = certificates.and_then(|c| c.first()) else {
+            return Caller::default();
+        };
+        let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf.as_ref()) else {
+            return Caller::default();
+        };
+        let subject = cert.subject();
+        let text =
+            |a: &x509_parser::x509::AttributeTypeAndValue<'_>| a.as_str().ok().map(str::to_owned);
+        Caller {
+            user: subject
+                .iter_common_name()
+                .find_map(text)
+                .unwrap_or_default(),
+            groups: subject.iter_organization().filter_map(text).collect(),
+        }
+    }
+
+    /// Whether the caller may use the node API: the API server and administrators
+    /// (`system:masters`); not other nodes.
+    fn may_call(&self) -> bool {
+        self.groups.iter().any(|g| g == "system:masters")
+    }
+}
+
+/// The `nodes` subresource the kubelet's authorizer checks for a path.
+fn subresource(path: &str) -> &'static str {
+    let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
+    match first {
+        "stats" => "stats",
+        "metrics" => "metrics",
+        "logs" => "log",
+        "healthz" => "healthz",
+        _ => "proxy",
+    }
+}
+
 async fn route(
     state: Arc<State>,
+    caller: &Caller,
     req: hyper::Request<hyper::body::Incoming>,
 ) -> hyper::Response<Body> {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     let started = std::time::Instant::now();
+    if !caller.may_call() {
+        let verb = match method {
+            http::Method::GET | http::Method::HEAD => "get",
+            http::Method::POST => "create",
+            http::Method::PUT => "update",
+            http::Method::PATCH => "patch",
+            http::Method::DELETE => "delete",
+            _ => "*",
+        };
+        let message = format!(
+            "Forbidden (user={}, verb={verb}, resource=nodes, subresource={})",
+            caller.user,
+            subresource(&path)
+        );
+        tracing::debug!(%method, %path, user = %caller.user, "node API request refused");
+        return text(StatusCode::FORBIDDEN, message);
+    }
     let response = match dispatch(&state, req).await {
         Ok(r) => r,
         Err(f) => f.into_response(),
@@ -207,9 +277,24 @@ async fn dispatch(
     let runtime = &state.runtime;
     match segments.as_slice() {
         ["healthz"] if get => Ok(text(StatusCode::OK, "ok")),
+        ["metrics", "resource"] if get => {
+            let body = match stats::read(runtime, &state.node_name, &state.cpu).await {
+                Ok(readings) => stats::resource_metrics(&readings),
+                Err(f) => {
+                    tracing::warn!(error = %f.message, "reading resource metrics failed");
+                    stats::resource_scrape_failed()
+                }
+            };
+            let mut response = text(StatusCode::OK, body);
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            Ok(response)
+        }
         ["stats", "summary"] if get => {
-            let summary = stats::summary(runtime, &state.node_name, &state.cpu).await?;
-            let mut response = text(StatusCode::OK, summary.to_string());
+            let readings = stats::read(runtime, &state.node_name, &state.cpu).await?;
+            let mut response = text(StatusCode::OK, stats::summary(&readings).to_string());
             response.headers_mut().insert(
                 http::header::CONTENT_TYPE,
                 http::HeaderValue::from_static("application/json"),

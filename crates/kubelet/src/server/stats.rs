@@ -1,8 +1,11 @@
 //! `GET /stats/summary`: the kubelet's Summary API (stats/v1alpha1), the part that
 //! metrics consumers read: the node's CPU and memory (from /proc), and each running
-//! pod's and container's CPU and memory from the runtime's sandbox stats.
+//! pod's and container's CPU and memory from the runtime's sandbox stats; and
+//! `GET /metrics/resource`: the same readings as the kubelet's resource metrics in
+//! the Prometheus text format (what metrics-server scrapes).
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::Mutex;
 
 use cri::{Rpc, v1};
@@ -78,6 +81,106 @@ fn node_memory() -> Option<(u64, u64, u64, u64)> {
     ))
 }
 
+/// One reading of the node and its running pods.
+pub(crate) struct Readings {
+    node_name: String,
+    /// When the node was read.
+    at: Timestamp,
+    /// Cumulative busy CPU time (ns) and its rate (nanocores) since the last reading.
+    node_cpu: Option<(u64, Option<u64>)>,
+    /// (total, available, free, inactive file) bytes.
+    node_memory: Option<(u64, u64, u64, u64)>,
+    pods: Vec<PodReading>,
+}
+
+struct PodReading {
+    name: String,
+    namespace: String,
+    uid: String,
+    /// Sandbox creation, ns since the epoch.
+    created: i64,
+    cpu: Option<v1::CpuUsage>,
+    memory: Option<v1::MemoryUsage>,
+    containers: Vec<ContainerReading>,
+}
+
+struct ContainerReading {
+    name: String,
+    cpu: Option<v1::CpuUsage>,
+    memory: Option<v1::MemoryUsage>,
+}
+
+/// Reads the node and the runtime's stats of every running pod of ours.
+pub(crate) async fn read(
+    runtime: &cri::Runtime,
+    node_name: &str,
+    sampler: &CpuSampler,
+) -> Result<Readings, Failure> {
+    let managed = HashMap::from([(
+        labels::MANAGED_BY.to_owned(),
+        labels::MANAGED_BY_VALUE.to_owned(),
+    )]);
+    let ready: HashMap<String, i64> = runtime
+        .list_sandboxes(managed.clone())
+        .await?
+        .into_iter()
+        .filter(|s| s.state == v1::PodSandboxState::SandboxReady as i32)
+        .map(|s| (s.id, s.created_at))
+        .collect();
+    let stats = runtime
+        .runtime()
+        .list_pod_sandbox_stats(v1::ListPodSandboxStatsRequest {
+            filter: Some(v1::PodSandboxStatsFilter {
+                id: String::new(),
+                label_selector: managed,
+            }),
+        })
+        .await
+        .rpc("ListPodSandboxStats")?
+        .stats;
+    let mut pods = Vec::new();
+    for pod in stats {
+        let Some(attributes) = &pod.attributes else {
+            continue;
+        };
+        let Some(created) = ready.get(&attributes.id) else {
+            continue;
+        };
+        let metadata = attributes.metadata.clone().unwrap_or_default();
+        let linux = pod.linux.unwrap_or_default();
+        let containers = linux
+            .containers
+            .into_iter()
+            .map(|c| ContainerReading {
+                name: c
+                    .attributes
+                    .as_ref()
+                    .and_then(|a| a.labels.get(labels::CONTAINER_NAME).cloned())
+                    .unwrap_or_default(),
+                cpu: c.cpu,
+                memory: c.memory,
+            })
+            .collect();
+        pods.push(PodReading {
+            name: metadata.name,
+            namespace: metadata.namespace,
+            uid: metadata.uid,
+            created: *created,
+            cpu: linux.cpu,
+            memory: linux.memory,
+            containers,
+        });
+    }
+    let at = Timestamp::now();
+    Ok(Readings {
+        node_name: node_name.to_owned(),
+        at,
+        node_cpu: sampler.sample(at),
+        node_memory: node_memory(),
+        pods,
+    })
+}
+
 fn time_of(nanos: i64) -> String {
     Timestamp::from_nanosecond(i128::from(nanos))
         .unwrap_or(Timestamp::UNIX_EPOCH)
@@ -112,90 +215,285 @@ fn memory(usage: &Option<v1::MemoryUsage>) -> Value {
     })
 }
 
-/// Builds the summary of this node and its running pods.
-pub(crate) async fn summary(
-    runtime: &cri::Runtime,
-    node_name: &str,
-    sampler: &CpuSampler,
-) -> Result<Value, Failure> {
-    let managed = HashMap::from([(
-        labels::MANAGED_BY.to_owned(),
-        labels::MANAGED_BY_VALUE.to_owned(),
-    )]);
-    let ready: HashMap<String, i64> = runtime
-        .list_sandboxes(managed.clone())
-        .await?
-        .into_iter()
-        .filter(|s| s.state == v1::PodSandboxState::SandboxReady as i32)
-        .map(|s| (s.id, s.created_at))
-        .collect();
-    let stats = runtime
-        .runtime()
-        .list_pod_sandbox_stats(v1::ListPodSandboxStatsRequest {
-            filter: Some(v1::PodSandboxStatsFilter {
-                id: String::new(),
-                label_selector: managed,
-            }),
-        })
-        .await
-        .rpc("ListPodSandboxStats")?
-        .stats;
-    let mut pods = Vec::new();
-    for pod in stats {
-        let Some(attributes) = &pod.attributes else {
-            continue;
-        };
-        let Some(created) = ready.get(&attributes.id) else {
-            continue;
-        };
-        let metadata = attributes.metadata.clone().unwrap_or_default();
-        let linux = pod.linux.unwrap_or_default();
-        let containers: Vec<Value> = linux
-            .containers
-            .iter()
-            .map(|c| {
-                let name = c
-                    .attributes
-                    .as_ref()
-                    .and_then(|a| a.labels.get(labels::CONTAINER_NAME).cloned())
-                    .unwrap_or_default();
-                json!({
-                    "name": name,
-                    "startTime": time_of(*created),
-                    "cpu": cpu(&c.cpu),
-                    "memory": memory(&c.memory),
+/// The Summary API document (stats/v1alpha1) of a reading.
+pub(crate) fn summary(r: &Readings) -> Value {
+    let pods: Vec<Value> = r
+        .pods
+        .iter()
+        .map(|p| {
+            let containers: Vec<Value> = p
+                .containers
+                .iter()
+                .map(|c| {
+                    json!({
+                        "name": c.name,
+                        "startTime": time_of(p.created),
+                        "cpu": cpu(&c.cpu),
+                        "memory": memory(&c.memory),
+                    })
                 })
+                .collect();
+            json!({
+                "podRef": {"name": p.name, "namespace": p.namespace, "uid": p.uid},
+                "startTime": time_of(p.created),
+                "containers": containers,
+                "cpu": cpu(&p.cpu),
+                "memory": memory(&p.memory),
             })
-            .collect();
-        pods.push(json!({
-            "podRef": {
-                "name": metadata.name,
-                "namespace": metadata.namespace,
-                "uid": metadata.uid,
-            },
-            "startTime": time_of(*created),
-            "containers": containers,
-            "cpu": cpu(&linux.cpu),
-            "memory": memory(&linux.memory),
-        }));
-    }
-    let now = Timestamp::now();
-    let mut node = json!({"nodeName": node_name});
-    if let Some((total, rate)) = sampler.sample(now) {
+        })
+        .collect();
+    let mut node = json!({"nodeName": r.node_name});
+    if let Some((total, rate)) = r.node_cpu {
         node["cpu"] = json!({
-            "time": now.to_string(),
+            "time": r.at.to_string(),
             "usageNanoCores": rate,
             "usageCoreNanoSeconds": total,
         });
     }
-    if let Some((total, available, free, inactive_file)) = node_memory() {
+    if let Some((total, available, free, inactive_file)) = r.node_memory {
         let usage = total.saturating_sub(free);
         node["memory"] = json!({
-            "time": now.to_string(),
+            "time": r.at.to_string(),
             "availableBytes": available,
             "usageBytes": usage,
             "workingSetBytes": usage.saturating_sub(inactive_file),
         });
     }
-    Ok(json!({"node": node, "pods": pods}))
+    json!({"node": node, "pods": pods})
+}
+
+/// A label value in the Prometheus text format (backslash, quote and newline escaped).
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The kubelet's `/metrics/resource` of a reading: node, pod and container CPU
+/// seconds and memory working set, container start times, and `resource_scrape_error`.
+/// Samples carry their reading's timestamp in milliseconds, as the kubelet's do.
+pub(crate) fn resource_metrics(r: &Readings) -> String {
+    let mut out = String::new();
+    let ms = |nanos: i64| nanos / 1_000_000;
+    let node_ms = r.at.as_millisecond();
+    let seconds = |nanos: u64| nanos as f64 / 1e9;
+    let family = |out: &mut String, name: &str, kind: &str, help: &str| {
+        let _ = writeln!(out, "# HELP {name} [STABLE] {help}\n# TYPE {name} {kind}");
+    };
+    let cpu_of = |c: &Option<v1::CpuUsage>| {
+        c.as_ref()
+            .and_then(|c| Some((c.usage_core_nano_seconds.as_ref()?.value, c.timestamp)))
+    };
+    let memory_of = |m: &Option<v1::MemoryUsage>| {
+        m.as_ref()
+            .and_then(|m| Some((m.working_set_bytes.as_ref()?.value, m.timestamp)))
+    };
+
+    family(
+        &mut out,
+        "container_cpu_usage_seconds_total",
+        "counter",
+        "Cumulative cpu time consumed by the container in core-seconds",
+    );
+    for p in &r.pods {
+        for c in &p.containers {
+            if let Some((nanos, at)) = cpu_of(&c.cpu) {
+                let _ = writeln!(
+                    out,
+                    "container_cpu_usage_seconds_total{{container=\"{}\",namespace=\"{}\",pod=\"{}\"}} {} {}",
+                    label(&c.name),
+                    label(&p.namespace),
+                    label(&p.name),
+                    seconds(nanos),
+                    ms(at)
+                );
+            }
+        }
+    }
+    family(
+        &mut out,
+        "container_memory_working_set_bytes",
+        "gauge",
+        "Current working set of the container in bytes",
+    );
+    for p in &r.pods {
+        for c in &p.containers {
+            if let Some((bytes, at)) = memory_of(&c.memory) {
+                let _ = writeln!(
+                    out,
+                    "container_memory_working_set_bytes{{container=\"{}\",namespace=\"{}\",pod=\"{}\"}} {bytes} {}",
+                    label(&c.name),
+                    label(&p.namespace),
+                    label(&p.name),
+                    ms(at)
+                );
+            }
+        }
+    }
+    family(
+        &mut out,
+        "container_start_time_seconds",
+        "gauge",
+        "Start time of the container since unix epoch in seconds",
+    );
+    for p in &r.pods {
+        for c in &p.containers {
+            let _ = writeln!(
+                out,
+                "container_start_time_seconds{{container=\"{}\",namespace=\"{}\",pod=\"{}\"}} {} {node_ms}",
+                label(&c.name),
+                label(&p.namespace),
+                label(&p.name),
+                p.created as f64 / 1e9,
+            );
+        }
+    }
+    family(
+        &mut out,
+        "node_cpu_usage_seconds_total",
+        "counter",
+        "Cumulative cpu time consumed by the node in core-seconds",
+    );
+    if let Some((total, _)) = r.node_cpu {
+        let _ = writeln!(
+            out,
+            "node_cpu_usage_seconds_total {} {node_ms}",
+            seconds(total)
+        );
+    }
+    family(
+        &mut out,
+        "node_memory_working_set_bytes",
+        "gauge",
+        "Current working set of the node in bytes",
+    );
+    if let Some((total, _, free, inactive_file)) = r.node_memory {
+        let working_set = total.saturating_sub(free).saturating_sub(inactive_file);
+        let _ = writeln!(out, "node_memory_working_set_bytes {working_set} {node_ms}");
+    }
+    family(
+        &mut out,
+        "pod_cpu_usage_seconds_total",
+        "counter",
+        "Cumulative cpu time consumed by the pod in core-seconds",
+    );
+    for p in &r.pods {
+        if let Some((nanos, at)) = cpu_of(&p.cpu) {
+            let _ = writeln!(
+                out,
+                "pod_cpu_usage_seconds_total{{namespace=\"{}\",pod=\"{}\"}} {} {}",
+                label(&p.namespace),
+                label(&p.name),
+                seconds(nanos),
+                ms(at)
+            );
+        }
+    }
+    family(
+        &mut out,
+        "pod_memory_working_set_bytes",
+        "gauge",
+        "Current working set of the pod in bytes",
+    );
+    for p in &r.pods {
+        if let Some((bytes, at)) = memory_of(&p.memory) {
+            let _ = writeln!(
+                out,
+                "pod_memory_working_set_bytes{{namespace=\"{}\",pod=\"{}\"}} {bytes} {}",
+                label(&p.namespace),
+                label(&p.name),
+                ms(at)
+            );
+        }
+    }
+    family(
+        &mut out,
+        "resource_scrape_error",
+        "gauge",
+        "1 if there was an error while getting container metrics, 0 otherwise",
+    );
+    out.push_str("resource_scrape_error 0\n");
+    out
+}
+
+/// `/metrics/resource` when the runtime could not be read: only the error flag.
+pub(crate) fn resource_scrape_failed() -> String {
+    "# HELP resource_scrape_error [STABLE] 1 if there was an error while getting container metrics, 0 otherwise\n# TYPE resource_scrape_error gauge\nresource_scrape_error 1\n".to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reading() -> Readings {
+        let cpu = |secs: u64, at: i64| {
+            Some(v1::CpuUsage {
+                timestamp: at,
+                usage_core_nano_seconds: Some(v1::UInt64Value {
+                    value: secs * 1_000_000_000 + 500_000_000,
+                }),
+                usage_nano_cores: None,
+            })
+        };
+        let memory = |bytes: u64, at: i64| {
+            Some(v1::MemoryUsage {
+                timestamp: at,
+                working_set_bytes: Some(v1::UInt64Value { value: bytes }),
+                ..Default::default()
+            })
+        };
+        Readings {
+            node_name: "n1".into(),
+            at: Timestamp::from_second(1_700_000_000).expect("timestamp"),
+            node_cpu: Some((3_000_000_000, None)),
+            node_memory: Some((1000, 0, 400, 100)),
+            pods: vec![PodReading {
+                name: "web".into(),
+                namespace: "default".into(),
+                uid: "u".into(),
+                created: 1_699_999_000_000_000_000,
+                cpu: cpu(2, 1_700_000_000_000_000_000),
+                memory: memory(4096, 1_700_000_000_000_000_000),
+                containers: vec![ContainerReading {
+                    name: "app\"x".into(),
+                    cpu: cpu(1, 1_700_000_000_000_000_000),
+                    memory: memory(2048, 1_700_000_000_000_000_000),
+                }],
+            }],
+        }
+    }
+
+    #[test]
+    fn resource_metrics_name_every_series_as_the_kubelet_does() {
+        let text = resource_metrics(&reading());
+        for line in [
+            "container_cpu_usage_seconds_total{container=\"app\\\"x\",namespace=\"default\",pod=\"web\"} 1.5 1700000000000",
+            "container_memory_working_set_bytes{container=\"app\\\"x\",namespace=\"default\",pod=\"web\"} 2048 1700000000000",
+            "container_start_time_seconds{container=\"app\\\"x\",namespace=\"default\",pod=\"web\"} 1699999000 1700000000000",
+            "node_cpu_usage_seconds_total 3 1700000000000",
+            "node_memory_working_set_bytes 500 1700000000000",
+            "pod_cpu_usage_seconds_total{namespace=\"default\",pod=\"web\"} 2.5 1700000000000",
+            "pod_memory_working_set_bytes{namespace=\"default\",pod=\"web\"} 4096 1700000000000",
+            "resource_scrape_error 0",
+            "# TYPE container_cpu_usage_seconds_total counter",
+            "# TYPE pod_memory_working_set_bytes gauge",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_summary_carries_the_same_reading() {
+        let s = summary(&reading());
+        assert_eq!(s["node"]["nodeName"], "n1");
+        assert_eq!(s["node"]["memory"]["workingSetBytes"], 500);
+        assert_eq!(s["pods"][0]["podRef"]["name"], "web");
+        assert_eq!(
+            s["pods"][0]["containers"][0]["memory"]["workingSetBytes"],
+            2048
+        );
+    }
 }

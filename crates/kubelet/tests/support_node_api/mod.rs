@@ -583,14 +583,13 @@ pub async fn connect_tls(
 
 /// A GET on the node API as the API server: the status and the whole body.
 pub async fn get(pki: &apiserver::Pki, port: u16, path: &str) -> (u16, String) {
-    let (status, mut body) = get_streaming(pki, port, path).await;
-    let mut all = Vec::new();
-    while let Some(frame) = body.frame().await {
-        if let Ok(data) = frame.expect("the body streams").into_data() {
-            all.extend_from_slice(&data);
-        }
-    }
-    (status, String::from_utf8_lossy(&all).into_owned())
+    get_as(
+        pki,
+        port,
+        path,
+        (&pki.kubelet_client_cert, &pki.kubelet_client_key),
+    )
+    .await
 }
 
 /// A GET on the node API as the API server: the status and the body to read as it
@@ -600,13 +599,42 @@ pub async fn get_streaming(
     port: u16,
     path: &str,
 ) -> (u16, hyper::body::Incoming) {
-    let tls = connect_tls(
+    get_streaming_as(
         pki,
         port,
-        Some((&pki.kubelet_client_cert, &pki.kubelet_client_key)),
+        path,
+        (&pki.kubelet_client_cert, &pki.kubelet_client_key),
     )
     .await
-    .expect("TLS to the node API");
+}
+
+/// A GET on the node API presenting `client` (certificate and key PEM): the status
+/// and the whole body.
+pub async fn get_as(
+    pki: &apiserver::Pki,
+    port: u16,
+    path: &str,
+    client: (&str, &str),
+) -> (u16, String) {
+    let (status, mut body) = get_streaming_as(pki, port, path, client).await;
+    let mut all = Vec::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.expect("the body streams").into_data() {
+            all.extend_from_slice(&data);
+        }
+    }
+    (status, String::from_utf8_lossy(&all).into_owned())
+}
+
+async fn get_streaming_as(
+    pki: &apiserver::Pki,
+    port: u16,
+    path: &str,
+    client: (&str, &str),
+) -> (u16, hyper::body::Incoming) {
+    let tls = connect_tls(pki, port, Some(client))
+        .await
+        .expect("TLS to the node API");
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .expect("HTTP handshake");
