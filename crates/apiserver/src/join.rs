@@ -11,6 +11,11 @@
 //!   keys the agent generated. The server answers with a client certificate
 //!   `system:node:<name>` (O=`system:nodes`) and a node API serving certificate for the
 //!   node's IP and names, both signed by the cluster CA ([`join`] is the agent's side).
+//! - A node name belongs to the first machine that joins with it (k3s's node
+//!   password): the request carries a random password the agent keeps in its data
+//!   dir; the server keeps its hash in the Secret `kube-system/<node>.node-password.skiff`
+//!   and refuses another password for that name, so a token holder cannot take over
+//!   an existing node's identity by joining under its name.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -188,6 +193,8 @@ struct CredentialsRequest {
     client_csr: String,
     /// PKCS#10 request (PEM) for the node API's serving key.
     serving_csr: String,
+    /// The node's password: the same on every join of this node.
+    node_password: String,
 }
 
 /// What the server answers.
@@ -258,6 +265,7 @@ pub(crate) async fn serve(state: &State, req: Request<Incoming>) -> Result<Reply
             let request: CredentialsRequest = serde_json::from_slice(&body)
                 .map_err(|e| ApiError::bad_request(format!("node credentials request: {e}")))?;
             let response = sign(joiner, &request)?;
+            claim_node_name(state, &request.node_name, &request.node_password).await?;
             tracing::info!(node = %request.node_name, node_ip = %request.node_ip, "node joined: certificates issued");
             Ok(Reply::Json(
                 200,
@@ -265,6 +273,106 @@ pub(crate) async fn serve(state: &State, req: Request<Incoming>) -> Result<Reply
             ))
         }
         _ => Err(ApiError::method_not_allowed()),
+    }
+}
+
+/// The Secret holding the hash of a node's password.
+fn password_secret(node_name: &str) -> String {
+    format!("{node_name}.node-password.skiff")
+}
+
+fn password_hash(password: &str) -> String {
+    sha2::Sha256::digest(password.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Records `password` as `node_name`'s on its first join; refuses another password
+/// for a name that is taken.
+async fn claim_node_name(state: &State, node_name: &str, password: &str) -> Result<(), ApiError> {
+    if password.len() < 16 {
+        return Err(ApiError::bad_request(
+            "the node password must be at least 16 characters",
+        ));
+    }
+    let secrets = state
+        .registry
+        .lookup("", "v1", "secrets")
+        .cloned()
+        .ok_or_else(|| ApiError::internal("built-in resource secrets missing"))?;
+    let name = password_secret(node_name);
+    let wanted = password_hash(password);
+    let refused = || {
+        ApiError::forbidden(format!(
+            "node password rejected: a node named {node_name:?} already exists, joined from another machine (or its <data-dir>/agent/node-password changed); pick another --node-name, or if that machine is gone: kubectl delete node {node_name}; kubectl -n kube-system delete secret {name}"
+        ))
+    };
+    let matches = |secret: &serde_json::Value| {
+        let stored = secret["data"]["hash"].as_str().and_then(|b| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.decode(b).ok()
+        });
+        stored.is_some_and(|h| constant_time_eq(&h, wanted.as_bytes()))
+    };
+    match state
+        .storage
+        .get(&secrets, Some("kube-system"), &name)
+        .await
+    {
+        Ok(secret) => {
+            return if matches(&secret) {
+                Ok(())
+            } else {
+                Err(refused())
+            };
+        }
+        Err(e) if e.code == 404 => {}
+        Err(e) => return Err(e),
+    }
+    // A registered node without a password (the server's own, or one whose Secret was
+    // deleted) is not up for grabs either.
+    let nodes = state
+        .registry
+        .lookup("", "v1", "nodes")
+        .cloned()
+        .ok_or_else(|| ApiError::internal("built-in resource nodes missing"))?;
+    match state.storage.get(&nodes, None, node_name).await {
+        Ok(_) => return Err(refused()),
+        Err(e) if e.code == 404 => {}
+        Err(e) => return Err(e),
+    }
+    let encoded = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(&wanted)
+    };
+    let secret = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": name,
+            "namespace": "kube-system",
+            "labels": {"skiff.io/node-password": "true"},
+        },
+        "type": "skiff.io/node-password",
+        "data": {"hash": encoded},
+    });
+    let strategy = crate::strategy::for_resource(&secrets);
+    match crate::rest::write::create_object(state, &secrets, strategy, secret, false).await {
+        Ok(_) => Ok(()),
+        // Another join under this name won the race: compare with what it stored.
+        Err(e) if e.reason == "AlreadyExists" => {
+            let secret = state
+                .storage
+                .get(&secrets, Some("kube-system"), &name)
+                .await?;
+            if matches(&secret) {
+                Ok(())
+            } else {
+                Err(refused())
+            }
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -348,6 +456,7 @@ pub async fn join(
     node_name: &str,
     node_ip: IpAddr,
     hostnames: &[String],
+    node_password: &str,
 ) -> Result<NodeCredentials, JoinError> {
     let Some(expected) = token.ca_hash.clone() else {
         return Err(JoinError::BareToken);
@@ -399,6 +508,7 @@ pub async fn join(
         hostnames: hostnames.to_vec(),
         client_csr,
         serving_csr,
+        node_password: node_password.to_owned(),
     };
     let body = serde_json::to_vec(&request).map_err(|e| JoinError::Keys(e.to_string()))?;
     let (code, body) = target
@@ -656,6 +766,7 @@ mod tests {
                 hostnames: vec!["worker-1.lan".into()],
                 client_csr,
                 serving_csr,
+                node_password: String::new(),
             },
         )
         .expect("signed");
@@ -681,6 +792,7 @@ mod tests {
                     hostnames: Vec::new(),
                     client_csr: String::new(),
                     serving_csr: String::new(),
+                    node_password: String::new(),
                 }
             )
             .is_err()

@@ -340,7 +340,9 @@ async fn joined(
         .into_iter()
         .filter(|h| !h.is_empty() && h != node_name)
         .collect();
-    let credentials = apiserver::join::join(server, &token, node_name, node_ip, &hostnames).await?;
+    let password = node_password(dir)?;
+    let credentials =
+        apiserver::join::join(server, &token, node_name, node_ip, &hostnames, &password).await?;
     apiserver::write_kubeconfig(
         &kubeconfig,
         server,
@@ -362,6 +364,22 @@ async fn joined(
             client_ca: credentials.ca_cert,
         },
     ))
+}
+
+/// This machine's node password (`<agent dir>/node-password`), made at the first join
+/// and kept: the server ties the node name to it.
+fn node_password(dir: &Path) -> anyhow::Result<String> {
+    let path = dir.join("node-password");
+    if let Ok(kept) = fs::read_to_string(&path)
+        && kept.trim().len() >= 16
+    {
+        return Ok(kept.trim().to_owned());
+    }
+    let password: String = (0..32)
+        .map(|_| format!("{:x}", rand::random::<u8>() & 0x0f))
+        .collect();
+    write_private(&path, &password)?;
+    Ok(password)
 }
 
 /// Writes a file only root may read.

@@ -175,6 +175,39 @@ async fn an_agent_joins_with_the_token_and_a_wrong_token_is_refused() {
     // The node API's certificate is what the API server trusts: logs through it work
     // once a pod runs; here its identity is enough, exec is in agent_multinode.
 
+    // Another machine (another data dir, so another node password) cannot join under
+    // the same node name; nor when the password's Secret is gone but the Node is not.
+    let other = JoinedAgent::new(None, &flags(&token));
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(client.clone(), "kube-system");
+    let password_secret = format!("{node}.node-password.skiff");
+    assert!(
+        secrets
+            .get_opt(&password_secret)
+            .await
+            .expect("get")
+            .is_some(),
+        "the first join recorded the node password"
+    );
+    for round in ["password differs", "secret deleted, node exists"] {
+        if round == "secret deleted, node exists" {
+            secrets
+                .delete(&password_secret, &Default::default())
+                .await
+                .expect("delete the secret");
+        }
+        let out = other.run_to_exit(&flags(&token), Duration::from_secs(30));
+        assert!(!out.status.success(), "{round}");
+        let line = error_line(&out);
+        assert!(
+            line.contains("(403)")
+                && line.contains("node password rejected")
+                && line.contains(&format!("kubectl delete node {node}")),
+            "{round}: {line}"
+        );
+        assert!(!other.dir.join("agent").join("kubeconfig.yaml").exists());
+    }
+
     // A restart reuses the credentials.
     let before = std::fs::read(agent_dir.join("kubeconfig.yaml")).expect("kubeconfig");
     let serving_before = std::fs::read(agent_dir.join("serving.crt")).expect("serving");
