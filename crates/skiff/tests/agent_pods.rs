@@ -414,6 +414,107 @@ spec:
     assert!(after.ready);
 }
 
+/// Records the request lines of HTTP requests to 127.0.0.1:`port` and answers 200.
+fn record_requests(
+    listener: tokio::net::TcpListener,
+) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let record = record.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let n = conn.read(&mut buf).await.unwrap_or(0);
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if let Some(line) = text.lines().next() {
+                    record.lock().expect("lock").push(line.to_owned());
+                }
+                let _ = conn
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_start_and_pre_stop_hooks_run_exec_and_http_get_before_sigterm() {
+    let server = AgentServer::start();
+    let client = server.client().await;
+    ready_node(&client).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a hook target on loopback");
+    let port = listener.local_addr().expect("address").port();
+    let seen = record_requests(listener);
+    let shared = server.dir.join("hooks");
+    server.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: hooks, namespace: default}}
+spec:
+  terminationGracePeriodSeconds: 60
+  volumes: [{{name: h, hostPath: {{path: "{shared}", type: DirectoryOrCreate}}}}]
+  containers:
+  - name: main
+    image: busybox
+    command: [sh, -c, 'trap "echo term >> /h/log; exit 0" TERM; while true; do sleep 0.2; done']
+    volumeMounts: [{{name: h, mountPath: /h}}]
+    lifecycle:
+      postStart:
+        httpGet: {{host: 127.0.0.1, port: {port}, path: /post-start}}
+      preStop:
+        exec: {{command: [sh, -c, 'echo pre-stop >> /h/log']}}
+  - name: web
+    image: busybox
+    command: [sh, -c, 'trap "exit 0" TERM; while true; do sleep 0.2; done']
+    lifecycle:
+      preStop:
+        httpGet: {{host: 127.0.0.1, port: {port}, path: /pre-stop}}
+"#,
+        shared = shared.display()
+    ));
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    pod_where(
+        &pods,
+        "hooks",
+        "hooks Running",
+        Duration::from_secs(60),
+        |p| phase(p) == "Running",
+    )
+    .await;
+    let requests = || seen.lock().expect("lock").clone();
+    assert!(
+        requests().contains(&"GET /post-start HTTP/1.1".to_owned()),
+        "the postStart httpGet ran before the pod was Running: {:?}",
+        requests()
+    );
+    assert!(!requests().iter().any(|r| r.contains("/pre-stop")));
+
+    server.kubectl_ok(&["delete", "pod", "hooks", "--wait=false"]);
+    eventually(
+        Duration::from_secs(40),
+        "the deleted pod to disappear",
+        || async { pods.get_opt("hooks").await.ok()?.is_none().then_some(()) },
+    )
+    .await;
+    assert!(
+        requests().contains(&"GET /pre-stop HTTP/1.1".to_owned()),
+        "{:?}",
+        requests()
+    );
+    // The exec preStop hook ran to its end before the container got SIGTERM.
+    let log = std::fs::read_to_string(shared.join("log")).expect("the hooks' log");
+    assert_eq!(log, "pre-stop\nterm\n");
+    let events = server.kubectl_ok(&["get", "events", "-n", "default"]);
+    assert!(!events.contains("FailedPreStopHook"), "{events}");
+    assert!(!events.contains("FailedPostStartHook"), "{events}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn init_containers_run_in_order_before_the_main_container() {
     let server = AgentServer::start();
