@@ -516,6 +516,75 @@ spec:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_past_its_active_deadline_fails_and_its_containers_stop() {
+    let server = AgentServer::start();
+    let client = server.client().await;
+    ready_node(&client).await;
+    server.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: deadline, namespace: default}
+spec:
+  activeDeadlineSeconds: 3
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: c, image: busybox, command: [sleep, '3600']}
+"#,
+    );
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    pod_where(&pods, "deadline", "Running", Duration::from_secs(60), |p| {
+        phase(p) == "Running"
+    })
+    .await;
+    let failed = pod_where(
+        &pods,
+        "deadline",
+        "Failed with its container terminated",
+        Duration::from_secs(40),
+        |p| {
+            phase(p) == "Failed"
+                && container_status(p)
+                    .state
+                    .as_ref()
+                    .is_some_and(|s| s.terminated.is_some())
+        },
+    )
+    .await;
+    let status = failed.status.clone().unwrap_or_default();
+    assert_eq!(status.reason.as_deref(), Some("DeadlineExceeded"));
+    assert_eq!(
+        status.message.as_deref(),
+        Some("Pod was active on the node longer than the specified deadline")
+    );
+    let ready = status
+        .conditions
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .expect("Ready condition");
+    assert_eq!(ready.status, "False");
+    let events = server.kubectl_ok(&[
+        "get",
+        "events",
+        "-n",
+        "default",
+        "--field-selector",
+        "involvedObject.name=deadline",
+    ]);
+    assert!(
+        events.contains("DeadlineExceeded")
+            && events.contains("Pod was active on the node longer than the specified deadline"),
+        "{events}"
+    );
+    // It stays failed: the container is not restarted (restartPolicy Always).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let later = pods.get("deadline").await.expect("the pod");
+    assert_eq!(phase(&later), "Failed");
+    assert_eq!(container_status(&later).restart_count, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn init_containers_run_in_order_before_the_main_container() {
     let server = AgentServer::start();
     let client = server.client().await;

@@ -60,6 +60,9 @@ pub(crate) struct Observed<'a> {
     pub(crate) start_time: Option<Time>,
     /// What the probes found: `started` and `ready` of running containers.
     pub(crate) probes: &'a Snapshot,
+    /// Why the agent failed the pod as a whole (reason, message), e.g. its
+    /// activeDeadlineSeconds passed.
+    pub(crate) failed: Option<(&'a str, &'a str)>,
 }
 
 /// How far the init containers got.
@@ -133,7 +136,10 @@ pub(crate) fn compute(observed: &Observed<'_>, previous: Option<&PodStatus>) -> 
         .map(|c| container_status(observed, c, regular_default))
         .collect();
 
-    let phase = phase(pod, &init, &statuses, previous);
+    let phase = match observed.failed {
+        Some(_) => "Failed",
+        None => phase(pod, &init, &statuses, previous),
+    };
     let terminal = matches!(phase, "Succeeded" | "Failed");
 
     let unready: Vec<String> = statuses
@@ -246,8 +252,31 @@ pub(crate) fn compute(observed: &Observed<'_>, previous: Option<&PodStatus>) -> 
             .status
             .as_ref()
             .and_then(|s| s.nominated_node_name.clone()),
+        reason: kept_or_failed(observed, previous, terminal, |f| f.0, |s| &s.reason),
+        message: kept_or_failed(observed, previous, terminal, |f| f.1, |s| &s.message),
         ..Default::default()
     }
+}
+
+/// The pod's reason or message: the agent's failure's, else what a terminal pod
+/// already carries (in the API or the last report).
+fn kept_or_failed<'a>(
+    observed: &Observed<'a>,
+    previous: Option<&PodStatus>,
+    terminal: bool,
+    of_failure: impl Fn((&'a str, &'a str)) -> &'a str,
+    of_status: impl Fn(&PodStatus) -> &Option<String>,
+) -> Option<String> {
+    if let Some(f) = observed.failed {
+        return Some(of_failure(f).to_owned());
+    }
+    if !terminal {
+        return None;
+    }
+    [observed.pod.status.as_ref(), previous]
+        .into_iter()
+        .flatten()
+        .find_map(|s| of_status(s).clone())
 }
 
 fn condition(
@@ -487,6 +516,7 @@ mod tests {
                 sandbox_ready: true,
                 start_time: None,
                 probes: &Snapshot::default(),
+                failed: None,
             },
             None,
         )
@@ -569,6 +599,7 @@ mod tests {
                     sandbox_ready: true,
                     start_time: None,
                     probes,
+                    failed: None,
                 },
                 None,
             )

@@ -41,6 +41,11 @@ const MIN_GRACE: i64 = 2;
 const VOLUME_REFRESH: Duration = Duration::from_secs(10);
 /// Older exited instances of a container beyond this many are removed.
 const KEEP_EXITED: usize = 1;
+/// The kubelet's reason and message for a pod past its activeDeadlineSeconds.
+const DEADLINE_EXCEEDED: (&str, &str) = (
+    "DeadlineExceeded",
+    "Pod was active on the node longer than the specified deadline",
+);
 
 /// What the manager tells a worker: the pod as last seen, or that it is gone from
 /// the API.
@@ -95,6 +100,8 @@ pub(crate) struct Worker {
     sandbox_stopped: bool,
     /// Whether this worker's last sync found the pod finished.
     finished: bool,
+    /// The pod ran past its activeDeadlineSeconds: it is failed and its containers stopped.
+    deadline_exceeded: bool,
     /// The liveness, readiness and startup probers of the running containers.
     probes: Probes,
 }
@@ -123,6 +130,7 @@ impl Worker {
             start_time,
             sandbox_stopped: false,
             finished: false,
+            deadline_exceeded: false,
             probes: Probes::new(),
         }
     }
@@ -196,9 +204,19 @@ impl Worker {
             self.pod.status.as_ref().and_then(|s| s.phase.as_deref()),
             Some("Succeeded" | "Failed")
         );
+        if !api_terminal && !self.deadline_exceeded && self.past_active_deadline() {
+            self.deadline_exceeded = true;
+            self.event(
+                EventType::Warning,
+                DEADLINE_EXCEEDED.0,
+                DEADLINE_EXCEEDED.1.to_owned(),
+                None,
+            );
+        }
         self.find_sandbox().await?;
         let mut containers = self.observe().await?;
-        let finished = api_terminal || self.would_be_finished(&containers);
+        let finished =
+            api_terminal || self.deadline_exceeded || self.would_be_finished(&containers);
         let mut acted = false;
         if !finished {
             if !self.sandbox.as_ref().is_some_and(|s| s.ready) {
@@ -238,6 +256,19 @@ impl Worker {
             self.stop_finished().await?;
         }
         Ok(())
+    }
+
+    /// Whether the pod has been active on this node longer than its
+    /// activeDeadlineSeconds (counted from its startTime, as the kubelet does).
+    fn past_active_deadline(&self) -> bool {
+        let (Some(deadline), Some(start)) = (
+            self.spec().active_deadline_seconds,
+            self.start_time.as_ref(),
+        ) else {
+            return false;
+        };
+        let active = jiff::Timestamp::now().duration_since(start.0);
+        active.as_secs() >= deadline
     }
 
     /// Whether every container has exited for good under the restart policy (the pod
@@ -582,6 +613,7 @@ impl Worker {
                 sandbox_ready: self.sandbox.as_ref().is_some_and(|s| s.ready),
                 start_time: self.start_time.clone(),
                 probes: &self.probes.snapshot(),
+                failed: self.deadline_exceeded.then_some(DEADLINE_EXCEEDED),
             },
             self.reported.as_ref(),
         );
