@@ -1,6 +1,6 @@
 //! Pod networking on this node: the CNI configuration containerd reads (a bridge with
 //! host-local IPAM over the Node's `spec.podCIDR`, portmap for hostPorts), the local
-//! `unreachable` route for the Service CIDR (so a virtual IP without a DNAT rule never
+//! route of the Service CIDR into loopback (so a virtual IP without a DNAT rule never
 //! leaves the machine), when egress masquerading is on, a NAT chain of our own, and
 //! host-gw routes: `<podCIDR> via <InternalIP>` for every other node whose address is
 //! on a link of this machine ([`peer_routes`]).
@@ -57,7 +57,7 @@ pub struct NetworkState {
     pub pod_cidr: String,
     /// NAT chains of ours (hooked from POSTROUTING).
     pub nat_chains: Vec<String>,
-    /// Routes we added (`unreachable 10.43.0.0/16`), as `ip route` arguments.
+    /// Routes we added (`10.43.0.0/16 dev lo`), as `ip route` arguments.
     pub routes: Vec<String>,
     /// host-local's allocation directory.
     pub ipam_dir: PathBuf,
@@ -115,14 +115,28 @@ pub(crate) fn setup(config: &AgentConfig, pod_cidr: &str) -> Result<(), Error> {
         peer_routes: previous.peer_routes.clone(),
     };
 
-    // The Service CIDR is never routed off the machine.
-    let route = format!("unreachable {}", config.service_cidr);
+    // The Service CIDR is never routed off the machine: it is routed into loopback,
+    // where a packet to a virtual IP that no DNAT rule rewrote is dropped. (An
+    // `unreachable` route would do that too, but it also fails the route lookup of
+    // connections the node itself opens, before the service proxy's OUTPUT rules
+    // could rewrite them, so hostNetwork pods and `curl <ClusterIP>` on the node
+    // could not reach Services.)
+    let route = service_route(&config.service_cidr);
+    for old in previous.routes.iter().filter(|r| **r != route) {
+        // A route of an earlier start (another CIDR, or the earlier `unreachable` form).
+        let args: Vec<&str> = ["route", "del"]
+            .into_iter()
+            .chain(old.split_whitespace())
+            .collect();
+        succeeds(IP, &args);
+    }
     let exists = route_exists(&config.service_cidr)?;
     if !exists {
-        run(
-            IP,
-            &["route", "replace", "unreachable", &config.service_cidr],
-        )?;
+        let args: Vec<&str> = ["route", "replace"]
+            .into_iter()
+            .chain(route.split_whitespace())
+            .collect();
+        run(IP, &args)?;
         state.routes.push(route);
     } else if previous.routes.contains(&route) {
         state.routes.push(route);
@@ -192,6 +206,11 @@ fn conflist(config: &AgentConfig, pod_cidr: &str) -> String {
 /// Whether the configuration for pods is in place (containerd picks it up itself).
 pub(crate) fn configured(dir: &Path) -> bool {
     cni_conf_dir(dir).join(CONFLIST).is_file()
+}
+
+/// The route that keeps the Service CIDR on the machine, as `ip route` arguments.
+fn service_route(service_cidr: &str) -> String {
+    format!("{service_cidr} dev lo")
 }
 
 /// A NAT chain name unique to this agent directory (iptables allows 28 characters).
