@@ -3,7 +3,7 @@
 //! requests, kept up to date incrementally from watch events. Pods the scheduler has
 //! sent for binding are *assumed* on their node until the watch confirms them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Node;
@@ -147,6 +147,8 @@ pub struct Cache {
     pods: HashMap<PodKey, PodState>,
     /// Image name -> (size in bytes, number of nodes having it).
     images: HashMap<String, (i64, usize)>,
+    /// Namespace labels, for affinity terms' `namespaceSelector`.
+    namespaces: crate::pod_info::NamespaceLabels,
 }
 
 fn node_images(node: &Node) -> Vec<(String, i64)> {
@@ -379,6 +381,30 @@ impl Cache {
     /// Number of nodes with a Node object.
     pub fn num_nodes(&self) -> usize {
         self.order.len()
+    }
+
+    /// Labels of every namespace.
+    pub fn namespaces(&self) -> &crate::pod_info::NamespaceLabels {
+        &self.namespaces
+    }
+
+    /// Records a namespace's labels; returns whether they changed.
+    pub fn apply_namespace(&mut self, name: &str, labels: BTreeMap<String, String>) -> bool {
+        if self.namespaces.get(name) == Some(&labels) {
+            return false;
+        }
+        self.namespaces.insert(name.to_owned(), labels);
+        true
+    }
+
+    /// Forgets a namespace.
+    pub fn remove_namespace(&mut self, name: &str) {
+        self.namespaces.remove(name);
+    }
+
+    /// Names of the namespaces known.
+    pub fn namespace_names(&self) -> impl Iterator<Item = &String> {
+        self.namespaces.keys()
     }
 
     /// A node's info.

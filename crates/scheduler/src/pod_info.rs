@@ -1,7 +1,7 @@
 //! A pod with what the scheduler derives from it once: requests, priority, host
 //! ports and compiled pod (anti-)affinity terms.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use api::selector::LabelSelector;
@@ -21,6 +21,9 @@ pub fn pod_key(pod: &Pod) -> PodKey {
     )
 }
 
+/// Labels of every namespace, by name (for `namespaceSelector`).
+pub type NamespaceLabels = std::collections::HashMap<String, BTreeMap<String, String>>;
+
 /// A compiled pod (anti-)affinity term.
 #[derive(Debug, Clone)]
 pub struct AffinityTerm {
@@ -28,6 +31,8 @@ pub struct AffinityTerm {
     pub namespaces: BTreeSet<String>,
     /// `namespaceSelector: {}`: every namespace.
     pub all_namespaces: bool,
+    /// A non-empty `namespaceSelector`: namespaces whose labels match, too.
+    pub namespace_selector: Option<LabelSelector>,
     /// The label selector (`labelSelector` + `matchLabelKeys`).
     pub selector: LabelSelector,
     /// The node label that defines the topology domain.
@@ -38,10 +43,18 @@ impl AffinityTerm {
     fn new(pod: &Pod, term: &PodAffinityTerm) -> AffinityTerm {
         let own_ns = pod.metadata.namespace.clone().unwrap_or_default();
         let mut namespaces: BTreeSet<String> = term.namespaces.iter().flatten().cloned().collect();
-        let all_namespaces = term.namespace_selector.as_ref().is_some_and(|s| {
+        let empty_selector = |s: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector| {
             s.match_labels.as_ref().is_none_or(|m| m.is_empty())
                 && s.match_expressions.as_ref().is_none_or(|m| m.is_empty())
-        });
+        };
+        let all_namespaces = term.namespace_selector.as_ref().is_some_and(empty_selector);
+        let namespace_selector = term
+            .namespace_selector
+            .as_ref()
+            .filter(|s| !empty_selector(s))
+            .map(|s| {
+                LabelSelector::from_label_selector(s).unwrap_or_else(|_| LabelSelector::nothing())
+            });
         if namespaces.is_empty() && term.namespace_selector.is_none() {
             namespaces.insert(own_ns);
         }
@@ -70,15 +83,23 @@ impl AffinityTerm {
         AffinityTerm {
             namespaces,
             all_namespaces,
+            namespace_selector,
             selector,
             topology_key: term.topology_key.clone(),
         }
     }
 
-    /// Whether `pod` is selected by this term.
-    pub fn matches(&self, pod: &Pod) -> bool {
+    /// Whether `pod` is selected by this term; `namespaces` gives the labels a
+    /// `namespaceSelector` is matched against.
+    pub fn matches(&self, pod: &Pod, namespaces: &NamespaceLabels) -> bool {
         let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
-        (self.all_namespaces || self.namespaces.contains(ns))
+        let in_namespace = self.all_namespaces
+            || self.namespaces.contains(ns)
+            || self
+                .namespace_selector
+                .as_ref()
+                .is_some_and(|s| namespaces.get(ns).is_some_and(|labels| s.matches(labels)));
+        in_namespace
             && self
                 .selector
                 .matches(pod.metadata.labels.as_ref().unwrap_or(&Default::default()))

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use events::{EventType, Recorder, Reporter};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use kube::Resource as _;
@@ -134,14 +134,21 @@ pub async fn run(client: kube::Client, config: &SchedulerConfig) -> Result<(), E
     let mut nodes = watcher::watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
         .default_backoff()
         .boxed();
-    let (mut pods_synced, mut nodes_synced) = (false, false);
+    let mut namespaces = watcher::watcher(
+        Api::<Namespace>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .boxed();
+    let (mut pods_synced, mut nodes_synced, mut namespaces_synced) = (false, false, false);
+    let mut namespace_relist: Option<HashSet<String>> = None;
     let mut pod_relist: Option<HashSet<PodKey>> = None;
     let mut node_relist: Option<HashSet<String>> = None;
     let mut flush = tokio::time::interval(Duration::from_secs(30));
     loop {
         let now = Instant::now();
         s.queue.flush_backoff(now);
-        let ready = pods_synced && nodes_synced && s.queue.has_active();
+        let ready = pods_synced && nodes_synced && namespaces_synced && s.queue.has_active();
         let wake = s
             .queue
             .next_backoff()
@@ -193,6 +200,28 @@ pub async fn run(client: kube::Client, config: &SchedulerConfig) -> Result<(), E
                 Some(Ok(WEvent::Apply(n))) => s.apply_node(n),
                 Some(Ok(WEvent::Delete(n))) => s.cache.remove_node(n.metadata.name.as_deref().unwrap_or_default()),
             },
+            ev = namespaces.next() => match ev {
+                None => return Ok(()),
+                Some(Err(e)) => tracing::debug!(error = %e, "namespace watch failed; retrying"),
+                Some(Ok(WEvent::Init)) => namespace_relist = Some(HashSet::new()),
+                Some(Ok(WEvent::InitApply(n))) => {
+                    if let Some(seen) = namespace_relist.as_mut() {
+                        seen.insert(n.metadata.name.clone().unwrap_or_default());
+                    }
+                    s.apply_namespace(&n);
+                }
+                Some(Ok(WEvent::InitDone)) => {
+                    if let Some(seen) = namespace_relist.take() {
+                        let gone: Vec<String> = s.cache.namespace_names().filter(|n| !seen.contains(*n)).cloned().collect();
+                        for n in gone {
+                            s.cache.remove_namespace(&n);
+                        }
+                    }
+                    namespaces_synced = true;
+                }
+                Some(Ok(WEvent::Apply(n))) => s.apply_namespace(&n),
+                Some(Ok(WEvent::Delete(n))) => s.cache.remove_namespace(n.metadata.name.as_deref().unwrap_or_default()),
+            },
             Some(r) = bind_rx.recv() => s.bind_done(r),
             _ = flush.tick() => s.queue.flush(Instant::now()),
             _ = std::future::ready(()), if ready => s.schedule_one(),
@@ -235,6 +264,16 @@ impl Session {
     fn apply_node(&mut self, node: Node) {
         if self.cache.apply_node(Arc::new(node)) == Change::NodeChanged {
             self.queue.move_on(Event::NodeChanged, Instant::now());
+        }
+    }
+
+    /// New namespace labels may let pods with a `namespaceSelector` in their pod
+    /// (anti-)affinity fit.
+    fn apply_namespace(&mut self, ns: &Namespace) {
+        let name = ns.metadata.name.as_deref().unwrap_or_default();
+        let labels = ns.metadata.labels.clone().unwrap_or_default();
+        if self.cache.apply_namespace(name, labels) {
+            self.queue.move_on(Event::AssignedPodAdded, Instant::now());
         }
     }
 

@@ -30,6 +30,8 @@ struct FilterState {
     existing_anti: Counts,
     affinity: Counts,
     anti: Counts,
+    /// The pod matches all its own required affinity terms.
+    matches_own_affinity: bool,
 }
 
 fn pair(node: &NodeInfo, key: &str) -> Option<(String, String)> {
@@ -50,7 +52,14 @@ impl Plugin for InterPodAffinity {
     }
 
     fn pre_filter(&self, state: &mut CycleState, pod: &PodInfo, cache: &Cache) -> Status {
-        let mut s = FilterState::default();
+        let ns = cache.namespaces();
+        let mut s = FilterState {
+            matches_own_affinity: pod
+                .required_affinity
+                .iter()
+                .all(|t| t.matches(&pod.pod, ns)),
+            ..FilterState::default()
+        };
         let own = (!pod.required_affinity.is_empty() || !pod.required_anti_affinity.is_empty())
             .then_some(());
         let nodes = cache.nodes().take(
@@ -66,7 +75,7 @@ impl Plugin for InterPodAffinity {
             }
             for existing in node.pods.values() {
                 for t in &existing.required_anti_affinity {
-                    if t.matches(&pod.pod)
+                    if t.matches(&pod.pod, ns)
                         && let Some(p) = pair(node, &t.topology_key)
                     {
                         *s.existing_anti.entry(p).or_default() += 1;
@@ -79,7 +88,7 @@ impl Plugin for InterPodAffinity {
                     && pod
                         .required_affinity
                         .iter()
-                        .all(|t| t.matches(&existing.pod))
+                        .all(|t| t.matches(&existing.pod, ns))
                 {
                     for t in &pod.required_affinity {
                         if let Some(p) = pair(node, &t.topology_key) {
@@ -88,7 +97,7 @@ impl Plugin for InterPodAffinity {
                     }
                 }
                 for t in &pod.required_anti_affinity {
-                    if t.matches(&existing.pod)
+                    if t.matches(&existing.pod, ns)
                         && let Some(p) = pair(node, &t.topology_key)
                     {
                         *s.anti.entry(p).or_default() += 1;
@@ -126,9 +135,7 @@ impl Plugin for InterPodAffinity {
                     .required_affinity
                     .iter()
                     .all(|t| positive(&s.affinity, &t.topology_key));
-            let first_of_group = all_keys
-                && s.affinity.is_empty()
-                && pod.required_affinity.iter().all(|t| t.matches(&pod.pod));
+            let first_of_group = all_keys && s.affinity.is_empty() && s.matches_own_affinity;
             if !satisfied && !first_of_group {
                 return Status::new(Code::UnschedulableAndUnresolvable, AFFINITY);
             }
@@ -156,6 +163,7 @@ impl Plugin for InterPodAffinity {
         cache: &Cache,
         _: &[&NodeInfo],
     ) -> Status {
+        let ns = cache.namespaces();
         let has_preferred =
             !pod.preferred_affinity.is_empty() || !pod.preferred_anti_affinity.is_empty();
         let mut scores: Counts = HashMap::new();
@@ -177,27 +185,27 @@ impl Plugin for InterPodAffinity {
                     }
                 };
                 for (w, t) in &pod.preferred_affinity {
-                    if t.matches(&existing.pod) {
+                    if t.matches(&existing.pod, ns) {
                         add(&t.topology_key, i64::from(*w));
                     }
                 }
                 for (w, t) in &pod.preferred_anti_affinity {
-                    if t.matches(&existing.pod) {
+                    if t.matches(&existing.pod, ns) {
                         add(&t.topology_key, -i64::from(*w));
                     }
                 }
                 for t in &existing.required_affinity {
-                    if t.matches(&pod.pod) {
+                    if t.matches(&pod.pod, ns) {
                         add(&t.topology_key, HARD_POD_AFFINITY_WEIGHT);
                     }
                 }
                 for (w, t) in &existing.preferred_affinity {
-                    if t.matches(&pod.pod) {
+                    if t.matches(&pod.pod, ns) {
                         add(&t.topology_key, i64::from(*w));
                     }
                 }
                 for (w, t) in &existing.preferred_anti_affinity {
-                    if t.matches(&pod.pod) {
+                    if t.matches(&pod.pod, ns) {
                         add(&t.topology_key, -i64::from(*w));
                     }
                 }
@@ -235,5 +243,94 @@ impl Plugin for InterPodAffinity {
                 0
             };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use crate::cache::Cache;
+    use crate::plugins::default_profile;
+    use crate::pod_info::PodInfo;
+    use crate::schedule_one::{Framework, Nominated};
+
+    fn pod(v: serde_json::Value) -> Arc<PodInfo> {
+        Arc::new(PodInfo::new(
+            Arc::new(serde_json::from_value(v).expect("pod")),
+            0,
+        ))
+    }
+
+    /// `db` runs on n1 in namespace `team-a` (labelled team=a); n2 is idle.
+    fn cluster() -> Cache {
+        let mut c = Cache::default();
+        for name in ["n1", "n2"] {
+            let node = json!({"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+                "status": {"allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"}}});
+            c.apply_node(Arc::new(serde_json::from_value(node).expect("node")));
+        }
+        c.apply_namespace("team-a", [("team".to_owned(), "a".to_owned())].into());
+        c.apply_namespace("default", Default::default());
+        c.apply_pod(
+            pod(
+                json!({"metadata": {"name": "db", "namespace": "team-a", "labels": {"app": "db"}},
+                "spec": {"containers": [{"name": "c"}]}}),
+            ),
+            "n1",
+        );
+        c
+    }
+
+    fn near_db(namespace_selector: serde_json::Value) -> Arc<PodInfo> {
+        pod(json!({"metadata": {"name": "web", "namespace": "default"},
+            "spec": {"containers": [{"name": "c"}], "affinity": {"podAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": [{
+                    "labelSelector": {"matchLabels": {"app": "db"}},
+                    "namespaceSelector": namespace_selector,
+                    "topologyKey": "kubernetes.io/hostname"}]}}}}))
+    }
+
+    #[test]
+    fn a_namespace_selector_finds_pods_in_namespaces_with_those_labels() {
+        let c = cluster();
+        let mut fw = Framework::new(default_profile());
+        let mut rng = rand::rng();
+        for _ in 0..10 {
+            let (d, _) = fw
+                .schedule(
+                    &c,
+                    &near_db(json!({"matchLabels": {"team": "a"}})),
+                    &Nominated::new(),
+                    &mut rng,
+                )
+                .expect("fits next to db");
+            assert_eq!(d.node, "n1");
+        }
+        // No namespace has team=b: nothing matches and the pod does not match its
+        // own term, so no node qualifies.
+        assert!(
+            fw.schedule(
+                &c,
+                &near_db(json!({"matchLabels": {"team": "b"}})),
+                &Nominated::new(),
+                &mut rng
+            )
+            .is_err()
+        );
+        // Labels change: team-a becomes team=b.
+        let mut c = c;
+        c.apply_namespace("team-a", [("team".to_owned(), "b".to_owned())].into());
+        let (d, _) = fw
+            .schedule(
+                &c,
+                &near_db(json!({"matchLabels": {"team": "b"}})),
+                &Nominated::new(),
+                &mut rng,
+            )
+            .expect("fits once the namespace is labelled");
+        assert_eq!(d.node, "n1");
     }
 }
