@@ -30,6 +30,7 @@ use crate::{Context, Error};
 
 mod conditions;
 pub(crate) mod expectations;
+mod indexes;
 pub(crate) mod pod_state;
 mod pods;
 mod sync;

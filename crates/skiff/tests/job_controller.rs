@@ -250,3 +250,172 @@ async fn finished_job_is_deleted_after_ttl_seconds_after_finished() {
     })
     .await;
 }
+
+fn condition(job: &Job, type_: &str) -> (String, String) {
+    let c = job
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == type_))
+        .unwrap_or_else(|| panic!("{type_} condition"));
+    (
+        c.reason.clone().unwrap_or_default(),
+        c.message.clone().unwrap_or_default(),
+    )
+}
+
+fn index_of(p: &Pod) -> String {
+    p.annotations()["batch.kubernetes.io/job-completion-index"].clone()
+}
+
+#[tokio::test]
+async fn backoff_limit_per_index_fails_only_the_index_and_then_the_job() {
+    let s = support::TestServer::start();
+    let client = s.client().await;
+    s.apply(&job_yaml(
+        "per-index",
+        "  completions: 3\n  parallelism: 3\n  completionMode: Indexed\n  backoffLimitPerIndex: 1\n  podFailurePolicy:\n    rules:\n    - action: FailIndex\n      onExitCodes: {operator: In, values: [42]}",
+    ));
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+    let spec = jobs
+        .get("per-index")
+        .await
+        .expect("job")
+        .spec
+        .expect("spec");
+    assert_eq!(
+        spec.backoff_limit,
+        Some(i32::MAX),
+        "no Job-wide limit by default"
+    );
+    let pods = cluster::eventually(WAIT, "three indexed pods", || async {
+        let p = running_pods(&client, "per-index").await;
+        (p.len() == 3).then_some(p)
+    })
+    .await;
+    let by_index = |i: &str| {
+        pods.iter()
+            .find(|p| index_of(p) == i)
+            .expect("a pod per index")
+            .clone()
+    };
+    for p in &pods {
+        assert_eq!(
+            p.annotations()["batch.kubernetes.io/job-index-failure-count"],
+            "0"
+        );
+    }
+    // Index 1 hits the FailIndex rule: failed for good, never recreated.
+    cluster::set_pod_finished(&client, "default", &by_index("1").name_any(), 42).await;
+    // Index 2 fails once: within its limit of 1, it gets a replacement (after the
+    // 10 s back-off) that carries the failure count.
+    cluster::set_pod_finished(&client, "default", &by_index("2").name_any(), 1).await;
+    cluster::eventually(WAIT, "failedIndexes 1", || async {
+        let j = jobs.get("per-index").await.ok()?;
+        (j.status?.failed_indexes.as_deref() == Some("1")).then_some(())
+    })
+    .await;
+    let replacement = cluster::eventually(WAIT, "the replacement of index 2", || async {
+        running_pods(&client, "per-index")
+            .await
+            .into_iter()
+            .find(|p| index_of(p) == "2")
+    })
+    .await;
+    assert_eq!(
+        replacement.annotations()["batch.kubernetes.io/job-index-failure-count"],
+        "1"
+    );
+    assert!(
+        running_pods(&client, "per-index")
+            .await
+            .iter()
+            .all(|p| index_of(p) != "1"),
+        "a failed index is not retried"
+    );
+    cluster::set_pod_finished(&client, "default", &replacement.name_any(), 0).await;
+    cluster::set_pod_finished(&client, "default", &by_index("0").name_any(), 0).await;
+    let job = wait_condition(&client, "per-index", "Failed").await;
+    assert_eq!(
+        condition(&job, "Failed"),
+        ("FailedIndexes".into(), "Job has failed indexes".into())
+    );
+    let st = job.status.expect("status");
+    assert_eq!(st.completed_indexes.as_deref(), Some("0,2"));
+    assert_eq!(st.failed_indexes.as_deref(), Some("1"));
+    assert_eq!(st.failed, Some(2));
+}
+
+#[tokio::test]
+async fn a_success_policy_completes_the_job_and_stops_the_rest() {
+    let s = support::TestServer::start();
+    let client = s.client().await;
+    s.apply(&job_yaml(
+        "leader",
+        "  completions: 3\n  parallelism: 3\n  completionMode: Indexed\n  successPolicy:\n    rules:\n    - succeededIndexes: \"0\"",
+    ));
+    let pods = cluster::eventually(WAIT, "three indexed pods", || async {
+        let p = running_pods(&client, "leader").await;
+        (p.len() == 3).then_some(p)
+    })
+    .await;
+    let leader = pods.iter().find(|p| index_of(p) == "0").expect("index 0");
+    cluster::set_pod_finished(&client, "default", &leader.name_any(), 0).await;
+    let met = wait_condition(&client, "leader", "SuccessCriteriaMet").await;
+    let why = (
+        "SuccessPolicy".to_owned(),
+        "Matched rules at index 0".to_owned(),
+    );
+    assert_eq!(condition(&met, "SuccessCriteriaMet"), why);
+    // The other indexes' pods are deleted; without a kubelet they stay terminating,
+    // so play it: finish them.
+    cluster::eventually(WAIT, "the other pods deleted", || async {
+        running_pods(&client, "leader")
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    for p in pods.iter().filter(|p| index_of(p) != "0") {
+        let _ = Api::<Pod>::namespaced(client.clone(), "default")
+            .delete(
+                &p.name_any(),
+                &kube::api::DeleteParams::default().grace_period(0),
+            )
+            .await;
+    }
+    let job = wait_condition(&client, "leader", "Complete").await;
+    assert_eq!(condition(&job, "Complete"), why);
+    assert_eq!(
+        job.status.expect("status").completed_indexes.as_deref(),
+        Some("0")
+    );
+}
+
+#[tokio::test]
+async fn per_index_fields_are_refused_where_kubernetes_refuses_them() {
+    let s = support::TestServer::start();
+    let path = s.dir.path().join("bad-job.yaml");
+    for (spec, message) in [
+        (
+            "  podFailurePolicy:\n    rules:\n    - action: FailIndex\n      onExitCodes: {operator: In, values: [42]}",
+            "spec.podFailurePolicy.rules[0].action: Invalid value: \"FailIndex\": requires the backoffLimitPerIndex to be set",
+        ),
+        (
+            "  backoffLimitPerIndex: 2",
+            "spec.backoffLimitPerIndex: Invalid value: 2: requires indexed completion mode",
+        ),
+        (
+            "  completionMode: Indexed\n  completions: 2\n  maxFailedIndexes: 1",
+            "spec.backoffLimitPerIndex: Required value: when maxFailedIndexes is specified",
+        ),
+    ] {
+        std::fs::write(&path, job_yaml("bad", spec)).expect("manifest");
+        let out = s.kubectl(&["apply", "-f", path.to_str().expect("utf8")]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{spec}");
+        assert!(stderr.contains(message), "{stderr}");
+    }
+    let jobs: Api<Job> = Api::namespaced(s.client().await, "default");
+    assert!(jobs.get_opt("bad").await.expect("get").is_none());
+}

@@ -323,7 +323,16 @@ impl Strategy for JobStrategy {
             default_field(obj, "spec", "parallelism", json!(1));
         }
         default_field(obj, "spec", "parallelism", json!(1));
-        default_field(obj, "spec", "backoffLimit", json!(6));
+        // With a limit per index, the Job-wide limit is off unless set.
+        let per_index = obj
+            .pointer("/spec/backoffLimitPerIndex")
+            .is_some_and(|v| !v.is_null());
+        default_field(
+            obj,
+            "spec",
+            "backoffLimit",
+            json!(if per_index { i32::MAX } else { 6 }),
+        );
         default_field(obj, "spec", "completionMode", json!("NonIndexed"));
         default_field(obj, "spec", "suspend", json!(false));
         default_field(
@@ -380,10 +389,13 @@ impl Strategy for JobStrategy {
             "spec.completions",
             "spec.backoffLimit",
             "spec.activeDeadlineSeconds",
+            "spec.backoffLimitPerIndex",
+            "spec.maxFailedIndexes",
         ] {
             non_negative(&mut errs, obj, f);
         }
         validate_job_template(&mut errs, obj, "/spec/template/spec", "spec.template");
+        validate_indexed_only(&mut errs, obj);
         errs
     }
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
@@ -400,6 +412,50 @@ impl Strategy for JobStrategy {
     }
     fn selectable_fields(&self) -> &'static [&'static str] {
         &["status.successful"]
+    }
+}
+
+/// Fields that need `completionMode: Indexed` (and, for `maxFailedIndexes` and the
+/// `FailIndex` action, `backoffLimitPerIndex`), with Kubernetes' messages.
+fn validate_indexed_only(errs: &mut Vec<FieldError>, obj: &Value) {
+    let set = |p: &str| obj.pointer(p).is_some_and(|v| !v.is_null());
+    let indexed = obj.pointer("/spec/completionMode").and_then(Value::as_str) == Some("Indexed");
+    let per_index = set("/spec/backoffLimitPerIndex");
+    if per_index && !indexed {
+        errs.push(FieldError::invalid(
+            "spec.backoffLimitPerIndex",
+            obj.pointer("/spec/backoffLimitPerIndex")
+                .cloned()
+                .unwrap_or_default(),
+            "requires indexed completion mode",
+        ));
+    }
+    if set("/spec/maxFailedIndexes") && !per_index {
+        errs.push(FieldError::required(
+            "spec.backoffLimitPerIndex",
+            "when maxFailedIndexes is specified",
+        ));
+    }
+    if set("/spec/successPolicy") && !indexed {
+        errs.push(FieldError::invalid(
+            "spec.successPolicy",
+            obj.pointer("/spec/successPolicy")
+                .cloned()
+                .unwrap_or_default(),
+            "requires indexed completion mode",
+        ));
+    }
+    let rules = obj
+        .pointer("/spec/podFailurePolicy/rules")
+        .and_then(Value::as_array);
+    for (i, rule) in rules.into_iter().flatten().enumerate() {
+        if rule.get("action").and_then(Value::as_str) == Some("FailIndex") && !per_index {
+            errs.push(FieldError::invalid(
+                format!("spec.podFailurePolicy.rules[{i}].action"),
+                json!("FailIndex"),
+                "requires the backoffLimitPerIndex to be set",
+            ));
+        }
     }
 }
 

@@ -77,6 +77,8 @@ pub(crate) enum FailureVerdict {
     Ignore,
     /// Fail the whole Job with this message (a `FailJob` rule).
     FailJob(String),
+    /// Fail the pod's index for good (a `FailIndex` rule; backoffLimitPerIndex).
+    FailIndex,
 }
 
 /// Applies `spec.podFailurePolicy` to a Failed pod (`matchPodFailurePolicy`).
@@ -95,6 +97,7 @@ pub(crate) fn failure_verdict(job: &Job, pod: &Pod) -> FailureVerdict {
                 "FailJob" => {
                     FailureVerdict::FailJob(format!("{what} matching FailJob rule at index {i}"))
                 }
+                "FailIndex" => FailureVerdict::FailIndex,
                 _ => FailureVerdict::Count,
             };
         }

@@ -14,6 +14,7 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 
 use super::conditions::{self as cond, FailureVerdict};
+use super::indexes;
 use super::pod_state::{self, is_active, is_finished, is_ready, is_terminating};
 use super::pods::{completion_index, new_pod};
 use super::{JobController, has_tracking_finalizer};
@@ -52,6 +53,18 @@ pub(super) async fn sync(
     };
     let mut completed = cond::parse_indexes(status.completed_indexes.as_deref().unwrap_or(""));
     let completions = spec.completions;
+    let per_index = indexes::limit_per_index(&job);
+    let mut failed_indexes = cond::parse_indexes(status.failed_indexes.as_deref().unwrap_or(""));
+    // An index whose pod failed: failed for good past its limit (or by FailIndex).
+    let mut fail_index = |pod: &Pod, verdict: &FailureVerdict| {
+        if let (Some(limit), Some(i)) = (per_index, completion_index(pod))
+            && (*verdict == FailureVerdict::FailIndex
+                || indexes::failures_with(pod, verdict) > limit)
+            && !failed_indexes.contains(&i)
+        {
+            failed_indexes.push(i);
+        }
+    };
 
     // 1. Record newly finished pods as uncounted before releasing them.
     let mut release: Vec<&Pod> = Vec::new();
@@ -85,7 +98,8 @@ pub(super) async fn sync(
             }
             "Failed" => match cond::failure_verdict(&job, pod) {
                 FailureVerdict::Ignore => continue,
-                FailureVerdict::Count => {
+                verdict @ (FailureVerdict::Count | FailureVerdict::FailIndex) => {
+                    fail_index(pod, &verdict);
                     counts.failed.insert(puid);
                     new_failures += 1;
                 }
@@ -108,6 +122,7 @@ pub(super) async fn sync(
             // removed it because the Job is suspended or has succeeded.
             _ if suspended || success_target => continue,
             _ => {
+                fail_index(pod, &FailureVerdict::Count);
                 counts.failed.insert(puid);
                 new_failures += 1;
             }
@@ -124,6 +139,9 @@ pub(super) async fn sync(
         status.uncounted_terminated_pods = Some(uncounted(&counts));
         if indexed {
             status.completed_indexes = Some(cond::format_indexes(&completed));
+        }
+        if per_index.is_some() {
+            status.failed_indexes = Some(cond::format_indexes(&failed_indexes));
         }
         status.conditions = Some(conds.clone());
         write_status(&api, &mut job, status.clone()).await?;
@@ -198,8 +216,23 @@ pub(super) async fn sync(
                 0
             };
             let deadline_left = deadline_left(&spec, &status, now);
-            if failed_total + on_failure_restarts > spec.backoff_limit.unwrap_or(6) {
+            let all_indexes_done = completions.is_some_and(|c| {
+                (0..c).all(|i| completed.contains(&i) || failed_indexes.contains(&i))
+            });
+            if per_index.is_some()
+                && spec
+                    .max_failed_indexes
+                    .is_some_and(|m| failed_indexes.len() as i64 > i64::from(m))
+            {
+                failure = Some(pair(indexes::MAX_FAILED_INDEXES));
+            } else if failed_total + on_failure_restarts
+                > spec
+                    .backoff_limit
+                    .unwrap_or(if per_index.is_some() { i32::MAX } else { 6 })
+            {
                 failure = Some(pair(cond::BACKOFF_LIMIT_EXCEEDED));
+            } else if per_index.is_some() && !failed_indexes.is_empty() && all_indexes_done {
+                failure = Some(pair(indexes::FAILED_INDEXES));
             } else if deadline_left.is_some_and(|d| d.is_zero()) && !suspended {
                 failure = Some(pair(cond::DEADLINE_EXCEEDED));
             } else if let Some(d) = deadline_left {
@@ -211,13 +244,26 @@ pub(super) async fn sync(
         }
         let mut success = success_target;
         if failure.is_none() && !success {
-            success = match completions {
-                Some(c) => succeeded_total >= c,
-                None => succeeded_total > 0 && active.is_empty(),
-            };
-            if success {
-                let (r, m) = cond::COMPLETIONS_REACHED;
-                cond::set(&mut conds, "SuccessCriteriaMet", "True", r, m, now);
+            if let Some(rule) = indexes::success_rule_met(&job, &completed) {
+                success = true;
+                let message = format!("Matched rules at index {rule}");
+                cond::set(
+                    &mut conds,
+                    "SuccessCriteriaMet",
+                    "True",
+                    indexes::SUCCESS_POLICY,
+                    &message,
+                    now,
+                );
+            } else {
+                success = match completions {
+                    Some(c) => succeeded_total >= c,
+                    None => succeeded_total > 0 && active.is_empty(),
+                };
+                if success {
+                    let (r, m) = cond::COMPLETIONS_REACHED;
+                    cond::set(&mut conds, "SuccessCriteriaMet", "True", r, m, now);
+                }
             }
         }
         if failure.is_some() || success {
@@ -232,8 +278,16 @@ pub(super) async fn sync(
                     cond::set(&mut conds, "Failed", "True", &r, &m, now);
                     jc.event(&job, EventType::Warning, &r, m, None).await;
                 } else {
-                    let (r, m) = cond::COMPLETIONS_REACHED;
-                    cond::set(&mut conds, "Complete", "True", r, m, now);
+                    // Complete says what SuccessCriteriaMet said.
+                    let (r, m) = cond::find(&conds, "SuccessCriteriaMet")
+                        .map(|c| {
+                            (
+                                c.reason.clone().unwrap_or_default(),
+                                c.message.clone().unwrap_or_default(),
+                            )
+                        })
+                        .unwrap_or_else(|| pair(cond::COMPLETIONS_REACHED));
+                    cond::set(&mut conds, "Complete", "True", &r, &m, now);
                     status.completion_time = Some(Time(now));
                     jc.event(
                         &job,
@@ -293,25 +347,38 @@ pub(super) async fn sync(
                     requeue = requeue.min(d);
                 }
             }
-            let wait = backoff_left(jc, &uid, failed_total);
+            // With backoffLimitPerIndex each index backs off on its own.
+            let wait = match per_index {
+                None => backoff_left(jc, &uid, failed_total),
+                Some(_) => None,
+            };
             if let Some(w) = wait {
                 requeue = requeue.min(w);
             }
-            manage(
-                jc,
-                &job,
-                key,
-                &mut active,
-                &completed,
-                succeeded_total,
-                wait.is_some(),
-            )
-            .await?;
+            let by_index = match per_index {
+                Some(_) => indexes::failures_by_index(&job, pods.iter().map(|p| p.as_ref())),
+                None => Default::default(),
+            };
+            let plan = Plan {
+                completed: &completed,
+                failed_indexes: &failed_indexes,
+                by_index: &by_index,
+                per_index: per_index.is_some(),
+                succeeded: succeeded_total,
+                in_backoff: wait.is_some(),
+                now,
+            };
+            if let Some(w) = manage(jc, &job, key, &mut active, &plan).await? {
+                requeue = requeue.min(w);
+            }
         }
     }
 
     // 5. Write status.
     status.conditions = (!conds.is_empty()).then_some(conds);
+    if per_index.is_some() {
+        status.failed_indexes = Some(cond::format_indexes(&failed_indexes));
+    }
     status.active = Some(active.len() as i32);
     status.ready = Some(active.iter().filter(|p| is_ready(p)).count() as i32);
     status.terminating = Some(terminating);
@@ -370,21 +437,35 @@ async fn write_status(api: &Api<Job>, job: &mut Job, status: JobStatus) -> Resul
     Ok(())
 }
 
-/// Creates missing pods and deletes surplus ones; `active` is updated.
+/// What `manage` works from.
+struct Plan<'a> {
+    completed: &'a [i32],
+    /// Indexes failed for good (backoffLimitPerIndex).
+    failed_indexes: &'a [i32],
+    /// Per index, its failures so far (backoffLimitPerIndex).
+    by_index: &'a std::collections::BTreeMap<i32, indexes::IndexFailures>,
+    /// The Job has backoffLimitPerIndex: its pods carry their index's failure counts.
+    per_index: bool,
+    succeeded: i32,
+    in_backoff: bool,
+    now: jiff::Timestamp,
+}
+
+/// Creates missing pods and deletes surplus ones; `active` is updated. Returns when
+/// to look again for an index still backing off.
 async fn manage(
     jc: &JobController,
     job: &Job,
     key: &str,
     active: &mut Vec<&Pod>,
-    completed: &[i32],
-    succeeded: i32,
-    in_backoff: bool,
-) -> Result<(), Error> {
+    plan: &Plan<'_>,
+) -> Result<Option<Duration>, Error> {
+    let (completed, succeeded, in_backoff) = (plan.completed, plan.succeeded, plan.in_backoff);
     let spec = job.spec.clone().unwrap_or_default();
     let parallelism = spec.parallelism.unwrap_or(1).max(0);
     let indexed = spec.completion_mode.as_deref() == Some("Indexed");
     let want = match spec.completions {
-        Some(c) => parallelism.min((c - succeeded).max(0)),
+        Some(c) => parallelism.min((c - succeeded - plan.failed_indexes.len() as i32).max(0)),
         None if succeeded > 0 => 0,
         None => parallelism,
     } as usize;
@@ -397,7 +478,14 @@ async fn manage(
         let mut held = BTreeSet::new();
         active.retain(|p| {
             let keep = match completion_index(p) {
-                Some(i) if i >= 0 && i < c && !completed.contains(&i) => held.insert(i),
+                Some(i)
+                    if i >= 0
+                        && i < c
+                        && !completed.contains(&i)
+                        && !plan.failed_indexes.contains(&i) =>
+                {
+                    held.insert(i)
+                }
                 _ => false,
             };
             if !keep {
@@ -421,13 +509,33 @@ async fn manage(
         delete_pod(jc, job, key, pod).await?;
     }
     if active.len() >= want || in_backoff {
-        return Ok(());
+        return Ok(None);
     }
     let mut to_create: Vec<Option<i32>> = Vec::new();
+    let mut wait: Option<Duration> = None;
     if indexed {
         let held: BTreeSet<i32> = active.iter().filter_map(|p| completion_index(p)).collect();
+        // An index that failed before waits out its own back-off.
+        let mut backing_off = |i: &i32| {
+            let Some(f) = plan.by_index.get(i) else {
+                return false;
+            };
+            let Some(last) = f.last else { return false };
+            let delay = cond::backoff_delay(f.failures);
+            let elapsed = plan.now.duration_since(last).as_secs_f64().max(0.0);
+            let left = delay.as_secs_f64() - elapsed;
+            if left > 0.0 {
+                let left = Duration::from_secs_f64(left);
+                wait = Some(wait.map_or(left, |w| w.min(left)));
+                return true;
+            }
+            false
+        };
         to_create = (0..spec.completions.unwrap_or(0))
-            .filter(|i| !completed.contains(i) && !held.contains(i))
+            .filter(|i| {
+                !completed.contains(i) && !plan.failed_indexes.contains(i) && !held.contains(i)
+            })
+            .filter(|i| !backing_off(i))
             .take(want - active.len())
             .map(Some)
             .collect();
@@ -436,7 +544,13 @@ async fn manage(
     }
     let ns = job.namespace().unwrap_or_default();
     for index in to_create {
-        let pod = new_pod(job, index);
+        let mut pod = new_pod(job, index);
+        if let Some(i) = index.filter(|_| plan.per_index) {
+            let f = plan.by_index.get(&i).copied().unwrap_or_default();
+            let annotations = pod.annotations_mut();
+            annotations.insert(indexes::FAILURE_COUNT.into(), f.failures.to_string());
+            annotations.insert(indexes::IGNORED_FAILURE_COUNT.into(), f.ignored.to_string());
+        }
         match jc.pod_api(&ns).create(&PostParams::default(), &pod).await {
             Ok(created) => {
                 jc.expectations.created(key, &created.name_any());
@@ -466,7 +580,7 @@ async fn manage(
             }
         }
     }
-    Ok(())
+    Ok(wait)
 }
 
 async fn delete_pod(jc: &JobController, job: &Job, key: &str, pod: &Pod) -> Result<(), Error> {
