@@ -89,6 +89,131 @@ fn pod_compute(pod: &Value, name: &str) -> Option<i64> {
     Some(sum.max(init))
 }
 
+/// Whether a ResourceQuota with `spec` covers `obj` (of `group`/`plural`) by its
+/// `scopes` and `scopeSelector`. A quota without scopes covers everything; scopes
+/// only ever match pods: Terminating / NotTerminating (`activeDeadlineSeconds` set or
+/// not), BestEffort / NotBestEffort (QoS), PriorityClass (the pod's
+/// `priorityClassName` by the selector's operator) and CrossNamespacePodAffinity.
+pub fn in_scope(spec: &Value, group: &str, plural: &str, obj: &Value) -> bool {
+    let mut wanted: Vec<(String, String, Vec<String>)> = spec
+        .get("scopes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|s| (s.to_owned(), "Exists".to_owned(), Vec::new()))
+        .collect();
+    for e in spec
+        .pointer("/scopeSelector/matchExpressions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let values = e
+            .get("values")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect();
+        wanted.push((
+            e.get("scopeName")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            e.get("operator")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            values,
+        ));
+    }
+    if wanted.is_empty() {
+        return true;
+    }
+    if (group, plural) != ("", "pods") {
+        return false;
+    }
+    wanted
+        .iter()
+        .all(|(scope, op, values)| scope_matches(obj, scope, op, values))
+}
+
+fn scope_matches(pod: &Value, scope: &str, op: &str, values: &[String]) -> bool {
+    let applies = match scope {
+        "Terminating" => pod
+            .pointer("/spec/activeDeadlineSeconds")
+            .and_then(Value::as_i64)
+            .is_some_and(|d| d >= 0),
+        "NotTerminating" => !scope_matches(pod, "Terminating", "Exists", &[]),
+        "BestEffort" => best_effort(pod),
+        "NotBestEffort" => !best_effort(pod),
+        "CrossNamespacePodAffinity" => cross_namespace_affinity(pod),
+        "PriorityClass" => {
+            let class = pod
+                .pointer("/spec/priorityClassName")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            return match op {
+                "In" => values.iter().any(|v| v == class),
+                "NotIn" => !values.iter().any(|v| v == class),
+                "Exists" => !class.is_empty(),
+                "DoesNotExist" => class.is_empty(),
+                _ => false,
+            };
+        }
+        _ => false,
+    };
+    match op {
+        "DoesNotExist" => !applies,
+        _ => applies,
+    }
+}
+
+/// No container (regular or init) asks for or limits any resource.
+fn best_effort(pod: &Value) -> bool {
+    ["containers", "initContainers"].iter().all(|list| {
+        pod.pointer(&format!("/spec/{list}"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .all(|c| {
+                ["requests", "limits"].iter().all(|k| {
+                    c.pointer(&format!("/resources/{k}"))
+                        .and_then(Value::as_object)
+                        .is_none_or(|m| m.is_empty())
+                })
+            })
+    })
+}
+
+/// A pod (anti-)affinity term names other namespaces or a namespace selector.
+fn cross_namespace_affinity(pod: &Value) -> bool {
+    ["podAffinity", "podAntiAffinity"].iter().any(|kind| {
+        let Some(a) = pod.pointer(&format!("/spec/affinity/{kind}")) else {
+            return false;
+        };
+        let required = a
+            .get("requiredDuringSchedulingIgnoredDuringExecution")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten();
+        let preferred = a
+            .get("preferredDuringSchedulingIgnoredDuringExecution")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|w| w.get("podAffinityTerm"));
+        required.chain(preferred).any(|t| {
+            t.get("namespaceSelector").is_some_and(|s| !s.is_null())
+                || t.get("namespaces")
+                    .and_then(Value::as_array)
+                    .is_some_and(|n| !n.is_empty())
+        })
+    })
+}
+
 /// Whether a quota resource name holds bytes (formatted with binary suffixes).
 pub fn is_bytes(name: &str) -> bool {
     name.contains("memory") || name.contains("storage")
@@ -123,5 +248,49 @@ mod tests {
         );
         let done = json!({"status": {"phase": "Succeeded"}});
         assert_eq!(usage("", "pods", &done, "pods"), None);
+    }
+
+    #[test]
+    fn scopes_select_pods_like_kubernetes() {
+        let best_effort = json!({"spec": {"containers": [{"name": "c"}]}});
+        let burstable = json!({"spec": {"activeDeadlineSeconds": 30, "priorityClassName": "high",
+            "containers": [{"name": "c", "resources": {"requests": {"cpu": "1"}}}]}});
+        let scoped = |spec: Value, pod: &Value| in_scope(&spec, "", "pods", pod);
+        assert!(scoped(json!({}), &best_effort), "no scopes: everything");
+        assert!(scoped(json!({"scopes": ["BestEffort"]}), &best_effort));
+        assert!(!scoped(json!({"scopes": ["BestEffort"]}), &burstable));
+        assert!(scoped(
+            json!({"scopes": ["NotBestEffort", "Terminating"]}),
+            &burstable
+        ));
+        assert!(!scoped(json!({"scopes": ["Terminating"]}), &best_effort));
+        assert!(scoped(json!({"scopes": ["NotTerminating"]}), &best_effort));
+        let priority = |op: &str, values: Value| {
+            json!({"scopeSelector": {"matchExpressions": [
+                {"scopeName": "PriorityClass", "operator": op, "values": values}]}})
+        };
+        assert!(scoped(priority("In", json!(["high"])), &burstable));
+        assert!(!scoped(priority("In", json!(["high"])), &best_effort));
+        assert!(scoped(priority("NotIn", json!(["high"])), &best_effort));
+        assert!(scoped(priority("Exists", json!(null)), &burstable));
+        assert!(scoped(priority("DoesNotExist", json!(null)), &best_effort));
+        // Scoped quotas track pods only.
+        assert!(!in_scope(
+            &json!({"scopes": ["BestEffort"]}),
+            "",
+            "services",
+            &json!({})
+        ));
+        let cross = json!({"spec": {"containers": [{"name": "c"}], "affinity": {"podAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [
+                {"topologyKey": "x", "namespaceSelector": {}}]}}}});
+        assert!(scoped(
+            json!({"scopes": ["CrossNamespacePodAffinity"]}),
+            &cross
+        ));
+        assert!(!scoped(
+            json!({"scopes": ["CrossNamespacePodAffinity"]}),
+            &best_effort
+        ));
     }
 }

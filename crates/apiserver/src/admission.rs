@@ -293,6 +293,10 @@ pub(crate) async fn reserve_quota(
         let mut conflict = false;
         for quota in &page.items {
             let qname = crate::object::name(quota).unwrap_or_default().to_string();
+            let spec = quota.get("spec").cloned().unwrap_or_default();
+            if !api::quota::in_scope(&spec, &res.group, &res.plural, obj) {
+                continue;
+            }
             let hard = quota
                 .pointer("/spec/hard")
                 .and_then(Value::as_object)

@@ -64,6 +64,7 @@ async fn reconcile(quota: Arc<ResourceQuota>, ctx: Arc<Context>) -> Result<Actio
         .as_ref()
         .and_then(|s| s.hard.clone())
         .unwrap_or_default();
+    let scope = serde_json::to_value(&quota.spec).unwrap_or_default();
     let mut cache: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
     let mut used = BTreeMap::new();
     for name in hard.keys() {
@@ -93,6 +94,7 @@ async fn reconcile(quota: Arc<ResourceQuota>, ctx: Arc<Context>) -> Result<Actio
         }
         let total: i64 = cache[&key]
             .iter()
+            .filter(|o| api::quota::in_scope(&scope, group, &plural, o))
             .filter_map(|o| api::quota::usage(group, &plural, o, name))
             .sum();
         used.insert(

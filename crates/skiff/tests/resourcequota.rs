@@ -72,3 +72,53 @@ async fn a_quota_limits_pods_and_cpu_and_frees_up_on_delete() {
     .await;
     s.apply(&pod("c", "100m"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scoped_quota_counts_and_limits_only_the_pods_in_its_scope() {
+    let s = TestServer::start();
+    let client = s.client().await;
+    s.kubectl_ok(&["create", "namespace", "scoped"]);
+    s.apply("apiVersion: v1\nkind: ResourceQuota\nmetadata:\n  name: best-effort\n  namespace: scoped\nspec:\n  hard:\n    pods: \"1\"\n  scopes: [BestEffort]\n");
+    let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), "scoped");
+    let used = || async {
+        let q = quotas.get("best-effort").await.ok()?;
+        q.status?.used?.get("pods").map(|v| v.0.clone())
+    };
+    cluster::eventually(Duration::from_secs(30), "quota status computed", used).await;
+    let pod = |name: &str, resources: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: scoped\nspec:\n  containers:\n  - name: c\n    image: busybox\n{resources}"
+        )
+    };
+    s.apply(&pod("free-1", ""));
+    // A second best-effort pod is over the scoped quota…
+    let out = s.kubectl_stdin(&["apply", "-f", "-"], Some(&pod("free-2", "")));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "exceeded quota: best-effort, requested: pods=1, used: pods=1, limited: pods=1"
+        ),
+        "{err}"
+    );
+    // …while pods with requests are outside its scope.
+    let burstable = "    resources:\n      requests: {cpu: 100m}\n";
+    s.apply(&pod("paid-1", burstable));
+    s.apply(&pod("paid-2", burstable));
+    // The controller recounts from the objects: with the best-effort pod gone, the
+    // scope holds none (the two pods with requests are not counted).
+    s.kubectl_ok(&[
+        "delete",
+        "pod",
+        "free-1",
+        "-n",
+        "scoped",
+        "--grace-period=0",
+        "--force",
+    ]);
+    cluster::eventually(Duration::from_secs(30), "usage of the scope", || async {
+        (used().await? == "0").then_some(())
+    })
+    .await;
+    s.apply(&pod("free-2", ""));
+}
