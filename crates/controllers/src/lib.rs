@@ -16,6 +16,7 @@ use tokio::sync::watch;
 mod error;
 mod events;
 pub use error::Error;
+pub use nodelifecycle::EvictionLimits;
 
 mod cronjob;
 mod daemonset;
@@ -49,6 +50,8 @@ pub struct ControllerManagerConfig {
     pub node_cidr_mask_size: u8,
     /// A node whose Lease is older than this is NotReady/Unknown.
     pub node_monitor_grace_period: Duration,
+    /// How fast pods are evicted from failed nodes, per zone.
+    pub node_eviction: EvictionLimits,
     /// Terminated pods kept before pod GC deletes the oldest.
     pub terminated_pod_gc_threshold: usize,
     /// Run under leader election.
@@ -64,6 +67,7 @@ impl Default for ControllerManagerConfig {
             cluster_cidr: "10.42.0.0/16".into(),
             node_cidr_mask_size: 24,
             node_monitor_grace_period: Duration::from_secs(40),
+            node_eviction: EvictionLimits::default(),
             terminated_pod_gc_threshold: 12500,
             leader_elect: true,
             identity: format!("controller-manager-{}", uuid::Uuid::new_v4().simple()),

@@ -34,6 +34,37 @@ pub struct ControllerManagerArgs {
     /// Seconds without a node Lease renewal before the node is marked unreachable.
     #[arg(long, default_value_t = 40)]
     pub node_monitor_grace_period: u64,
+    #[command(flatten)]
+    pub eviction: EvictionArgs,
+}
+
+/// How fast pods are evicted from failed nodes (kube-controller-manager's flags).
+#[derive(Args, Debug, Clone)]
+pub struct EvictionArgs {
+    /// Nodes per second whose pods are evicted, in a zone with enough healthy nodes.
+    #[arg(long, default_value_t = 0.1)]
+    pub node_eviction_rate: f64,
+    /// Nodes per second whose pods are evicted in a large unhealthy zone.
+    #[arg(long, default_value_t = 0.01)]
+    pub secondary_node_eviction_rate: f64,
+    /// Share of not-Ready nodes (more than two) that makes a zone unhealthy.
+    #[arg(long, default_value_t = 0.55)]
+    pub unhealthy_zone_threshold: f64,
+    /// Unhealthy zones up to this many nodes stop evicting.
+    #[arg(long, default_value_t = 50)]
+    pub large_cluster_size_threshold: usize,
+}
+
+impl EvictionArgs {
+    /// The controllers' settings.
+    pub fn limits(&self) -> controllers::EvictionLimits {
+        controllers::EvictionLimits {
+            rate: self.node_eviction_rate,
+            secondary_rate: self.secondary_node_eviction_rate,
+            unhealthy_zone_threshold: self.unhealthy_zone_threshold,
+            large_cluster_size: self.large_cluster_size_threshold,
+        }
+    }
 }
 
 /// Flags of `skiff scheduler`.
@@ -80,6 +111,7 @@ fn controller_config(args: &ControllerManagerArgs) -> controllers::ControllerMan
         controllers: args.controllers.clone(),
         cluster_cidr: args.cluster_cidr.clone(),
         node_monitor_grace_period: std::time::Duration::from_secs(args.node_monitor_grace_period),
+        node_eviction: args.eviction.limits(),
         leader_elect: args.client.leader_elect,
         identity: identity("controller-manager"),
         ..Default::default()

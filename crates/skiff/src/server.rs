@@ -76,6 +76,8 @@ pub struct ServerArgs {
     /// Seconds without a node Lease renewal before a node is marked unreachable.
     #[arg(long, default_value_t = 40)]
     pub node_monitor_grace_period: u64,
+    #[command(flatten)]
+    pub eviction: crate::components::EvictionArgs,
     /// This machine as a node (its agent runs unless --disable-agent).
     #[command(flatten)]
     pub node: crate::agent::NodeArgs,
@@ -376,6 +378,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let controller_config = controllers::ControllerManagerConfig {
         cluster_cidr: args.cluster_cidr.clone(),
         node_monitor_grace_period: std::time::Duration::from_secs(args.node_monitor_grace_period),
+        node_eviction: args.eviction.limits(),
         ..Default::default()
     };
     let disabled = args.disable.clone();

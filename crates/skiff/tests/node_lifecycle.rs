@@ -1,5 +1,6 @@
 //! Node lifecycle: a node that stops reporting turns Unknown, gets the unreachable
-//! taints, and its pods are evicted once their tolerations run out.
+//! taints, and its pods are evicted once their tolerations run out, while another
+//! node is alive; when no node is Ready at all, nothing is evicted.
 
 #[path = "support/cluster.rs"]
 mod cluster;
@@ -39,6 +40,9 @@ async fn a_silent_node_turns_unknown_gets_tainted_and_loses_its_pods() {
         args: vec!["--node-monitor-grace-period".into(), "5".into()],
     });
     let client = s.client().await;
+    // A live node beside it: with every node down the controller would evict nothing.
+    cluster::create_node(&client, "alive", "4", "8Gi", &[], &[]).await;
+    let alive = cluster::keep_node_alive(&client, "alive");
     cluster::create_node(&client, "silent", "4", "8Gi", &[], &[]).await;
     pod(&client, "short", Some(2)).await;
     pod(&client, "forever-tolerant", None).await;
@@ -98,4 +102,68 @@ async fn a_silent_node_turns_unknown_gets_tainted_and_loses_its_pods() {
         out.contains("node.kubernetes.io/unreachable:NoExecute"),
         "{out}"
     );
+    let alive_node = nodes.get("alive").await.expect("alive");
+    assert!(
+        alive_node
+            .spec
+            .and_then(|s| s.taints)
+            .unwrap_or_default()
+            .is_empty(),
+        "the live node keeps no lifecycle taint"
+    );
+    alive.abort();
+}
+
+fn has_taint(node: &Node, effect: &str) -> bool {
+    node.spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .is_some_and(|ts| {
+            ts.iter()
+                .any(|t| t.key == "node.kubernetes.io/unreachable" && t.effect == effect)
+        })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_every_node_down_nothing_is_evicted_until_one_is_back() {
+    let s = TestServer::start_with(Options {
+        args: vec!["--node-monitor-grace-period".into(), "3".into()],
+    });
+    let client = s.client().await;
+    for name in ["a", "b"] {
+        cluster::create_node(&client, name, "4", "8Gi", &[], &[]).await;
+    }
+    let nodes: Api<Node> = Api::all(client.clone());
+    // Both go silent: NoSchedule yes, NoExecute (eviction) no.
+    cluster::eventually(
+        Duration::from_secs(60),
+        "both nodes unschedulable",
+        || async {
+            let a = nodes.get("a").await.ok()?;
+            let b = nodes.get("b").await.ok()?;
+            (has_taint(&a, "NoSchedule") && has_taint(&b, "NoSchedule")).then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for name in ["a", "b"] {
+        let n = nodes.get(name).await.expect("node");
+        assert!(
+            !has_taint(&n, "NoExecute"),
+            "{name} got NoExecute in disruption mode"
+        );
+    }
+    // One comes back: the other is now really the one in trouble.
+    let alive = cluster::keep_node_alive(&client, "a");
+    cluster::eventually(Duration::from_secs(60), "b tainted NoExecute", || async {
+        let b = nodes.get("b").await.ok()?;
+        has_taint(&b, "NoExecute").then_some(())
+    })
+    .await;
+    cluster::eventually(Duration::from_secs(60), "a untainted", || async {
+        let a = nodes.get("a").await.ok()?;
+        (!has_taint(&a, "NoSchedule") && !has_taint(&a, "NoExecute")).then_some(())
+    })
+    .await;
+    alive.abort();
 }

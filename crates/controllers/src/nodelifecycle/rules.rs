@@ -66,6 +66,104 @@ pub(crate) fn taints_for(node: &Node, ready: Option<&str>, now: Timestamp) -> Op
     (out != current).then_some(out)
 }
 
+/// The same taints without a NoExecute lifecycle taint the node does not carry yet
+/// (its addition waits for the zone's eviction rate limiter), and without any
+/// NoExecute lifecycle taint at all when `none` (every zone fully disrupted).
+pub(crate) fn hold_no_execute(node: &Node, taints: Vec<Taint>, none: bool) -> Vec<Taint> {
+    let current = node.spec.as_ref().and_then(|s| s.taints.as_ref());
+    let has = |t: &Taint| {
+        current.is_some_and(|c| c.iter().any(|o| o.key == t.key && o.effect == t.effect))
+    };
+    taints
+        .into_iter()
+        .filter(|t| {
+            let lifecycle_no_execute =
+                t.effect == "NoExecute" && (t.key == UNREACHABLE || t.key == NOT_READY);
+            !lifecycle_no_execute || (!none && has(t))
+        })
+        .collect()
+}
+
+/// Whether `taints` add a NoExecute lifecycle taint the node does not carry.
+pub(crate) fn adds_no_execute(node: &Node, taints: &[Taint]) -> bool {
+    let current = node.spec.as_ref().and_then(|s| s.taints.as_ref());
+    taints.iter().any(|t| {
+        t.effect == "NoExecute"
+            && (t.key == UNREACHABLE || t.key == NOT_READY)
+            && !current.is_some_and(|c| c.iter().any(|o| o.key == t.key && o.effect == t.effect))
+    })
+}
+
+/// A zone's health (`ComputeZoneState`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ZoneState {
+    /// Evictions at the normal rate.
+    Normal,
+    /// Many nodes down: evictions slowed (large zones) or stopped (small ones).
+    PartialDisruption,
+    /// No node Ready.
+    FullDisruption,
+}
+
+/// The state of a zone with `ready` and `not_ready` nodes: fully disrupted when none
+/// is Ready, partially when more than two and at least `threshold` of them are not.
+pub(crate) fn zone_state(ready: usize, not_ready: usize, threshold: f64) -> ZoneState {
+    let total = ready + not_ready;
+    if ready == 0 && not_ready > 0 {
+        ZoneState::FullDisruption
+    } else if not_ready > 2 && total > 0 && not_ready as f64 / total as f64 >= threshold {
+        ZoneState::PartialDisruption
+    } else {
+        ZoneState::Normal
+    }
+}
+
+/// Evictions (NoExecute taints added) per second in a zone of `size` nodes.
+pub(crate) fn eviction_rate(state: ZoneState, size: usize, limits: &EvictionLimits) -> f64 {
+    match state {
+        ZoneState::Normal | ZoneState::FullDisruption => limits.rate,
+        ZoneState::PartialDisruption if size > limits.large_cluster_size => limits.secondary_rate,
+        ZoneState::PartialDisruption => 0.0,
+    }
+}
+
+/// The node lifecycle controller's eviction rate settings (kube-controller-manager's
+/// `--node-eviction-rate`, `--secondary-node-eviction-rate`,
+/// `--unhealthy-zone-threshold`, `--large-cluster-size-threshold`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvictionLimits {
+    /// Nodes per second whose pods may be evicted in a healthy zone (0.1).
+    pub rate: f64,
+    /// The same in a partially disrupted large zone (0.01).
+    pub secondary_rate: f64,
+    /// Share of not-Ready nodes that makes a zone partially disrupted (0.55).
+    pub unhealthy_zone_threshold: f64,
+    /// Zones up to this many nodes stop evicting when partially disrupted (50).
+    pub large_cluster_size: usize,
+}
+
+impl Default for EvictionLimits {
+    fn default() -> Self {
+        EvictionLimits {
+            rate: 0.1,
+            secondary_rate: 0.01,
+            unhealthy_zone_threshold: 0.55,
+            large_cluster_size: 50,
+        }
+    }
+}
+
+/// The zone of a node: its region and zone labels.
+pub(crate) fn zone_of(node: &Node) -> String {
+    let labels = node.metadata.labels.as_ref();
+    let get = |k: &str| labels.and_then(|l| l.get(k)).cloned().unwrap_or_default();
+    format!(
+        "{}:\0:{}",
+        get("topology.kubernetes.io/region"),
+        get("topology.kubernetes.io/zone")
+    )
+}
+
 /// Condition types the node agent reports and that turn Unknown when it stops.
 const REPORTED: &[&str] = &["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"];
 
@@ -226,6 +324,49 @@ mod tests {
         assert_eq!(ready.reason.as_deref(), Some("NodeStatusUnknown"));
         assert_eq!(conds.len(), 4);
         assert_eq!(unknown_conditions(&node("Unknown", json!([])), now), None);
+    }
+
+    #[test]
+    fn zones_are_disrupted_as_kubernetes_computes_it() {
+        assert_eq!(zone_state(0, 1, 0.55), ZoneState::FullDisruption);
+        assert_eq!(
+            zone_state(1, 2, 0.55),
+            ZoneState::Normal,
+            "two down is normal"
+        );
+        assert_eq!(zone_state(2, 3, 0.55), ZoneState::PartialDisruption);
+        assert_eq!(zone_state(3, 3, 0.55), ZoneState::Normal, "50% < 55%");
+        assert_eq!(zone_state(0, 0, 0.55), ZoneState::Normal);
+        let l = EvictionLimits::default();
+        assert_eq!(eviction_rate(ZoneState::Normal, 3, &l), 0.1);
+        assert_eq!(eviction_rate(ZoneState::PartialDisruption, 10, &l), 0.0);
+        assert_eq!(eviction_rate(ZoneState::PartialDisruption, 51, &l), 0.01);
+        assert_eq!(eviction_rate(ZoneState::FullDisruption, 3, &l), 0.1);
+    }
+
+    #[test]
+    fn a_new_no_execute_taint_can_be_held_back() {
+        let fresh = node("Unknown", json!([]));
+        let wanted = taints_for(&fresh, Some("Unknown"), Timestamp::now()).expect("taints");
+        assert!(adds_no_execute(&fresh, &wanted));
+        let held = hold_no_execute(&fresh, wanted.clone(), false);
+        assert_eq!(held.len(), 1);
+        assert_eq!(held[0].effect, "NoSchedule");
+        let tainted = node(
+            "Unknown",
+            json!([{"key": UNREACHABLE, "effect": "NoExecute"}, {"key": UNREACHABLE, "effect": "NoSchedule"}]),
+        );
+        assert!(!adds_no_execute(&tainted, &wanted));
+        assert_eq!(
+            hold_no_execute(&tainted, wanted.clone(), false).len(),
+            2,
+            "kept"
+        );
+        assert_eq!(
+            hold_no_execute(&tainted, wanted, true).len(),
+            1,
+            "removed in disruption mode"
+        );
     }
 
     #[test]

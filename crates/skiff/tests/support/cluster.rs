@@ -129,3 +129,42 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Plays a live node agent for `name`: renews its Lease in kube-node-lease and its
+/// Ready heartbeat (Ready=True) every second until the task is aborted.
+pub fn keep_node_alive(client: &kube::Client, name: &str) -> tokio::task::JoinHandle<()> {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let client = client.clone();
+    let name = name.to_owned();
+    tokio::spawn(async move {
+        let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+        let nodes: Api<Node> = Api::all(client);
+        loop {
+            let micro = k8s_openapi::jiff::Timestamp::now().to_string();
+            let lease = json!({
+                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": name, "namespace": "kube-node-lease"},
+                "spec": {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": micro},
+            });
+            if leases.get_opt(&name).await.ok().flatten().is_none() {
+                let _ = leases
+                    .create(
+                        &PostParams::default(),
+                        &serde_json::from_value(lease).expect("lease"),
+                    )
+                    .await;
+            } else {
+                let _ = leases
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&lease))
+                    .await;
+            }
+            let status = json!({"status": {"conditions": [
+                {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "test node",
+                 "lastHeartbeatTime": now(), "lastTransitionTime": now()}]}});
+            let _ = nodes
+                .patch_status(&name, &PatchParams::default(), &Patch::Strategic(&status))
+                .await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    })
+}
