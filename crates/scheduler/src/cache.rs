@@ -149,6 +149,18 @@ pub struct Cache {
     images: HashMap<String, (i64, usize)>,
     /// Namespace labels, for affinity terms' `namespaceSelector`.
     namespaces: crate::pod_info::NamespaceLabels,
+    /// Claims, volumes and classes, for VolumeBinding (none in bare caches).
+    volume_stores: Option<VolumeStoresSlot>,
+}
+
+/// The volume stores, printed without their contents.
+#[derive(Clone)]
+struct VolumeStoresSlot(crate::plugins::volume_binding::VolumeStores);
+
+impl std::fmt::Debug for VolumeStoresSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("VolumeStores")
+    }
 }
 
 fn node_images(node: &Node) -> Vec<(String, i64)> {
@@ -381,6 +393,16 @@ impl Cache {
     /// Number of nodes with a Node object.
     pub fn num_nodes(&self) -> usize {
         self.order.len()
+    }
+
+    /// Uses these claims, volumes and classes for VolumeBinding.
+    pub fn set_volume_stores(&mut self, stores: crate::plugins::volume_binding::VolumeStores) {
+        self.volume_stores = Some(VolumeStoresSlot(stores));
+    }
+
+    /// The claims, volumes and classes, when watched.
+    pub fn volume_stores(&self) -> Option<&crate::plugins::volume_binding::VolumeStores> {
+        self.volume_stores.as_ref().map(|s| &s.0)
     }
 
     /// Labels of every namespace.

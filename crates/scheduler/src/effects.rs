@@ -33,6 +33,50 @@ pub async fn bind(client: &kube::Client, pod: &Pod, node: &str) -> Result<(), ku
     Ok(())
 }
 
+/// What VolumeBinding asks before a pod is bound: claims annotated with the node
+/// to provision on, available volumes pre-bound to their claims.
+pub async fn pre_bind(
+    client: &kube::Client,
+    actions: &[crate::plugins::volume_binding::PreBind],
+) -> Result<(), kube::Error> {
+    use crate::plugins::volume_binding::{PreBind, SELECTED_NODE, STORAGE_PROVISIONER};
+    use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+    for action in actions {
+        match action {
+            PreBind::Provision {
+                namespace,
+                claim,
+                node,
+                provisioner,
+            } => {
+                let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
+                let patch = json!({"metadata": {"annotations": {
+                    SELECTED_NODE: node,
+                    STORAGE_PROVISIONER: provisioner,
+                    "volume.beta.kubernetes.io/storage-provisioner": provisioner,
+                }}});
+                api.patch(claim, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await?;
+            }
+            PreBind::BindVolume {
+                volume,
+                namespace,
+                claim,
+                uid,
+            } => {
+                let api: Api<PersistentVolume> = Api::all(client.clone());
+                let patch = json!({"spec": {"claimRef": {
+                    "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                    "namespace": namespace, "name": claim, "uid": uid,
+                }}});
+                api.patch(volume, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Records an event about `pod` (and optionally a related object).
 pub async fn event(
     recorder: &Recorder,

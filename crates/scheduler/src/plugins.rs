@@ -10,6 +10,7 @@ pub mod node_resources_fit;
 pub mod node_unschedulable;
 pub mod pod_topology_spread;
 pub mod taint_toleration;
+pub mod volume_binding;
 
 use crate::framework::Plugin;
 
@@ -34,6 +35,7 @@ pub fn new(name: &str) -> Option<Box<dyn Plugin>> {
         "ImageLocality" => Box::new(image_locality::ImageLocality),
         "InterPodAffinity" => Box::new(inter_pod_affinity::InterPodAffinity),
         "PodTopologySpread" => Box::new(pod_topology_spread::PodTopologySpread),
+        "VolumeBinding" => Box::new(volume_binding::VolumeBinding),
         _ => return None,
     };
     Some(p)
@@ -48,6 +50,7 @@ pub fn default_profile() -> Vec<Enabled> {
         ("NodeAffinity", 2),
         ("NodePorts", 0),
         ("NodeResourcesFit", 1),
+        ("VolumeBinding", 0),
         ("PodTopologySpread", 2),
         ("InterPodAffinity", 2),
         ("NodeResourcesBalancedAllocation", 1),

@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use events::{EventType, Recorder, Reporter};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::storage::v1::StorageClass;
+
+use crate::plugins::volume_binding::{VolumeBinding, VolumeStores};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use kube::Resource as _;
@@ -88,6 +91,41 @@ where
     reader
 }
 
+/// A reflector store of every `K`, sending `changed` after each change it applies.
+fn spawn_watched<K>(
+    client: &kube::Client,
+    tasks: &mut Tasks,
+    changed: mpsc::UnboundedSender<()>,
+) -> Store<K>
+where
+    K: kube::Resource
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let (reader, writer) = reflector::store();
+    let stream = reflector::reflector(
+        writer,
+        watcher::watcher(Api::<K>::all(client.clone()), watcher::Config::default()),
+    )
+    .default_backoff();
+    tasks.0.push(tokio::spawn(async move {
+        stream
+            .for_each(|ev| {
+                if matches!(ev, Ok(WEvent::Apply(_) | WEvent::Delete(_))) {
+                    let _ = changed.send(());
+                }
+                async {}
+            })
+            .await;
+    }));
+    reader
+}
+
 /// Runs one session until the watches end (they retry forever).
 pub async fn run(client: kube::Client, config: &SchedulerConfig) -> Result<(), Error> {
     let mut tasks = Tasks(Vec::new());
@@ -107,18 +145,35 @@ pub async fn run(client: kube::Client, config: &SchedulerConfig) -> Result<(), E
         }));
         reader
     };
+    // Claims, volumes and classes for VolumeBinding; any change may let a pod fit.
+    let (volume_tx, mut volume_rx) = mpsc::unbounded_channel::<()>();
+    let claims = spawn_watched::<PersistentVolumeClaim>(&client, &mut tasks, volume_tx.clone());
+    let volumes = spawn_watched::<PersistentVolume>(&client, &mut tasks, volume_tx.clone());
+    let classes = spawn_watched::<StorageClass>(&client, &mut tasks, volume_tx);
     let _ =
         tokio::time::timeout(Duration::from_secs(30), priority_classes.wait_until_ready()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(30), async {
+        let _ = claims.wait_until_ready().await;
+        let _ = volumes.wait_until_ready().await;
+        let _ = classes.wait_until_ready().await;
+    })
+    .await;
     let (bind_tx, mut bind_rx) = mpsc::unbounded_channel();
     let reporter = Reporter {
         controller: SCHEDULER_NAME.into(),
         instance: Some(config.identity.clone()),
     };
     let recorder = Recorder::new(client.clone(), reporter);
+    let mut cache = Cache::default();
+    cache.set_volume_stores(VolumeStores {
+        claims,
+        volumes,
+        classes,
+    });
     let mut s = Session {
         client: client.clone(),
         recorder,
-        cache: Cache::default(),
+        cache,
         queue: Queue::default(),
         fw: Framework::new(crate::plugins::default_profile()),
         nominated: Nominated::new(),
@@ -222,6 +277,10 @@ pub async fn run(client: kube::Client, config: &SchedulerConfig) -> Result<(), E
                 Some(Ok(WEvent::Apply(n))) => s.apply_namespace(&n),
                 Some(Ok(WEvent::Delete(n))) => s.cache.remove_namespace(n.metadata.name.as_deref().unwrap_or_default()),
             },
+            Some(()) = volume_rx.recv() => {
+                while volume_rx.try_recv().is_ok() {}
+                s.queue.move_on(Event::NodeChanged, Instant::now());
+            }
             Some(r) = bind_rx.recv() => s.bind_done(r),
             _ = flush.tick() => s.queue.flush(Instant::now()),
             _ = std::future::ready(()), if ready => s.schedule_one(),
@@ -430,11 +489,18 @@ impl Session {
                     self.recorder.clone(),
                     self.bind_tx.clone(),
                 );
+                let pre_bind = self
+                    .cache
+                    .node(&d.node)
+                    .map(|n| VolumeBinding::pre_bind(&self.cache, &pi.pod, n))
+                    .unwrap_or_default();
                 let (pod, key, node) = (pi.pod.clone(), pi.key.clone(), d.node);
                 tokio::spawn(async move {
-                    let result = effects::bind(&client, &pod, &node)
-                        .await
-                        .map_err(|e| e.to_string());
+                    let result = match effects::pre_bind(&client, &pre_bind).await {
+                        Ok(()) => effects::bind(&client, &pod, &node).await,
+                        Err(e) => Err(e),
+                    }
+                    .map_err(|e| e.to_string());
                     if result.is_ok() {
                         let note = format!("Successfully assigned {key} to {node}");
                         effects::event(

@@ -437,3 +437,116 @@ async fn a_gated_pod_waits_until_its_scheduling_gates_are_removed() {
     ]);
     assert_eq!(node_of(&client, "gated").await, "n1");
 }
+
+#[tokio::test]
+async fn volumes_decide_the_node_pods_with_claims_go_to() {
+    let s = support::TestServer::start();
+    let client = s.client().await;
+    for n in ["n1", "n2"] {
+        cluster::create_node(&client, n, "4", "8Gi", &[], &[]).await;
+    }
+    s.apply(
+        r#"
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: manual}
+provisioner: kubernetes.io/no-provisioner
+volumeBindingMode: WaitForFirstConsumer
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: dynamic}
+provisioner: example.com/dynamic
+volumeBindingMode: WaitForFirstConsumer
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: immediate}
+provisioner: example.com/immediate
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: local-n2}
+spec:
+  capacity: {storage: 1Gi}
+  accessModes: [ReadWriteOnce]
+  storageClassName: manual
+  local: {path: /mnt/disk}
+  nodeAffinity:
+    required:
+      nodeSelectorTerms:
+      - matchExpressions: [{key: kubernetes.io/hostname, operator: In, values: [n2]}]
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: static, namespace: default}
+spec:
+  accessModes: [ReadWriteOnce]
+  storageClassName: manual
+  resources: {requests: {storage: 500Mi}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: provisioned, namespace: default}
+spec:
+  accessModes: [ReadWriteOnce]
+  storageClassName: dynamic
+  resources: {requests: {storage: 1Gi}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: unbound-now, namespace: default}
+spec:
+  accessModes: [ReadWriteOnce]
+  storageClassName: immediate
+  resources: {requests: {storage: 1Gi}}
+"#,
+    );
+    // A PV starts Available once created; the scheduler's cache sees it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let with_claim = |claim: &str| json!({"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]});
+    create_pod(&client, "on-local", with_claim("static")).await;
+    create_pod(&client, "anywhere", with_claim("provisioned")).await;
+    create_pod(&client, "waits", with_claim("unbound-now")).await;
+    create_pod(&client, "no-claim", with_claim("missing")).await;
+
+    // The static local volume exists only on n2: the pod goes there, and the volume
+    // is pre-bound to its claim.
+    assert_eq!(node_of(&client, "on-local").await, "n2");
+    let pv: k8s_openapi::api::core::v1::PersistentVolume =
+        Api::all(client.clone()).get("local-n2").await.expect("pv");
+    let claim_ref = pv.spec.and_then(|s| s.claim_ref).expect("claimRef");
+    assert_eq!(claim_ref.name.as_deref(), Some("static"));
+
+    // The dynamically provisioned claim names the pod's node for its provisioner.
+    let node = node_of(&client, "anywhere").await;
+    let pvc: k8s_openapi::api::core::v1::PersistentVolumeClaim =
+        Api::namespaced(client.clone(), "default")
+            .get("provisioned")
+            .await
+            .expect("pvc");
+    let annotations = pvc.metadata.annotations.unwrap_or_default();
+    assert_eq!(
+        annotations.get("volume.kubernetes.io/selected-node"),
+        Some(&node)
+    );
+    assert_eq!(
+        annotations
+            .get("volume.kubernetes.io/storage-provisioner")
+            .map(String::as_str),
+        Some("example.com/dynamic")
+    );
+
+    expect_unschedulable(
+        &client,
+        "waits",
+        "0/2 nodes are available: pod has unbound immediate PersistentVolumeClaims. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.",
+    )
+    .await;
+    expect_unschedulable(
+        &client,
+        "no-claim",
+        "0/2 nodes are available: persistentvolumeclaim \"missing\" not found. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.",
+    )
+    .await;
+}
