@@ -56,6 +56,10 @@ pub struct NodeArgs {
     /// A container log bigger than this is rotated (a quantity: `10Mi`, `500Ki`).
     #[arg(long, default_value = "10Mi", value_parser = parse_size)]
     pub container_log_max_size: u64,
+    /// Do not let NodePorts answer on 127.0.0.1 (which needs
+    /// `net.ipv4.conf.all.route_localnet=1`).
+    #[arg(long, hide = true)]
+    pub no_localhost_nodeports: bool,
     /// Log files kept per container, the current one included (at least 2).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(2..))]
     pub container_log_max_files: u16,
@@ -93,6 +97,12 @@ pub struct AgentArgs {
     /// The cluster DNS domain.
     #[arg(long, default_value = "cluster.local")]
     pub cluster_domain: String,
+    /// Do not run the service proxy on this node.
+    #[arg(long)]
+    pub disable_proxy: bool,
+    /// Remove the service proxy's iptables chains of this data dir and exit.
+    #[arg(long)]
+    pub cleanup: bool,
     #[command(flatten)]
     pub node: NodeArgs,
 }
@@ -230,10 +240,80 @@ pub fn lock(dir: &Path) -> anyhow::Result<AgentLock> {
     })
 }
 
+/// The service proxy's chain prefix for the agent in `dir`: `SKIFF-` for the default
+/// data dir, else one derived from the directory, so that agents of several data dirs
+/// on one machine (tests) keep their chains apart.
+pub fn proxy_prefix(dir: &Path) -> String {
+    if dir == Path::new("/var/lib/skiff/agent") {
+        return "SKIFF-".into();
+    }
+    // FNV-1a of the directory: stable across restarts.
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in dir.as_os_str().as_encoded_bytes() {
+        hash ^= u32::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    format!("SK{:05X}-", hash & 0xF_FFFF)
+}
+
+/// The service proxy's configuration for the node agent `config`.
+fn proxy_config(
+    config: &kubelet::AgentConfig,
+    localhost_nodeports: bool,
+) -> anyhow::Result<service_proxy::ProxyConfig> {
+    let cidr = |flag: &str, v: &str| -> anyhow::Result<service_proxy::Ipv4Cidr> {
+        v.parse()
+            .map_err(|e| anyhow::anyhow!("{flag} {v:?}: {e} (the service proxy handles IPv4)"))
+    };
+    let node_ips = match config.node_ip {
+        IpAddr::V4(ip) => vec![ip],
+        IpAddr::V6(_) => Vec::new(),
+    };
+    Ok(service_proxy::ProxyConfig {
+        prefix: proxy_prefix(&config.dir),
+        node_name: config.node_name.clone(),
+        node_ips,
+        service_cidrs: vec![cidr("--service-cidr", &config.service_cidr)?],
+        cluster_cidr: Some(cidr("--cluster-cidr", &config.cluster_cidr)?),
+        localhost_nodeports,
+        ..service_proxy::ProxyConfig::default()
+    })
+}
+
+/// Runs the node agent, and the service proxy beside it when `proxy`.
+async fn run_node(
+    client: kube::Client,
+    config: kubelet::AgentConfig,
+    proxy: Option<service_proxy::ProxyConfig>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let proxy = proxy.map(|pc| {
+        let (client, shutdown) = (client.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(e) = service_proxy::run(client, pc, shutdown).await {
+                tracing::error!(error = %e, "the service proxy stopped");
+            }
+        })
+    });
+    let result = kubelet::run(client, config, shutdown).await;
+    if let Some(task) = proxy {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
+    Ok(result?)
+}
+
 /// Runs `skiff agent` until SIGTERM/SIGINT.
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let dir = agent_dir(&args.data_dir);
     let _lock = lock(&dir)?;
+    if args.cleanup {
+        let prefix = proxy_prefix(&dir);
+        for line in service_proxy::cleanup(&prefix)? {
+            println!("removed {line}");
+        }
+        println!("no service proxy chain of {} is left", dir.display());
+        return Ok(());
+    }
     let node_ip = args.node.node_ip.unwrap_or_else(default_node_ip);
     let node_name = args.node.node_name.clone().unwrap_or_else(hostname);
     let (kubeconfig_path, credentials) = match (&args.server, &args.kubeconfig) {
@@ -282,8 +362,12 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         wait_for_signal().await;
         let _ = stop_tx.send(true);
     });
-    kubelet::run(client, config, stop_rx).await?;
-    Ok(())
+    let proxy = if args.disable_proxy {
+        None
+    } else {
+        Some(proxy_config(&config, !args.node.no_localhost_nodeports)?)
+    };
+    run_node(client, config, proxy, stop_rx).await
 }
 
 /// This node's credentials from joining `server`: the ones kept in `dir` when
@@ -532,13 +616,17 @@ pub async fn run_embedded(
     lock: AgentLock,
     kubeconfig: PathBuf,
     config: kubelet::AgentConfig,
+    proxy: Option<bool>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let _lock = lock;
     let client = crate::components::client_from(&kubeconfig).await?;
     crate::components::wait_ready(&client).await?;
-    kubelet::run(client, config, shutdown).await?;
-    Ok(())
+    let proxy = match proxy {
+        Some(localhost_nodeports) => Some(proxy_config(&config, localhost_nodeports)?),
+        None => None,
+    };
+    run_node(client, config, proxy, shutdown).await
 }
 
 #[cfg(test)]

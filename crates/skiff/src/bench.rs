@@ -307,6 +307,9 @@ pub(crate) async fn start_server(extra: &[&str]) -> anyhow::Result<BenchServer> 
         .args([
             "server",
             "--disable-agent",
+            // The cluster DNS and the service load balancer are not what is measured.
+            "--disable",
+            "dns,proxy",
             "--https-listen-port",
             &port.to_string(),
         ])

@@ -176,6 +176,16 @@ pub async fn spawn_embedded(
             }
         }));
     }
+    if !disabled.iter().any(|d| d == "proxy") {
+        // LoadBalancer Services get the nodes' addresses as their ingress (k3s's
+        // service load balancer role).
+        let (c, s) = (client.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = service_proxy::run_load_balancer_status(c, s).await {
+                tracing::error!(error = %e, "the service load balancer stopped");
+            }
+        }));
+    }
     if !disabled.iter().any(|d| d == "controllers") {
         let cfg = controllers::ControllerManagerConfig {
             identity: identity("controller-manager"),

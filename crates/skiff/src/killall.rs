@@ -1,6 +1,7 @@
 //! `skiff killall`: leaves the machine without anything of one data dir's node agent —
 //! its pods and containers, its containerd, mounts, pod cgroups, the pod bridge, its
-//! iptables chains and routes, host-local's allocations. Images stay.
+//! iptables chains (the service proxy's included) and routes, host-local's
+//! allocations. Images stay.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -82,6 +83,10 @@ pub async fn run(args: KillallArgs) -> anyhow::Result<()> {
         }
     }
     removed.extend(kubelet::remove_network(&dir));
+    match service_proxy::cleanup(&crate::agent::proxy_prefix(&dir)) {
+        Ok(lines) => removed.extend(lines),
+        Err(e) => eprintln!("warning: removing the service proxy's chains: {e}"),
+    }
 
     let pods = dir.join("pods");
     if pods.exists() && mounts_under(&pods).is_empty() {
@@ -106,6 +111,10 @@ pub async fn run(args: KillallArgs) -> anyhow::Result<()> {
 /// What of the agent is still on the machine.
 fn leftovers(data_dir: &Path, dir: &Path, cgroups: &[String]) -> Vec<String> {
     let mut left: Vec<String> = kubelet::network_leftovers(dir);
+    match service_proxy::leftovers(&crate::agent::proxy_prefix(dir)) {
+        Ok(chains) => left.extend(chains),
+        Err(e) => left.push(format!("service proxy chains (cannot list them: {e})")),
+    }
     left.extend(
         mounts_under(data_dir)
             .into_iter()

@@ -78,6 +78,8 @@ pub struct ServerArgs {
     pub node_monitor_grace_period: u64,
     #[command(flatten)]
     pub eviction: crate::components::EvictionArgs,
+    #[command(flatten)]
+    pub dns: crate::dns::DnsArgs,
     /// This machine as a node (its agent runs unless --disable-agent).
     #[command(flatten)]
     pub node: crate::agent::NodeArgs,
@@ -365,12 +367,42 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             })?;
         let stop = stop_rx.clone();
         let ready = readiness.clone();
+        // The proxy (with NodePorts on 127.0.0.1 unless switched off), or none.
+        let proxy = (!args.disable.iter().any(|d| d == "proxy"))
+            .then_some(!args.node.no_localhost_nodeports);
         Some(tokio::spawn(async move {
             ready.wait().await;
             if let Err(e) =
-                crate::agent::run_embedded(lock, agent_kubeconfig, agent_config, stop).await
+                crate::agent::run_embedded(lock, agent_kubeconfig, agent_config, proxy, stop).await
             {
                 tracing::error!(error = %format!("{e:#}"), "the node agent stopped");
+            }
+        }))
+    };
+    // The cluster DNS answers at this machine's address (where agents and pods reach
+    // the server); the kube-dns Service at --cluster-dns forwards there.
+    let dns = if args.disable.iter().any(|d| d == "dns") {
+        None
+    } else {
+        let service_ip = match args.node.cluster_dns {
+            Some(ip) => ip,
+            None => crate::agent::tenth_address(&args.service_cidr)?,
+        };
+        let endpoint_ip = if args.bind_address.is_unspecified() || args.bind_address.is_loopback() {
+            args.node
+                .node_ip
+                .unwrap_or_else(crate::agent::default_node_ip)
+        } else {
+            args.bind_address
+        };
+        let (published, config) =
+            crate::dns::prepare(&args.dns, service_ip, endpoint_ip, &args.cluster_domain)?;
+        let (kc, stop, ready) = (kubeconfig.clone(), stop_rx.clone(), readiness.clone());
+        Some(tokio::spawn(async move {
+            ready.wait().await;
+            match crate::components::client_from(&kc).await {
+                Ok(client) => crate::dns::run(client, published, config, stop).await,
+                Err(e) => tracing::error!(error = %e, "cannot start the cluster DNS"),
             }
         }))
     };
@@ -408,6 +440,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if let Some(agent) = agent {
         // containerd gets 10 s to stop; pods keep running.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(20), agent).await;
+    }
+    if let Some(dns) = dns {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(3), dns).await;
     }
     if let Ok(tasks) = components.await {
         for t in tasks {

@@ -60,7 +60,12 @@ fn crates_only_depend_on_what_their_layer_allows() {
         // The container runtime client knows nothing of the API or the cluster.
         ("cri", &[]),
         // The node agent is an API client too, and drives containers only through CRI.
-        ("kubelet", &["api", "cri", "events"]),
+        ("kubelet", &["api", "cri", "events", "spdy"]),
+        // The service proxy and cluster DNS are API clients that never run containers.
+        ("service-proxy", &[]),
+        ("cluster-dns", &[]),
+        // SPDY framing knows nothing of Kubernetes.
+        ("spdy", &[]),
         (
             "skiff",
             &[
@@ -72,6 +77,8 @@ fn crates_only_depend_on_what_their_layer_allows() {
                 "controllers",
                 "cri",
                 "kubelet",
+                "service-proxy",
+                "cluster-dns",
             ],
         ),
     ];

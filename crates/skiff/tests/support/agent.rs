@@ -119,6 +119,9 @@ impl AgentServer {
                 .args(["--service-cidr", &self.service_cidr])
                 .args(["--cni-bridge", &self.bridge])
                 .arg("--no-egress-masquerade")
+                // The host's route_localnet stays as it is; the DNS on a port of its own.
+                .arg("--no-localhost-nodeports")
+                .args(["--cluster-dns-port", "0", "--cluster-dns-upstream", "none"])
                 .args(["--node-api-port", "0"])
                 .args(["--crash-backoff-base", "1s"])
                 .args(["--node-status-interval", "2s"])

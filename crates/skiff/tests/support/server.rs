@@ -77,6 +77,8 @@ impl TestServer {
                 .arg("--https-listen-port")
                 .arg(port.to_string())
                 .arg("--disable-agent")
+                // No agent, so no pod could use the cluster DNS.
+                .args(["--disable", "dns"])
                 .args(&self.extra)
                 .env("SKIFF_LOG", "info,apiserver=debug")
                 .stdout(Stdio::null())

@@ -1,0 +1,39 @@
+//! Skiff's service proxy, kube-proxy's role with an iptables backend.
+//!
+//! It owns the node's service rules: [`desired`] turns Services and EndpointSlices
+//! into the complete contents of our chains (a pure function, kube-proxy's layout:
+//! services, SVC/SVL/EXT per service port, SEP per endpoint, nodeports, mark-masq,
+//! postrouting; REJECT in the filter table for services without endpoints), and
+//! [`Backend`] applies them with `iptables-restore --noflush`, touching nothing but
+//! chains named with the instance's prefix and its own jump rules ("hooks") in the
+//! built-in chains. [`run`] keeps the rules in step with the API through watches.
+//!
+//! Layout: `config` what an instance is told; `model` Services and EndpointSlices as
+//! service ports with categorized endpoints; `desired` the rules; `names` chain
+//! names; `ruleset` the rules' representation; `iptables` the backend, cleanup and
+//! leftovers; `exec` how programs run (optionally inside a network namespace);
+//! `metrics` sync figures; `run` the watch-driven loop; `load_balancer` the
+//! LoadBalancer status writer.
+
+mod cache;
+mod config;
+mod desired;
+mod error;
+mod exec;
+mod iptables;
+mod load_balancer;
+mod metrics;
+mod model;
+mod names;
+mod ruleset;
+mod run;
+
+pub use config::{Ipv4Cidr, MAX_PREFIX_LEN, NodeView, ProxyConfig, validate_prefix};
+pub use desired::desired;
+pub use error::Error;
+pub use exec::{Commands, Exec};
+pub use iptables::{Backend, SyncReport, cleanup, cleanup_with, leftovers, leftovers_with};
+pub use load_balancer::run_load_balancer_status;
+pub use metrics::{Metrics, MetricsSnapshot};
+pub use ruleset::{Hook, Ruleset, TableKind};
+pub use run::run;
