@@ -1,11 +1,13 @@
 //! Services and cluster DNS across two nodes on one machine (the multi-node set-up of
 //! `agent_multinode`: a test bridge, two network namespaces of the test's own, `skiff
 //! server` on the host and one `skiff agent` per namespace, each with its service
-//! proxy). A client pod on node A reaches a Deployment spread over both nodes by the
-//! Service's short name and its full name through the cluster DNS, the answers come
-//! from both backends, a Service without endpoints refuses at once, a NodePort answers
-//! on a node's address from the host, and a headless Service resolves to its pods.
-//! Needs root, containerd, runc, CNI plugins and nsenter.
+//! proxy). Names resolve through the cluster DNS (short and full names, headless
+//! Services, SRV, PTR, StatefulSet pods' stable names, NXDOMAIN; also asked directly
+//! from Rust), virtual IPs spread load over every ready backend on both nodes and
+//! follow scaling and rolling updates without failed requests, a Service without
+//! endpoints refuses at once, NodePorts answer from the host, ClientIP affinity sticks,
+//! a pod reaches itself through its Service, and `skiff agent --cleanup` leaves no
+//! chain. Needs root, containerd, runc, CNI plugins and nsenter.
 
 #[path = "support/agent.rs"]
 mod agent;
@@ -16,6 +18,8 @@ mod multinode;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
+
+use std::os::unix::net::UnixListener;
 
 use joined_agent::{JoinedAgent, eventually, node_ready};
 use k8s_openapi::api::core::v1::{Node, Service};
@@ -36,103 +40,222 @@ impl Drop for HostRoutes {
     }
 }
 
-/// Runs `cmd` in the client pod; its stdout, or None when it failed.
-fn in_client(server: &Server, cmd: &[&str]) -> Result<String, String> {
-    let mut args = vec!["exec", "client", "--"];
-    args.extend_from_slice(cmd);
-    let out = server.kubectl(&args);
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
+/// Two nodes and a server, with their networks; dropped in this order.
+struct Cluster {
+    agents: Vec<JoinedAgent>,
+    server: Server,
+    _routes: HostRoutes,
+    net: TestNet,
+    names: [String; 2],
+    /// Pod addresses are in `10.<100+k>.0.0/16`, Services in `10.<160+k>.0.0/16`.
+    k: u8,
+    client: kube::Client,
+    _claim: UnixListener,
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn services_and_cluster_dns_work_across_two_nodes() {
-    agent::require_preconditions();
-    let id = format!("{:05x}", rand::random::<u32>() & 0x000f_ffff);
-    let (k, _claim) = agent::claim_test_networks();
-    let cluster_cidr = format!("10.{}.0.0/16", 100 + u16::from(k));
-    let service_cidr = format!("10.{}.0.0/16", 160 + u16::from(k));
-    let cluster_dns = format!("10.{}.0.10", 160 + u16::from(k));
-    let net = TestNet::create(&id);
-    let server = Server::start_with(
-        &net.host_ip(),
-        &[
-            "--cluster-cidr",
-            &cluster_cidr,
-            "--service-cidr",
-            &service_cidr,
-            "--cluster-dns-port",
-            "0",
-        ],
-    );
-    let token = server.token();
-    let names = [format!("sk-{id}-a"), format!("sk-{id}-b")];
-    let mut agents: Vec<JoinedAgent> = Vec::new();
-    for (i, name) in names.iter().enumerate() {
-        let flags: Vec<String> = [
-            "--server",
-            &server.url,
-            "--token",
-            &token,
-            "--node-name",
-            name,
-            "--node-ip",
-            &net.node_ip(i),
-            "--cluster-cidr",
-            &cluster_cidr,
-            "--service-cidr",
-            &service_cidr,
-            "--cni-bridge",
-            &format!("sks{id}{}", ["a", "b"][i]),
-            "--no-egress-masquerade",
-            "--node-status-interval",
-            "2s",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-        let mut agent = JoinedAgent::new(Some(&net.namespaces[i]), &flags);
-        agent.start();
-        agents.push(agent);
+impl Cluster {
+    async fn start() -> Cluster {
+        agent::require_preconditions();
+        let id = format!("{:05x}", rand::random::<u32>() & 0x000f_ffff);
+        let (k, claim) = agent::claim_test_networks();
+        let cluster_cidr = format!("10.{}.0.0/16", 100 + u16::from(k));
+        let service_cidr = format!("10.{}.0.0/16", 160 + u16::from(k));
+        let net = TestNet::create(&id);
+        let server = Server::start_with(
+            &net.host_ip(),
+            &[
+                "--cluster-cidr",
+                &cluster_cidr,
+                "--service-cidr",
+                &service_cidr,
+                "--cluster-dns-port",
+                "0",
+            ],
+        );
+        let token = server.token();
+        let names = [format!("sk-{id}-a"), format!("sk-{id}-b")];
+        let mut agents: Vec<JoinedAgent> = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let flags: Vec<String> = [
+                "--server",
+                &server.url,
+                "--token",
+                &token,
+                "--node-name",
+                name,
+                "--node-ip",
+                &net.node_ip(i),
+                "--cluster-cidr",
+                &cluster_cidr,
+                "--service-cidr",
+                &service_cidr,
+                "--cni-bridge",
+                &format!("sks{id}{}", ["a", "b"][i]),
+                "--no-egress-masquerade",
+                "--node-status-interval",
+                "2s",
+            ]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+            let mut agent = JoinedAgent::new(Some(&net.namespaces[i]), &flags);
+            agent.start();
+            agents.push(agent);
+        }
+        let client = server.client().await;
+        for (i, name) in names.iter().enumerate() {
+            eventually(
+                Duration::from_secs(120),
+                &format!("node {name} Ready"),
+                || async {
+                    assert!(
+                        agents[i].running(),
+                        "agent {name} exited:\n{}",
+                        agents[i].log()
+                    );
+                    node_ready(&client, name).await.then_some(())
+                },
+            )
+            .await;
+        }
+        let nodes: Api<Node> = Api::all(client.clone());
+        let mut routes = HostRoutes(Vec::new());
+        for (i, name) in names.iter().enumerate() {
+            let cidr = pod_cidr(&nodes.get(name).await.expect("node"));
+            let out = ip(&["route", "add", &cidr, "via", &net.node_ip(i)]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            routes.0.push(cidr);
+        }
+        Cluster {
+            agents,
+            server,
+            _routes: routes,
+            net,
+            names,
+            k,
+            client,
+            _claim: claim,
+        }
     }
-    let client = server.client().await;
-    for (i, name) in names.iter().enumerate() {
+
+    /// Runs `cmd` in pod `pod`: its stdout, or stdout and stderr when it failed.
+    fn exec(&self, pod: &str, cmd: &[&str]) -> Result<String, String> {
+        let mut args = vec!["exec", pod, "--"];
+        args.extend_from_slice(cmd);
+        let out = self.server.kubectl(&args);
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+
+    async fn cluster_ip(&self, service: &str) -> String {
+        Api::<Service>::namespaced(self.client.clone(), "default")
+            .get(service)
+            .await
+            .expect("service")
+            .spec
+            .and_then(|s| s.cluster_ip)
+            .expect("a cluster IP")
+    }
+
+    /// Waits until `service` has `n` ready endpoints.
+    async fn ready_endpoints(&self, service: &str, n: usize) {
+        let slices: Api<EndpointSlice> = Api::namespaced(self.client.clone(), "default");
         eventually(
             Duration::from_secs(120),
-            &format!("node {name} Ready"),
+            &format!("{n} ready endpoints of {service}"),
             || async {
-                assert!(
-                    agents[i].running(),
-                    "agent {name} exited:\n{}",
-                    agents[i].log()
-                );
-                node_ready(&client, name).await.then_some(())
+                let list = slices
+                    .list(
+                        &ListParams::default()
+                            .labels(&format!("kubernetes.io/service-name={service}")),
+                    )
+                    .await
+                    .ok()?;
+                let ready = list
+                    .items
+                    .iter()
+                    .flat_map(|s| s.endpoints.iter())
+                    .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
+                    .count();
+                (ready == n).then_some(())
             },
         )
         .await;
     }
-    let nodes: Api<Node> = Api::all(client.clone());
-    let mut routes = HostRoutes(Vec::new());
-    for (i, name) in names.iter().enumerate() {
-        let cidr = pod_cidr(&nodes.get(name).await.expect("node"));
-        let out = ip(&["route", "add", &cidr, "via", &net.node_ip(i)]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        routes.0.push(cidr);
+
+    /// The page at `url` fetched from pod `pod` (busybox wget needs an explicit port).
+    fn fetch(&self, pod: &str, url: &str) -> Result<String, String> {
+        self.exec(pod, &["timeout", "5", "wget", "-qO-", url])
+            .map(|p| p.trim().to_owned())
     }
+}
+
+/// A Deployment `web` of `replicas` busybox httpd pods answering their hostname, a
+/// readiness probe, and its Service with the port named `http`.
+fn web_yaml(replicas: usize) -> String {
+    format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: web}}}}
+  strategy: {{rollingUpdate: {{maxSurge: 1, maxUnavailable: 0}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      topologySpreadConstraints:
+      - {{maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule, labelSelector: {{matchLabels: {{app: web}}}}}}
+      terminationGracePeriodSeconds: 5
+      containers:
+      - name: httpd
+        image: busybox
+        command: [sh, -c, 'mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www']
+        readinessProbe:
+          httpGet: {{port: 8080, path: /}}
+          periodSeconds: 1
+        lifecycle:
+          # The endpoint leaves every node's rules before the server stops.
+          preStop: {{exec: {{command: [sleep, '2']}}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web}}
+spec:
+  selector: {{app: web}}
+  ports: [{{name: http, port: 80, targetPort: 8080}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: client}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: busybox
+    command: [sleep, '3600']
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn names_resolve_and_services_answer_across_two_nodes() {
+    let c = Cluster::start().await;
+    let cluster_dns = format!("10.{}.0.10", 160 + u16::from(c.k));
 
     // The cluster DNS is published as kube-system/kube-dns at the cluster DNS address.
-    let services: Api<Service> = Api::namespaced(client.clone(), "kube-system");
+    let services: Api<Service> = Api::namespaced(c.client.clone(), "kube-system");
     let kube_dns = eventually(Duration::from_secs(30), "the kube-dns Service", || async {
         services.get_opt("kube-dns").await.ok().flatten()
     })
@@ -142,32 +265,9 @@ async fn services_and_cluster_dns_work_across_two_nodes() {
         Some(cluster_dns.as_str())
     );
 
-    server.apply(&format!(
-        r#"apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web}}
-spec:
-  replicas: 2
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      topologySpreadConstraints:
-      - {{maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule, labelSelector: {{matchLabels: {{app: web}}}}}}
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: httpd
-        image: busybox
-        command: [sh, -c, 'mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www']
----
-apiVersion: v1
-kind: Service
-metadata: {{name: web}}
-spec:
-  selector: {{app: web}}
-  ports: [{{port: 80, targetPort: 8080}}]
----
-apiVersion: v1
+    c.server.apply(&web_yaml(2));
+    c.server.apply(&format!(
+        r#"apiVersion: v1
 kind: Service
 metadata: {{name: web-np}}
 spec:
@@ -185,131 +285,202 @@ spec:
 ---
 apiVersion: v1
 kind: Service
+metadata: {{name: sticky}}
+spec:
+  selector: {{app: web}}
+  sessionAffinity: ClientIP
+  ports: [{{port: 80, targetPort: 8080}}]
+---
+apiVersion: v1
+kind: Service
 metadata: {{name: nobody}}
 spec:
   selector: {{app: nothing-has-this-label}}
   ports: [{{port: 80}}]
 ---
 apiVersion: v1
-kind: Pod
-metadata: {{name: client}}
+kind: Service
+metadata: {{name: db}}
 spec:
-  nodeName: {a}
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: c
-    image: busybox
-    command: [sleep, '3600']
+  clusterIP: None
+  selector: {{app: db}}
+  ports: [{{port: 8080}}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {{name: db}}
+spec:
+  serviceName: db
+  replicas: 1
+  selector: {{matchLabels: {{app: db}}}}
+  template:
+    metadata: {{labels: {{app: db}}}}
+    spec:
+      nodeName: {b}
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: c
+        image: busybox
+        command: [sleep, '3600']
 "#,
-        a = names[0],
+        b = c.names[1],
     ));
-    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
-    eventually(
-        Duration::from_secs(120),
-        "two ready web endpoints",
-        || async {
-            let list = slices
-                .list(&ListParams::default().labels("kubernetes.io/service-name=web"))
-                .await
-                .ok()?;
-            let ready = list
-                .items
-                .iter()
-                .flat_map(|s| s.endpoints.iter())
-                .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
-                .count();
-            (ready == 2).then_some(())
-        },
-    )
-    .await;
+    c.ready_endpoints("web", 2).await;
     eventually(Duration::from_secs(60), "the client pod", || async {
-        in_client(&server, &["true"]).ok()
+        c.exec("client", &["true"]).ok()
     })
     .await;
 
     // The test image's busybox is linked statically against glibc, which cannot
-    // resolve names without its NSS modules (and crashes looking up the `http`
-    // service port): names are resolved with busybox's own `nslookup`, which sends
-    // real DNS queries, and pages fetched by address with an explicit port.
-    // busybox's nslookup tries every search domain and exits 1 when any of them is
-    // NXDOMAIN, so its answer section is read whatever the exit status.
-    let resolve = |name: &'static str| {
-        let server = &server;
+    // resolve names without its NSS modules: names are resolved with busybox's own
+    // `nslookup`, which sends real DNS queries, and pages fetched by address. busybox's
+    // nslookup tries every search domain and exits 1 when any of them is NXDOMAIN, so
+    // its answer is read whatever the exit status.
+    let lookup = |args: Vec<String>| {
+        let c = &c;
         async move {
-            let out = in_client(server, &["nslookup", name]).unwrap_or_else(|e| e);
-            let fqdn = "web.default.svc.cluster.local";
-            let (_, answer) = out.split_once(&format!("Name:\t{fqdn}"))?;
-            let address = answer
-                .lines()
-                .find_map(|l| l.trim().strip_prefix("Address: "))
-                .map(|a| a.trim().to_owned());
-            if address.is_none() {
-                eprintln!("nslookup {name}: {out}");
-            }
-            address
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let mut cmd = vec!["nslookup"];
+            cmd.extend(args);
+            c.exec("client", &cmd).unwrap_or_else(|e| e)
         }
     };
-    let web_ip = Api::<Service>::namespaced(client.clone(), "default")
-        .get("web")
-        .await
-        .expect("web")
-        .spec
-        .and_then(|s| s.cluster_ip)
-        .expect("a cluster IP");
+    let answer_of = |out: &str, fqdn: &str| -> Option<String> {
+        let (_, answer) = out.split_once(&format!("Name:\t{fqdn}"))?;
+        answer
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Address: "))
+            .map(|a| a.trim().to_owned())
+    };
+    let web_ip = c.cluster_ip("web").await;
+    let fqdn = "web.default.svc.cluster.local";
     // The short name through the pod's search path, and the full name.
-    let short = eventually(Duration::from_secs(60), "web by its short name", || {
-        resolve("web")
+    let short = eventually(Duration::from_secs(60), "web by its short name", || async {
+        answer_of(&lookup(vec!["web".into()]).await, fqdn)
     })
     .await;
     assert_eq!(short, web_ip);
-    let full = resolve("web.default.svc.cluster.local").await;
-    assert_eq!(full.as_deref(), Some(web_ip.as_str()));
-    // Both backends answer through the virtual IP.
+    let full = lookup(vec![fqdn.into()]).await;
+    assert_eq!(
+        answer_of(&full, fqdn).as_deref(),
+        Some(web_ip.as_str()),
+        "{full}"
+    );
+    // SRV for the named port, PTR for the virtual IP.
+    let srv = lookup(vec!["-type=SRV".into(), format!("_http._tcp.{fqdn}")]).await;
+    assert!(srv.contains(&format!("80 {fqdn}")), "{srv}");
+    let ptr = lookup(vec![web_ip.clone()]).await;
+    assert!(ptr.contains(&format!("name = {fqdn}")), "{ptr}");
+    // A headless Service resolves to its pods' addresses.
+    let headless = lookup(vec!["web-headless.default.svc.cluster.local".into()]).await;
+    let pod_prefix = format!("Address: 10.{}.", 100 + u16::from(c.k));
+    assert_eq!(headless.matches(&pod_prefix).count(), 2, "{headless}");
+    // A StatefulSet pod by its stable name.
+    let db_ip = eventually(
+        Duration::from_secs(90),
+        "db-0 by its stable name",
+        || async {
+            answer_of(
+                &lookup(vec!["db-0.db.default.svc.cluster.local".into()]).await,
+                "db-0.db.default.svc.cluster.local",
+            )
+        },
+    )
+    .await;
+    let db_pod = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(c.client.clone(), "default")
+        .get("db-0")
+        .await
+        .expect("db-0");
+    assert_eq!(Some(db_ip), db_pod.status.and_then(|s| s.pod_ip));
+    // A name that does not exist is NXDOMAIN.
+    let missing = lookup(vec!["no-such-service.default.svc.cluster.local".into()]).await;
+    assert!(missing.contains("NXDOMAIN"), "{missing}");
+
+    // The server's DNS asked directly from Rust, at the address kube-dns forwards to.
+    let kube_dns_endpoints: Api<k8s_openapi::api::core::v1::Endpoints> =
+        Api::namespaced(c.client.clone(), "kube-system");
+    let subset = kube_dns_endpoints
+        .get("kube-dns")
+        .await
+        .expect("endpoints")
+        .subsets
+        .expect("subsets")[0]
+        .clone();
+    let dns_addr = format!(
+        "{}:{}",
+        subset.addresses.expect("addresses")[0].ip,
+        subset.ports.expect("ports")[0].port
+    );
+    let answers = dns_query(&dns_addr, fqdn);
+    assert_eq!(answers, vec![web_ip.clone()]);
+
+    // Both backends answer through the virtual IP, from a pod and from the node.
     let url = format!("http://{web_ip}:80/");
     let mut seen = BTreeSet::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while seen.len() < 2 && Instant::now() < deadline {
-        match in_client(&server, &["timeout", "5", "wget", "-qO-", &url]) {
+    for _ in 0..30 {
+        match c.fetch("client", &url) {
             Ok(page) => {
-                seen.insert(page.trim().to_owned());
+                seen.insert(page);
             }
             Err(e) => eprintln!("wget {url}: {e}"),
+        }
+        if seen.len() == 2 {
+            break;
         }
     }
     assert_eq!(seen.len(), 2, "answers came from {seen:?}");
     assert!(seen.iter().all(|p| p.starts_with("web-")), "{seen:?}");
+    let from_node = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &c.net.namespaces[0],
+            "curl",
+            "-s",
+            "--max-time",
+            "5",
+            &url,
+        ])
+        .output()
+        .expect("curl in node A");
+    assert!(
+        String::from_utf8_lossy(&from_node.stdout).starts_with("web-"),
+        "from node A: {}",
+        String::from_utf8_lossy(&from_node.stderr)
+    );
 
-    // A headless Service resolves to its pods' addresses.
-    let lookup = in_client(
-        &server,
-        &["nslookup", "web-headless.default.svc.cluster.local"],
-    )
-    .expect("nslookup");
-    let pod_ips = lookup
-        .lines()
-        .filter(|l| l.starts_with("Address") && l.contains(&format!("10.{}.", 100 + u16::from(k))))
-        .count();
-    assert_eq!(pod_ips, 2, "{lookup}");
-    // A name that does not exist is NXDOMAIN.
-    let missing = in_client(
-        &server,
-        &["nslookup", "no-such-service.default.svc.cluster.local"],
-    )
-    .expect_err("no such name");
-    assert!(missing.contains("NXDOMAIN"), "{missing}");
+    // ClientIP affinity: the same backend every time.
+    let sticky = format!("http://{}:80/", c.cluster_ip("sticky").await);
+    let answers: BTreeSet<String> = (0..10)
+        .filter_map(|_| c.fetch("client", &sticky).ok())
+        .collect();
+    assert_eq!(answers.len(), 1, "{answers:?}");
+
+    // Hairpin: each web pod reaches the Service, itself included.
+    let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(c.client.clone(), "default")
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .expect("web pods");
+    let one = pods.items[0].metadata.name.clone().expect("name");
+    let mut reached_itself = false;
+    for _ in 0..30 {
+        let page = c
+            .fetch(&one, &url)
+            .expect("a web pod through its own Service");
+        if page == one {
+            reached_itself = true;
+            break;
+        }
+    }
+    assert!(reached_itself, "{one} never answered itself");
 
     // A Service without endpoints refuses at once (busybox's wget crashes on a
     // refused connection, its nc reports it).
-    let nobody_ip = Api::<Service>::namespaced(client.clone(), "default")
-        .get("nobody")
-        .await
-        .expect("nobody")
-        .spec
-        .and_then(|s| s.cluster_ip)
-        .expect("a cluster IP");
+    let nobody_ip = c.cluster_ip("nobody").await;
     let started = Instant::now();
-    let refused =
-        in_client(&server, &["nc", "-w", "10", &nobody_ip, "80"]).expect_err("no endpoints");
+    let refused = c
+        .exec("client", &["nc", "-w", "10", &nobody_ip, "80"])
+        .expect_err("no endpoints");
     let took = started.elapsed();
     assert!(
         refused.contains("Connection refused") && took < Duration::from_secs(8),
@@ -317,20 +488,20 @@ spec:
     );
 
     // The NodePort answers on node B's address from the host.
-    let np = Api::<Service>::namespaced(client.clone(), "default")
+    let np = Api::<Service>::namespaced(c.client.clone(), "default")
         .get("web-np")
         .await
         .expect("web-np");
     let node_port = np.spec.and_then(|s| s.ports).expect("ports")[0]
         .node_port
         .expect("a node port");
-    let url = format!("http://{}:{node_port}/", net.node_ip(1));
+    let np_url = format!("http://{}:{node_port}/", c.net.node_ip(1));
     let page = eventually(
         Duration::from_secs(30),
         "the NodePort from the host",
         || async {
             let out = std::process::Command::new("curl")
-                .args(["-s", "--max-time", "3", &url])
+                .args(["-s", "--max-time", "3", &np_url])
                 .output()
                 .ok()?;
             let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -340,9 +511,146 @@ spec:
     .await;
     assert!(page.starts_with("web-"));
 
-    // Teardown order: agents (killall in their namespaces), server, routes, network.
-    drop(agents);
-    drop(server);
-    drop(routes);
-    drop(net);
+    // `skiff agent --cleanup` on node A (stopped) leaves none of its chains.
+    let mut c = c;
+    c.agents[0].terminate();
+    let out = c.agents[0].run_to_exit(&["--cleanup".into()], Duration::from_secs(30));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let save = std::process::Command::new("ip")
+        .args(["netns", "exec", &c.net.namespaces[0], "iptables-save"])
+        .output()
+        .expect("iptables-save");
+    let rules = String::from_utf8_lossy(&save.stdout);
+    assert!(
+        !rules.contains("SVC-") && !rules.contains("SERVICES"),
+        "{rules}"
+    );
+}
+
+/// An A query for `name` sent to `server` over UDP; the addresses answered.
+fn dns_query(server: &str, name: &str) -> Vec<String> {
+    use hickory_proto::op::{Message, Query};
+    use hickory_proto::rr::{Name, RData, RecordType};
+    let mut query = Message::query();
+    query.add_query(Query::query(
+        Name::from_ascii(name).expect("name"),
+        RecordType::A,
+    ));
+    query.metadata.recursion_desired = true;
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").expect("udp");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    socket
+        .send_to(&query.to_vec().expect("encode"), server)
+        .expect("send");
+    let mut buf = [0u8; 4096];
+    let (n, _) = socket.recv_from(&mut buf).expect("an answer");
+    let answer = Message::from_vec(&buf[..n]).expect("a DNS message");
+    answer
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(a.0.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn load_spreads_and_follows_scaling_and_a_rolling_update() {
+    let c = Cluster::start().await;
+    c.server.apply(&web_yaml(3));
+    c.ready_endpoints("web", 3).await;
+    eventually(Duration::from_secs(60), "the client pod", || async {
+        c.exec("client", &["true"]).ok()
+    })
+    .await;
+    let url = format!("http://{}:80/", c.cluster_ip("web").await);
+
+    // Each of 3 pods answers at least once in 30 requests.
+    let mut seen = BTreeSet::new();
+    for _ in 0..30 {
+        if let Ok(page) = c.fetch("client", &url) {
+            seen.insert(page);
+        }
+    }
+    assert_eq!(seen.len(), 3, "answers came from {seen:?}");
+
+    // Scaled to 0: refused at once; scaled back: served again.
+    c.server
+        .kubectl(&["scale", "deployment", "web", "--replicas=0"]);
+    c.ready_endpoints("web", 0).await;
+    let ip = url
+        .trim_start_matches("http://")
+        .trim_end_matches(":80/")
+        .to_owned();
+    let refused = eventually(Duration::from_secs(30), "a refusal", || async {
+        c.exec("client", &["nc", "-w", "5", &ip, "80"])
+            .err()
+            .filter(|e| e.contains("Connection refused"))
+    })
+    .await;
+    assert!(refused.contains("Connection refused"));
+    c.server
+        .kubectl(&["scale", "deployment", "web", "--replicas=3"]);
+    c.ready_endpoints("web", 3).await;
+    eventually(Duration::from_secs(30), "served again", || async {
+        c.fetch("client", &url).ok()
+    })
+    .await;
+
+    // A client loops over the virtual IP through a rolling update: no failed request.
+    c.server.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: looper}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: busybox
+    command: [sh, -c, 'while true; do if timeout 5 wget -qO- {url} >/dev/null 2>&1; then echo ok; else echo FAIL; fi; sleep 0.1; done']
+"#
+    ));
+    let logs = || c.server.kubectl(&["logs", "looper"]);
+    eventually(Duration::from_secs(60), "the looper succeeding", || async {
+        String::from_utf8_lossy(&logs().stdout)
+            .contains("ok")
+            .then_some(())
+    })
+    .await;
+    let before = String::from_utf8_lossy(&logs().stdout).lines().count();
+    let out = c
+        .server
+        .kubectl(&["set", "env", "deployment/web", "ROLL=1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = c
+        .server
+        .kubectl(&["rollout", "status", "deployment/web", "--timeout=180s"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Let the last old pods finish terminating while the client keeps asking.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let log = String::from_utf8_lossy(&logs().stdout).into_owned();
+    let during: Vec<&str> = log.lines().skip(before).collect();
+    let failed = during.iter().filter(|l| **l == "FAIL").count();
+    eprintln!("rolling update: {} requests, {failed} failed", during.len());
+    assert!(
+        during.len() > 20,
+        "the client kept asking: {}",
+        during.len()
+    );
+    assert_eq!(failed, 0, "failed requests during the rolling update");
 }
