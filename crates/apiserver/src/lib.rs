@@ -38,4 +38,4 @@ pub use error::Error;
 pub use pki::{
     KUBELET_CLIENT_USER, Pki, PkiConfig, sign_client_cert, sign_serving_cert, write_kubeconfig,
 };
-pub use serve::{ApiServer, Readiness, RunningApiServer};
+pub use serve::{ApiServer, MetricsSource, Readiness, RunningApiServer};

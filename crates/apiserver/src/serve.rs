@@ -44,7 +44,12 @@ pub(crate) struct State {
     ready: AtomicBool,
     requests: AtomicU64,
     openapi: OnceLock<OpenApiDocs>,
+    /// Metrics of components in the same process, appended to `/metrics`.
+    extra_metrics: std::sync::RwLock<Vec<MetricsSource>>,
 }
+
+/// Renders Prometheus text for the API server's `/metrics`.
+pub type MetricsSource = Arc<dyn Fn() -> String + Send + Sync>;
 
 impl State {
     pub(crate) fn is_ready(&self) -> bool {
@@ -57,10 +62,15 @@ impl State {
     }
 
     pub(crate) fn metrics_text(&self) -> String {
-        format!(
+        let mut text = format!(
             "# HELP apiserver_request_total Requests served.\n# TYPE apiserver_request_total counter\napiserver_request_total {}\n",
             self.requests.load(Ordering::Relaxed)
-        )
+        );
+        let sources = self.extra_metrics.read().unwrap_or_else(|e| e.into_inner());
+        for source in sources.iter() {
+            text.push_str(&source());
+        }
+        text
     }
 }
 
@@ -185,6 +195,7 @@ impl ApiServer {
             ready: AtomicBool::new(false),
             requests: AtomicU64::new(0),
             openapi: OnceLock::new(),
+            extra_metrics: std::sync::RwLock::new(Vec::new()),
             config,
         });
         Ok(Self {
@@ -200,6 +211,15 @@ impl ApiServer {
         self.listener
             .local_addr()
             .map_err(|e| Error::Io("listener".into(), e))
+    }
+
+    /// Adds metrics of a component running in the same process to `/metrics`.
+    pub fn add_metrics(&self, source: MetricsSource) {
+        self.state
+            .extra_metrics
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(source);
     }
 
     /// A handle that resolves once the server has finished bootstrapping (what

@@ -50,6 +50,35 @@ pub struct AgentConfig {
     pub status_interval: Duration,
     /// When container logs are rotated and how many files are kept.
     pub container_logs: crate::logs::LogRotation,
+    /// More metrics the node API serves on `/metrics` (the service proxy's).
+    pub extra_metrics: ExtraMetrics,
+}
+
+/// Prometheus text of components running beside the agent, rendered on each scrape of
+/// the node API's `/metrics`.
+#[derive(Clone, Default)]
+pub struct ExtraMetrics(Option<std::sync::Arc<dyn Fn() -> String + Send + Sync>>);
+
+impl ExtraMetrics {
+    /// Metrics rendered by `render`.
+    pub fn new(render: impl Fn() -> String + Send + Sync + 'static) -> Self {
+        ExtraMetrics(Some(std::sync::Arc::new(render)))
+    }
+
+    /// The text now (empty when there is none).
+    pub fn render(&self) -> String {
+        self.0.as_ref().map(|f| f()).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for ExtraMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "ExtraMetrics(..)"
+        } else {
+            "ExtraMetrics(none)"
+        })
+    }
 }
 
 #[cfg(test)]
@@ -78,6 +107,7 @@ pub(crate) mod tests {
             crash_backoff_max: Duration::from_secs(300),
             status_interval: Duration::from_secs(10),
             container_logs: crate::logs::LogRotation::default(),
+            extra_metrics: ExtraMetrics::default(),
         }
     }
 }

@@ -24,7 +24,7 @@ mod pods;
 pub mod server;
 mod volumes;
 
-pub use config::AgentConfig;
+pub use config::{AgentConfig, ExtraMetrics};
 pub use error::Error;
 pub use network::{
     NetworkState, PeerRoute, leftovers as network_leftovers, remove as remove_network,

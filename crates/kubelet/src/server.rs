@@ -47,6 +47,8 @@ pub(crate) struct State {
     pub(crate) runtime: cri::Runtime,
     pub(crate) node_name: String,
     pub(crate) cpu: stats::CpuSampler,
+    /// What `/metrics` serves.
+    pub(crate) extra_metrics: crate::config::ExtraMetrics,
 }
 
 /// Binds the node API on the node's IP (`config.node_ip`, where the API server
@@ -66,6 +68,7 @@ pub async fn bind(config: &AgentConfig, runtime: cri::Runtime) -> Result<NodeApi
             runtime,
             node_name: config.node_name.clone(),
             cpu: stats::CpuSampler::default(),
+            extra_metrics: config.extra_metrics.clone(),
         }),
     })
 }
@@ -277,6 +280,14 @@ async fn dispatch(
     let runtime = &state.runtime;
     match segments.as_slice() {
         ["healthz"] if get => Ok(text(StatusCode::OK, "ok")),
+        ["metrics"] if get => {
+            let mut response = text(StatusCode::OK, state.extra_metrics.render());
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            Ok(response)
+        }
         ["metrics", "resource"] if get => {
             let body = match stats::read(runtime, &state.node_name, &state.cpu).await {
                 Ok(readings) => stats::resource_metrics(&readings),

@@ -222,6 +222,7 @@ pub fn config(node: &NodeArgs, setup: AgentSetup) -> anyhow::Result<kubelet::Age
             max_size: node.container_log_max_size,
             max_files: usize::from(node.container_log_max_files),
         },
+        extra_metrics: kubelet::ExtraMetrics::default(),
     })
 }
 
@@ -283,10 +284,16 @@ fn proxy_config(
 /// Runs the node agent, and the service proxy beside it when `proxy`.
 async fn run_node(
     client: kube::Client,
-    config: kubelet::AgentConfig,
+    mut config: kubelet::AgentConfig,
     proxy: Option<service_proxy::ProxyConfig>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    if let Some(pc) = &proxy {
+        // The proxy's sync times and rule counts on the node API's /metrics.
+        let metrics = pc.metrics.clone();
+        config.extra_metrics =
+            kubelet::ExtraMetrics::new(move || metrics.snapshot().to_prometheus());
+    }
     let proxy = proxy.map(|pc| {
         let (client, shutdown) = (client.clone(), shutdown.clone());
         tokio::spawn(async move {

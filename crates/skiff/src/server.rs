@@ -397,6 +397,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         };
         let (published, config) =
             crate::dns::prepare(&args.dns, service_ip, endpoint_ip, &args.cluster_domain)?;
+        // Query counts and latency on the API server's /metrics.
+        let metrics = config.metrics.clone();
+        server.add_metrics(std::sync::Arc::new(move || {
+            metrics.snapshot().render_prometheus()
+        }));
         let (kc, stop, ready) = (kubeconfig.clone(), stop_rx.clone(), readiness.clone());
         Some(tokio::spawn(async move {
             ready.wait().await;

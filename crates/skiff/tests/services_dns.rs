@@ -414,6 +414,27 @@ spec:
     let answers = dns_query(&dns_addr, fqdn);
     assert_eq!(answers, vec![web_ip.clone()]);
 
+    // Query counts and latency on the server's /metrics; the proxy's sync times and
+    // rule counts on each node's.
+    let metrics = c.server.kubectl(&["get", "--raw", "/metrics"]);
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    assert!(
+        metrics.contains("skiff_dns_responses_total{rcode=\"NOERROR\"}")
+            && metrics.contains("skiff_dns_request_duration_seconds_bucket"),
+        "{metrics}"
+    );
+    let node_metrics = c.server.kubectl(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/nodes/{}/proxy/metrics", c.names[0]),
+    ]);
+    let node_metrics = String::from_utf8_lossy(&node_metrics.stdout);
+    assert!(
+        node_metrics.contains("kubeproxy_sync_proxy_rules_duration_seconds_count")
+            && node_metrics.contains("kubeproxy_sync_proxy_rules_iptables_total"),
+        "{node_metrics}"
+    );
+
     // Both backends answer through the virtual IP, from a pod and from the node.
     let url = format!("http://{web_ip}:80/");
     let mut seen = BTreeSet::new();

@@ -169,6 +169,7 @@ impl Harness {
             crash_backoff_max: Duration::from_secs(10),
             status_interval: Duration::from_secs(10),
             container_logs: kubelet::logs::LogRotation::default(),
+            extra_metrics: Default::default(),
         }
     }
 
