@@ -1,7 +1,8 @@
 //! Admission on create, between defaulting and storage (kube-apiserver's admission
 //! chain): NamespaceLifecycle (no objects in missing or terminating namespaces),
 //! LimitRanger (container defaults and min/max) and Priority (a pod's
-//! `priorityClassName` resolved to `spec.priority`). RBAC-era
+//! `priorityClassName` resolved to `spec.priority`) and DefaultStorageClass (a
+//! claim without a class gets the default StorageClass). RBAC-era
 //! plugins (LimitRanger, ResourceQuota, PodSecurity, webhooks) slot in here later.
 
 use api::resource::ResourceInfo;
@@ -34,6 +35,68 @@ pub(crate) async fn admit_create(
     if res.group.is_empty() && res.plural == "pods" {
         limit_ranger(state, obj).await?;
         priority(state, obj).await?;
+    }
+    if res.group.is_empty() && res.plural == "persistentvolumeclaims" {
+        default_storage_class(state, obj).await?;
+    }
+    Ok(())
+}
+
+/// The annotations that mark the default StorageClass (GA and beta).
+const DEFAULT_CLASS_ANNOTATIONS: [&str; 2] = [
+    "storageclass.kubernetes.io/is-default-class",
+    "storageclass.beta.kubernetes.io/is-default-class",
+];
+
+/// The default StorageClass among `classes`: of those marked default (annotation
+/// `"true"`), the newest, then the first by name — as Kubernetes 1.28+ chooses
+/// when several are marked.
+pub(crate) fn default_class(classes: &[Value]) -> Option<&Value> {
+    let is_default = |c: &Value| {
+        DEFAULT_CLASS_ANNOTATIONS.iter().any(|k| {
+            c.pointer("/metadata/annotations")
+                .and_then(|a| a.get(*k))
+                .and_then(Value::as_str)
+                == Some("true")
+        })
+    };
+    let created = |c: &Value| {
+        crate::object::meta_str(c, "creationTimestamp")
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+    };
+    classes.iter().filter(|c| is_default(c)).min_by(|a, b| {
+        created(b)
+            .cmp(&created(a))
+            .then_with(|| crate::object::name(a).cmp(&crate::object::name(b)))
+    })
+}
+
+/// DefaultStorageClass: a claim that names no class (no `spec.storageClassName`,
+/// no beta class annotation) gets the default class; an explicit `""` stays (it
+/// asks for no class). Without a default class the claim is left as it is.
+async fn default_storage_class(state: &State, obj: &mut Value) -> Result<(), ApiError> {
+    let has_class = obj
+        .pointer("/spec/storageClassName")
+        .is_some_and(|v| !v.is_null())
+        || obj
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get("volume.beta.kubernetes.io/storage-class"))
+            .is_some();
+    if has_class {
+        return Ok(());
+    }
+    let Some(sc_res) = state
+        .registry
+        .lookup("storage.k8s.io", "v1", "storageclasses")
+    else {
+        return Ok(());
+    };
+    let page = state
+        .storage
+        .list(sc_res, &sc_res.key_prefix(), None, None, 0, &|_| true)
+        .await?;
+    if let Some(name) = default_class(&page.items).and_then(crate::object::name) {
+        crate::object::set(obj, "spec.storageClassName", json!(name));
     }
     Ok(())
 }
@@ -405,4 +468,50 @@ fn forbidden_object(res: &ResourceInfo, name: &str, why: String) -> ApiError {
         ..Default::default()
     });
     e
+}
+
+#[cfg(test)]
+mod default_storage_class_tests {
+    use super::*;
+
+    fn class(name: &str, default: Option<&str>, created: &str) -> Value {
+        let annotations = match default {
+            Some(v) => json!({"storageclass.kubernetes.io/is-default-class": v}),
+            None => json!({}),
+        };
+        json!({"metadata": {"name": name, "annotations": annotations, "creationTimestamp": created}})
+    }
+
+    #[test]
+    fn the_newest_class_marked_default_is_the_default() {
+        let classes = [
+            class("local-path", Some("true"), "2026-01-01T00:00:00Z"),
+            class("fast", Some("true"), "2026-02-01T00:00:00Z"),
+            class("off", Some("false"), "2026-03-01T00:00:00Z"),
+            class("plain", None, "2026-04-01T00:00:00Z"),
+        ];
+        assert_eq!(
+            default_class(&classes).and_then(crate::object::name),
+            Some("fast")
+        );
+        assert_eq!(default_class(&classes[2..]), None);
+        let beta = json!({"metadata": {"name": "old",
+            "annotations": {"storageclass.beta.kubernetes.io/is-default-class": "true"}}});
+        assert_eq!(
+            default_class(&[beta]).and_then(crate::object::name),
+            Some("old")
+        );
+    }
+
+    #[test]
+    fn classes_created_in_the_same_second_are_ordered_by_name() {
+        let classes = [
+            class("b", Some("true"), "2026-01-01T00:00:00Z"),
+            class("a", Some("true"), "2026-01-01T00:00:00Z"),
+        ];
+        assert_eq!(
+            default_class(&classes).and_then(crate::object::name),
+            Some("a")
+        );
+    }
 }

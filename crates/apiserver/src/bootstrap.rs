@@ -1,6 +1,6 @@
 //! What exists from the first start: the system namespaces, the `kubernetes` Service
-//! with its Endpoints and EndpointSlice, the system PriorityClasses, and allocator
-//! state rebuilt from stored Services.
+//! with its Endpoints and EndpointSlice, the system PriorityClasses, the default
+//! `local-path` StorageClass, and allocator state rebuilt from stored Services.
 
 use api::status::ApiError;
 use serde_json::{Value, json};
@@ -8,6 +8,11 @@ use serde_json::{Value, json};
 use crate::rest::write::create_object;
 use crate::serve::State;
 use crate::strategy;
+
+/// The default StorageClass every cluster has from the first start.
+const LOCAL_PATH_CLASS: &str = "local-path";
+/// Its provisioner: the node agents' built-in local-path provisioner.
+const LOCAL_PATH_PROVISIONER: &str = "rancher.io/local-path";
 
 /// Namespaces Kubernetes users expect from the first start.
 const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
@@ -82,6 +87,27 @@ pub(crate) async fn run(state: &State) -> Result<(), crate::Error> {
         )
         .await?;
     }
+
+    // k3s's default class, served by the node agents' local-path provisioner. The
+    // provisioner is named as k3s names it so that k3s users' classes (a
+    // `local-path-retain` next to it, Helm charts that name it) work unchanged.
+    // Created when absent: a user's edits are kept; a deleted class comes back at
+    // the next start, as k3s re-applies its manifests.
+    ensure(
+        state,
+        "storage.k8s.io",
+        "v1",
+        "storageclasses",
+        json!({
+            "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+            "metadata": {"name": LOCAL_PATH_CLASS,
+                         "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+            "provisioner": LOCAL_PATH_PROVISIONER,
+            "reclaimPolicy": "Delete",
+            "volumeBindingMode": "WaitForFirstConsumer",
+        }),
+    )
+    .await?;
 
     let first_ip = crate::allocator::Cidr::parse(&state.config.service_cidr)
         .map_err(crate::Error::Config)?

@@ -31,6 +31,7 @@ mod job;
 mod namespace;
 mod nodeipam;
 mod nodelifecycle;
+mod persistentvolume;
 mod podgc;
 mod queue;
 mod replicaset;
@@ -111,6 +112,9 @@ const REGISTRY: &[(&str, Starter)] = &[
         tokio::spawn(horizontalpodautoscaling::run(c))
     }),
     ("resourcequota", |c| tokio::spawn(resourcequota::run(c))),
+    ("persistentvolume-binder", |c| {
+        tokio::spawn(persistentvolume::run(c))
+    }),
 ];
 
 /// Names of all controllers.

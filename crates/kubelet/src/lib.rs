@@ -21,6 +21,7 @@ pub mod logs;
 mod network;
 mod node;
 mod pods;
+mod provisioner;
 pub mod server;
 mod volumes;
 
@@ -113,6 +114,11 @@ pub async fn run(
     tasks.spawn(logs::run(
         runtime.clone(),
         config.container_logs,
+        shutdown.clone(),
+    ));
+    tasks.spawn(provisioner::run(
+        client.clone(),
+        config.clone(),
         shutdown.clone(),
     ));
     tasks.spawn(network::peer_routes(

@@ -65,7 +65,9 @@ pub async fn pre_bind(
                 uid,
             } => {
                 let api: Api<PersistentVolume> = Api::all(client.clone());
-                let patch = json!({"spec": {"claimRef": {
+                let patch = json!({
+                    "metadata": {"annotations": {"pv.kubernetes.io/bound-by-controller": "yes"}},
+                    "spec": {"claimRef": {
                     "apiVersion": "v1", "kind": "PersistentVolumeClaim",
                     "namespace": namespace, "name": claim, "uid": uid,
                 }}});

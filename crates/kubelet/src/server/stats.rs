@@ -269,156 +269,155 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// One metric family of `/metrics/resource`: its samples as (labels, value, time in
+/// ms since the epoch).
+struct Family {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    samples: Vec<(String, String, i64)>,
+}
+
 /// The kubelet's `/metrics/resource` of a reading: node, pod and container CPU
 /// seconds and memory working set, container start times, and `resource_scrape_error`.
 /// Samples carry their reading's timestamp in milliseconds, as the kubelet's do.
 pub(crate) fn resource_metrics(r: &Readings) -> String {
-    let mut out = String::new();
     let ms = |nanos: i64| nanos / 1_000_000;
     let node_ms = r.at.as_millisecond();
-    let seconds = |nanos: u64| nanos as f64 / 1e9;
-    let family = |out: &mut String, name: &str, kind: &str, help: &str| {
-        let _ = writeln!(out, "# HELP {name} [STABLE] {help}\n# TYPE {name} {kind}");
-    };
+    let seconds = |nanos: u64| (nanos as f64 / 1e9).to_string();
     let cpu_of = |c: &Option<v1::CpuUsage>| {
-        c.as_ref()
-            .and_then(|c| Some((c.usage_core_nano_seconds.as_ref()?.value, c.timestamp)))
+        c.as_ref().and_then(|c| {
+            Some((
+                seconds(c.usage_core_nano_seconds.as_ref()?.value),
+                ms(c.timestamp),
+            ))
+        })
     };
     let memory_of = |m: &Option<v1::MemoryUsage>| {
-        m.as_ref()
-            .and_then(|m| Some((m.working_set_bytes.as_ref()?.value, m.timestamp)))
+        m.as_ref().and_then(|m| {
+            Some((
+                m.working_set_bytes.as_ref()?.value.to_string(),
+                ms(m.timestamp),
+            ))
+        })
     };
-
-    family(
-        &mut out,
-        "container_cpu_usage_seconds_total",
-        "counter",
-        "Cumulative cpu time consumed by the container in core-seconds",
-    );
-    for p in &r.pods {
-        for c in &p.containers {
-            if let Some((nanos, at)) = cpu_of(&c.cpu) {
-                let _ = writeln!(
-                    out,
-                    "container_cpu_usage_seconds_total{{container=\"{}\",namespace=\"{}\",pod=\"{}\"}} {} {}",
-                    label(&c.name),
-                    label(&p.namespace),
-                    label(&p.name),
-                    seconds(nanos),
-                    ms(at)
-                );
-            }
-        }
-    }
-    family(
-        &mut out,
-        "container_memory_working_set_bytes",
-        "gauge",
-        "Current working set of the container in bytes",
-    );
-    for p in &r.pods {
-        for c in &p.containers {
-            if let Some((bytes, at)) = memory_of(&c.memory) {
-                let _ = writeln!(
-                    out,
-                    "container_memory_working_set_bytes{{container=\"{}\",namespace=\"{}\",pod=\"{}\"}} {bytes} {}",
-                    label(&c.name),
-                    label(&p.namespace),
-                    label(&p.name),
-                    ms(at)
-                );
-            }
-        }
-    }
-    family(
-        &mut out,
-        "container_start_time_seconds",
-        "gauge",
-        "Start time of the container since unix epoch in seconds",
-    );
-    for p in &r.pods {
-        for c in &p.containers {
-            let _ = writeln!(
-                out,
-                "container_start_time_seconds{{container=\"{}\",namespace=\"{}\",pod=\"{}\"}} {} {node_ms}",
-                label(&c.name),
-                label(&p.namespace),
-                label(&p.name),
-                p.created as f64 / 1e9,
-            );
-        }
-    }
-    family(
-        &mut out,
-        "node_cpu_usage_seconds_total",
-        "counter",
-        "Cumulative cpu time consumed by the node in core-seconds",
-    );
-    if let Some((total, _)) = r.node_cpu {
+    let pod_labels = |p: &PodReading| {
+        format!(
+            "{{namespace=\"{}\",pod=\"{}\"}}",
+            label(&p.namespace),
+            label(&p.name)
+        )
+    };
+    let container_labels = |p: &PodReading, c: &ContainerReading| {
+        format!(
+            "{{container=\"{}\",namespace=\"{}\",pod=\"{}\"}}",
+            label(&c.name),
+            label(&p.namespace),
+            label(&p.name)
+        )
+    };
+    let containers = || {
+        r.pods
+            .iter()
+            .flat_map(|p| p.containers.iter().map(move |c| (p, c)))
+    };
+    let node_working_set = r.node_memory.map(|(total, _, free, inactive_file)| {
+        total.saturating_sub(free).saturating_sub(inactive_file)
+    });
+    let families = [
+        Family {
+            name: "container_cpu_usage_seconds_total",
+            kind: "counter",
+            help: "Cumulative cpu time consumed by the container in core-seconds",
+            samples: containers()
+                .filter_map(|(p, c)| cpu_of(&c.cpu).map(|(v, t)| (container_labels(p, c), v, t)))
+                .collect(),
+        },
+        Family {
+            name: "container_memory_working_set_bytes",
+            kind: "gauge",
+            help: "Current working set of the container in bytes",
+            samples: containers()
+                .filter_map(|(p, c)| {
+                    memory_of(&c.memory).map(|(v, t)| (container_labels(p, c), v, t))
+                })
+                .collect(),
+        },
+        Family {
+            name: "container_start_time_seconds",
+            kind: "gauge",
+            help: "Start time of the container since unix epoch in seconds",
+            samples: containers()
+                .map(|(p, c)| {
+                    let start = (p.created as f64 / 1e9).to_string();
+                    (container_labels(p, c), start, node_ms)
+                })
+                .collect(),
+        },
+        Family {
+            name: "node_cpu_usage_seconds_total",
+            kind: "counter",
+            help: "Cumulative cpu time consumed by the node in core-seconds",
+            samples: r
+                .node_cpu
+                .map(|(total, _)| (String::new(), seconds(total), node_ms))
+                .into_iter()
+                .collect(),
+        },
+        Family {
+            name: "node_memory_working_set_bytes",
+            kind: "gauge",
+            help: "Current working set of the node in bytes",
+            samples: node_working_set
+                .map(|w| (String::new(), w.to_string(), node_ms))
+                .into_iter()
+                .collect(),
+        },
+        Family {
+            name: "pod_cpu_usage_seconds_total",
+            kind: "counter",
+            help: "Cumulative cpu time consumed by the pod in core-seconds",
+            samples: r
+                .pods
+                .iter()
+                .filter_map(|p| cpu_of(&p.cpu).map(|(v, t)| (pod_labels(p), v, t)))
+                .collect(),
+        },
+        Family {
+            name: "pod_memory_working_set_bytes",
+            kind: "gauge",
+            help: "Current working set of the pod in bytes",
+            samples: r
+                .pods
+                .iter()
+                .filter_map(|p| memory_of(&p.memory).map(|(v, t)| (pod_labels(p), v, t)))
+                .collect(),
+        },
+    ];
+    let mut out = String::new();
+    for f in &families {
         let _ = writeln!(
             out,
-            "node_cpu_usage_seconds_total {} {node_ms}",
-            seconds(total)
+            "# HELP {0} [STABLE] {1}\n# TYPE {0} {2}",
+            f.name, f.help, f.kind
         );
-    }
-    family(
-        &mut out,
-        "node_memory_working_set_bytes",
-        "gauge",
-        "Current working set of the node in bytes",
-    );
-    if let Some((total, _, free, inactive_file)) = r.node_memory {
-        let working_set = total.saturating_sub(free).saturating_sub(inactive_file);
-        let _ = writeln!(out, "node_memory_working_set_bytes {working_set} {node_ms}");
-    }
-    family(
-        &mut out,
-        "pod_cpu_usage_seconds_total",
-        "counter",
-        "Cumulative cpu time consumed by the pod in core-seconds",
-    );
-    for p in &r.pods {
-        if let Some((nanos, at)) = cpu_of(&p.cpu) {
-            let _ = writeln!(
-                out,
-                "pod_cpu_usage_seconds_total{{namespace=\"{}\",pod=\"{}\"}} {} {}",
-                label(&p.namespace),
-                label(&p.name),
-                seconds(nanos),
-                ms(at)
-            );
+        for (labels, value, at) in &f.samples {
+            let _ = writeln!(out, "{}{labels} {value} {at}", f.name);
         }
     }
-    family(
-        &mut out,
-        "pod_memory_working_set_bytes",
-        "gauge",
-        "Current working set of the pod in bytes",
-    );
-    for p in &r.pods {
-        if let Some((bytes, at)) = memory_of(&p.memory) {
-            let _ = writeln!(
-                out,
-                "pod_memory_working_set_bytes{{namespace=\"{}\",pod=\"{}\"}} {bytes} {}",
-                label(&p.namespace),
-                label(&p.name),
-                ms(at)
-            );
-        }
-    }
-    family(
-        &mut out,
-        "resource_scrape_error",
-        "gauge",
-        "1 if there was an error while getting container metrics, 0 otherwise",
-    );
-    out.push_str("resource_scrape_error 0\n");
+    out.push_str(&resource_scrape_error(0));
     out
+}
+
+fn resource_scrape_error(value: u8) -> String {
+    format!(
+        "# HELP resource_scrape_error [STABLE] 1 if there was an error while getting container metrics, 0 otherwise\n# TYPE resource_scrape_error gauge\nresource_scrape_error {value}\n"
+    )
 }
 
 /// `/metrics/resource` when the runtime could not be read: only the error flag.
 pub(crate) fn resource_scrape_failed() -> String {
-    "# HELP resource_scrape_error [STABLE] 1 if there was an error while getting container metrics, 0 otherwise\n# TYPE resource_scrape_error gauge\nresource_scrape_error 1\n".to_owned()
+    resource_scrape_error(1)
 }
 
 #[cfg(test)]
