@@ -17,8 +17,8 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
+use crate::expectations::Expectations;
 use crate::informers::{itself, owners};
-use crate::job::expectations::Expectations;
 use crate::{Context, Error};
 
 mod placement;

@@ -29,13 +29,12 @@ use crate::informers::{itself, owners};
 use crate::{Context, Error};
 
 mod conditions;
-pub(crate) mod expectations;
 mod indexes;
 pub(crate) mod pod_state;
 mod pods;
 mod sync;
 
-use expectations::Expectations;
+use crate::expectations::Expectations;
 
 /// Finalizer the Job controller puts on its pods until it has counted them.
 pub(crate) const TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 mod error;
 mod events;
+mod expectations;
 pub use error::Error;
 pub use nodelifecycle::EvictionLimits;
 

@@ -5,7 +5,7 @@
 //!
 //! One pod informer feeds both loops; each kind has its own informer, queue and
 //! expectations. Layout follows `pkg/controller/replicaset`: [`sync`] is one reconcile,
-//! [`pods`] the pod facts and deletion order, [`expectations`] the cache-lag guard,
+//! [`pods`] the pod facts and deletion order, `crate::expectations` the cache-lag guard,
 //! [`owner`] what differs between the two kinds, [`informer`] the watch plumbing
 //! (shared with the deployment controller).
 
@@ -16,13 +16,12 @@ use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use kube::runtime::reflector::{ObjectRef, Store};
 
 pub(crate) mod events;
-pub(crate) mod expectations;
 pub(crate) mod informer;
 pub(crate) mod owner;
 pub(crate) mod pods;
 pub(crate) mod sync;
 
-use expectations::Expectations;
+use crate::expectations::Expectations;
 use informer::{Change, Enqueue, Queue, Tasks, informer, run_queue};
 use owner::Replicated;
 
@@ -32,24 +31,16 @@ use crate::{Context, Error};
 struct PodRoute<K: Replicated> {
     owners: Store<K>,
     queue: Enqueue<K>,
-    expectations: Arc<Expectations>,
 }
 
 impl<K: Replicated> PodRoute<K> {
-    /// Observes a pod change for expectations and enqueues the controllers it concerns.
-    fn route(&self, pod: &Pod, new: bool, gone: bool) {
+    /// Enqueues the controllers a pod change concerns (expectations are checked
+    /// against the cache when they sync).
+    fn route(&self, pod: &Pod, gone: bool) {
         let ns = pod.metadata.namespace.as_deref();
         if let Some(r) = pods::controller_of(&pod.metadata) {
             if r.kind != K::kind(&()) || r.api_version != K::api_version(&()) {
                 return;
-            }
-            let key = format!("{}/{}", ns.unwrap_or(""), r.name);
-            if new {
-                self.expectations.creation_observed(&key);
-            }
-            if gone || pod.metadata.deletion_timestamp.is_some() {
-                self.expectations
-                    .deletion_observed(&key, pod.metadata.name.as_deref().unwrap_or(""));
             }
             self.queue.add_named(ns, &r.name);
             return;
@@ -104,24 +95,22 @@ pub(crate) async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     let rs_route = PodRoute {
         owners: rs_store.clone(),
         queue: rs_queue.sender(),
-        expectations: rs_expect.clone(),
     };
     let rc_route = PodRoute {
         owners: rc_store.clone(),
         queue: rc_queue.sender(),
-        expectations: rc_expect.clone(),
     };
     let pod_store = informer(
         &ctx.informers,
         &mut tasks,
         move |c: Change<'_, Pod>| match c {
-            Change::Applied { obj, old } => {
-                rs_route.route(obj, old.is_none(), false);
-                rc_route.route(obj, old.is_none(), false);
+            Change::Applied { obj, .. } => {
+                rs_route.route(obj, false);
+                rc_route.route(obj, false);
             }
             Change::Deleted(obj) => {
-                rs_route.route(obj, false, true);
-                rc_route.route(obj, false, true);
+                rs_route.route(obj, true);
+                rc_route.route(obj, true);
             }
             Change::Resynced => {}
         },

@@ -4,7 +4,7 @@
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 
-use super::expectations::Seen;
+use crate::expectations::Seen;
 
 /// The UID of the pod's controller (the ownerReference with `controller: true`).
 /// Pods in `ns` whose controller owner has `uid`, from the pod cache.

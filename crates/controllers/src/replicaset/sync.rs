@@ -19,11 +19,11 @@ use serde_json::json;
 use tracing::Instrument;
 
 use super::events::EventSink;
-use super::expectations::Expectations;
 use super::informer::Backoff;
 use super::owner::{Condition, Replicated, Status};
 use super::pods;
 use crate::Error;
+use crate::expectations::{Expectations, Seen};
 
 /// At most this many pods are created or deleted in one sync (`BurstReplicas`).
 const BURST_REPLICAS: usize = 500;
@@ -162,7 +162,18 @@ async fn sync<K: Replicated>(obj: &K, ctx: &Ctx<K>, key: &str) -> Result<Action,
         }
     }
 
-    let satisfied = ctx.expectations.satisfied(key);
+    let satisfied = {
+        let by_name: std::collections::HashMap<&str, &Pod> = all
+            .iter()
+            .filter_map(|p| Some((p.metadata.name.as_deref()?, &**p)))
+            .collect();
+        ctx.expectations
+            .satisfied(key, |name| match by_name.get(name) {
+                None => Seen::Absent,
+                Some(p) if p.metadata.deletion_timestamp.is_some() => Seen::Terminating,
+                Some(_) => Seen::Present,
+            })
+    };
     let manage_err = if satisfied && !deleting {
         manage_replicas(obj, ctx, key, &ns, &owned, &all)
             .await
@@ -307,7 +318,6 @@ async fn manage_replicas<K: Replicated>(
             creating = n,
             "too few replicas"
         );
-        ctx.expectations.expect_creations(key, n);
         let pod = pods::from_template(template, ns, &obj.name_any(), controller_ref(obj));
         // Slow start: batches of 1, 2, 4, ... stop at the first failing batch.
         let (mut remaining, mut batch) = (n, 1usize);
@@ -319,6 +329,7 @@ async fn manage_replicas<K: Replicated>(
             for r in results {
                 match r {
                     Ok(p) => {
+                        ctx.expectations.created(key, &p.name_any());
                         record(
                             ctx,
                             obj,
@@ -329,7 +340,6 @@ async fn manage_replicas<K: Replicated>(
                         .await;
                     }
                     Err(e) => {
-                        ctx.expectations.creation_observed(key);
                         let msg = api_message(&e);
                         record(
                             ctx,
@@ -345,9 +355,6 @@ async fn manage_replicas<K: Replicated>(
             }
             remaining -= size;
             if let Some(e) = first_err {
-                for _ in 0..remaining {
-                    ctx.expectations.creation_observed(key);
-                }
                 return Err(e);
             }
             batch *= 2;
@@ -365,13 +372,13 @@ async fn manage_replicas<K: Replicated>(
         pods::sort_for_deletion(&mut victims, &related, Timestamp::now());
         victims.truncate(n);
         let names: Vec<String> = victims.iter().map(|p| p.name_any()).collect();
-        ctx.expectations.expect_deletions(key, names.clone());
         let dp = DeleteParams::default();
         let results = join_all(names.iter().map(|n| api.delete(n, &dp))).await;
         let mut first_err = None;
         for (name, r) in names.iter().zip(results) {
             match r {
                 Ok(_) => {
+                    ctx.expectations.deleted(key, name);
                     record(
                         ctx,
                         obj,
@@ -381,9 +388,8 @@ async fn manage_replicas<K: Replicated>(
                     )
                     .await;
                 }
-                Err(e) if is_not_found(&e) => ctx.expectations.deletion_observed(key, name),
+                Err(e) if is_not_found(&e) => {}
                 Err(e) => {
-                    ctx.expectations.deletion_observed(key, name);
                     let msg = api_message(&e);
                     record(
                         ctx,

@@ -1,7 +1,8 @@
 //! Controller expectations (Kubernetes' `ControllerExpectations`, keyed by pod name
-//! rather than by count): after a controller creates or deletes pods it waits until
-//! its watch cache has seen those writes before it decides again, so a reconcile that
-//! runs on a stale cache never creates a pod twice.
+//! rather than by count), shared by the ReplicaSet/ReplicationController, Job,
+//! DaemonSet and StatefulSet controllers: after a controller creates or deletes pods it
+//! waits until its watch cache has seen those writes before it decides again, so a
+//! reconcile that runs on a stale cache never creates or deletes a pod twice.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -55,6 +56,14 @@ impl Expectations {
     /// Records that `name` was deleted for `key`.
     pub(crate) fn deleted(&self, key: &str, name: &str) {
         self.with(key, |p| p.deletes.insert(name.to_string()));
+    }
+
+    /// Forgets everything about `key` (its controller is gone).
+    pub(crate) fn forget(&self, key: &str) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
     }
 
     /// True when the cache (asked through `seen`) reflects every recorded write for
