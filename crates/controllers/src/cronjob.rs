@@ -7,12 +7,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use events::{Recorder, Reporter};
-use futures::StreamExt;
+use events::Recorder;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, PostParams};
-use kube::runtime::applier;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
@@ -43,29 +41,19 @@ pub(crate) async fn run(ctx: Arc<Context>) -> Result<(), Error> {
         futures::stream::select(cronjobs.trigger(itself), jobs.trigger(owners::<CronJob, _>));
     let (cronjobs, jobs) = (cronjobs.store(), jobs.store());
     let cc = Arc::new(CronJobController {
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "cronjob-controller".into(),
-                instance: None,
-            },
-        ),
+        recorder: crate::events::recorder(&client, "cronjob-controller"),
         client,
         jobs,
         clock: Arc::new(RealClock),
     });
-    applier(
-        |cj, cc| Box::pin(reconcile(cj, cc)),
-        |cj: Arc<CronJob>, err: &Error, _| {
-            tracing::debug!(object = %cj.name_any(), error = %err, "cronjob sync failed; retrying");
-            Action::requeue(Duration::from_secs(5))
-        },
-        cc,
+    crate::informers::reconcile_all(
+        "cronjob",
         cronjobs,
         queue,
-        kube::runtime::controller::Config::default(),
+        cc,
+        Duration::from_secs(5),
+        reconcile,
     )
-    .for_each(|_| async {})
     .await;
     Ok(())
 }

@@ -8,21 +8,22 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use events::{Recorder, Reporter};
-use futures::StreamExt;
+use events::Recorder;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::runtime::applier;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
 use crate::expectations::Expectations;
-use crate::informers::{itself, owners};
+use crate::informers::{itself, owners, reconcile_all};
 use crate::{Context, Error};
 
 mod placement;
 mod sync;
+
+/// How soon a failed sync is retried.
+const RETRY: Duration = Duration::from_secs(2);
 
 /// The DaemonSet controller's state.
 pub(crate) struct DaemonController {
@@ -61,32 +62,14 @@ pub(crate) async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     let (sets, pods) = (sets.store(), pods.store());
     let (nodes, revisions) = (nodes.store(), revisions.store());
     let dc = Arc::new(DaemonController {
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "daemonset-controller".into(),
-                instance: None,
-            },
-        ),
+        recorder: crate::events::recorder(&client, "daemonset-controller"),
         client,
         pods,
         nodes,
         revisions,
         expectations: Expectations::default(),
     });
-    applier(
-        |ds, dc| Box::pin(reconcile(ds, dc)),
-        |ds: Arc<DaemonSet>, err: &Error, _| {
-            tracing::debug!(object = %ds.name_any(), error = %err, "daemonset sync failed; retrying");
-            Action::requeue(Duration::from_secs(2))
-        },
-        dc,
-        sets,
-        queue,
-        kube::runtime::controller::Config::default(),
-    )
-    .for_each(|_| async {})
-    .await;
+    reconcile_all("daemonset", sets, queue, dc, RETRY, reconcile).await;
     Ok(())
 }
 

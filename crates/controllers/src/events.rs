@@ -33,3 +33,14 @@ pub(crate) fn event_type(warning: bool) -> EventType {
         EventType::Normal
     }
 }
+
+/// The recorder of the controller named `controller` (`job-controller`, ...).
+pub(crate) fn recorder(client: &kube::Client, controller: &str) -> Recorder {
+    Recorder::new(
+        client.clone(),
+        events::Reporter {
+            controller: controller.into(),
+            instance: None,
+        },
+    )
+}

@@ -340,6 +340,42 @@ impl Drop for Tasks {
     }
 }
 
+/// Reconciles, with `reconcile`, every object of `store` that `queue` names, until the
+/// queue ends (kube-runtime's applier); a failed sync is logged and retried after
+/// `retry`. The loop every workload controller runs.
+pub(crate) async fn reconcile_all<K, C, F, Fut, Q>(
+    what: &'static str,
+    store: kube::runtime::reflector::Store<K>,
+    queue: Q,
+    ctx: Arc<C>,
+    retry: std::time::Duration,
+    reconcile: F,
+) where
+    K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + Send + Sync + 'static,
+    C: Send + Sync + 'static,
+    F: Fn(Arc<K>, Arc<C>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<kube::runtime::controller::Action, crate::Error>>
+        + Send
+        + 'static,
+    Q: futures::Stream<Item = Result<ObjectRef<K>, Infallible>> + Send + 'static,
+{
+    use futures::StreamExt as _;
+    kube::runtime::applier(
+        move |obj, ctx| Box::pin(reconcile(obj, ctx)),
+        move |obj: Arc<K>, err: &crate::Error, _| {
+            let name = obj.meta().name.clone().unwrap_or_default();
+            tracing::debug!(object = %name, error = %err, "{what} sync failed; retrying");
+            kube::runtime::controller::Action::requeue(retry)
+        },
+        ctx,
+        store,
+        queue,
+        kube::runtime::controller::Config::default(),
+    )
+    .for_each(|_| async {})
+    .await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,12 +14,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use events::{EventType, Recorder, Reporter};
-use futures::StreamExt;
+use events::{EventType, Recorder};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::applier;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
@@ -62,13 +60,7 @@ pub(crate) async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     let queue = futures::stream::select(jobs.trigger(itself), pods.trigger(owners::<Job, _>));
     let (jobs, pods) = (jobs.store(), pods.store());
     let jc = Arc::new(JobController {
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "job-controller".into(),
-                instance: None,
-            },
-        ),
+        recorder: crate::events::recorder(&client, "job-controller"),
         client,
         pods,
         expectations: Expectations::default(),
@@ -76,27 +68,10 @@ pub(crate) async fn run(ctx: Arc<Context>) -> Result<(), Error> {
         last_failure: Mutex::new(HashMap::new()),
     });
     let sweeper = tokio::spawn(release_orphans(jc.clone(), jobs.clone()));
-    applier(
-        |job, jc| Box::pin(reconcile(job, jc)),
-        error_policy,
-        jc,
-        jobs,
-        queue,
-        kube::runtime::controller::Config::default(),
-    )
-    .for_each(|r| async move {
-        if let Err(e) = r {
-            tracing::debug!(error = %e, "job reconcile");
-        }
-    })
-    .await;
+    crate::informers::reconcile_all("job", jobs, queue, jc, Duration::from_secs(2), reconcile)
+        .await;
     sweeper.abort();
     Ok(())
-}
-
-fn error_policy(job: Arc<Job>, err: &Error, _: Arc<JobController>) -> Action {
-    tracing::debug!(object = %job.name_any(), error = %err, "job sync failed; retrying");
-    Action::requeue(Duration::from_secs(2))
 }
 
 #[tracing::instrument(skip_all, fields(object = %format!("{}/{}", job.namespace().unwrap_or_default(), job.name_any())))]

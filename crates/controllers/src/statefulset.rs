@@ -8,11 +8,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use events::{Recorder, Reporter};
-use futures::StreamExt;
+use events::Recorder;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use kube::runtime::applier;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
@@ -49,31 +47,21 @@ pub(crate) async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     );
     let (sets, pods, revisions) = (sets.store(), pods.store(), revisions.store());
     let sc = Arc::new(SetController {
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "statefulset-controller".into(),
-                instance: None,
-            },
-        ),
+        recorder: crate::events::recorder(&client, "statefulset-controller"),
         client,
         pods,
         revisions,
         claims,
         expectations: Expectations::default(),
     });
-    applier(
-        |set, sc| Box::pin(reconcile(set, sc)),
-        |set: Arc<StatefulSet>, err: &Error, _| {
-            tracing::debug!(object = %set.name_any(), error = %err, "statefulset sync failed; retrying");
-            Action::requeue(Duration::from_secs(2))
-        },
-        sc,
+    crate::informers::reconcile_all(
+        "statefulset",
         sets,
         queue,
-        kube::runtime::controller::Config::default(),
+        sc,
+        Duration::from_secs(2),
+        reconcile,
     )
-    .for_each(|_| async {})
     .await;
     Ok(())
 }
