@@ -277,6 +277,14 @@ spec:
 ---
 apiVersion: v1
 kind: Service
+metadata: {{name: web-lb}}
+spec:
+  type: LoadBalancer
+  selector: {{app: web}}
+  ports: [{{port: 8081, targetPort: 8080}}]
+---
+apiVersion: v1
+kind: Service
 metadata: {{name: web-headless}}
 spec:
   clusterIP: None
@@ -523,6 +531,42 @@ spec:
         || async {
             let out = std::process::Command::new("curl")
                 .args(["-s", "--max-time", "3", &np_url])
+                .output()
+                .ok()?;
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.starts_with("web-").then_some(text)
+        },
+    )
+    .await;
+    assert!(page.starts_with("web-"));
+
+    // A LoadBalancer Service gets the nodes' addresses as its ingress (the built-in
+    // service load balancer), and answers there.
+    let lb_ip = eventually(
+        Duration::from_secs(60),
+        "the LoadBalancer's ingress",
+        || async {
+            let svc = Api::<Service>::namespaced(c.client.clone(), "default")
+                .get("web-lb")
+                .await
+                .ok()?;
+            svc.status?.load_balancer?.ingress?.first()?.ip.clone()
+        },
+    )
+    .await;
+    assert!(
+        [c.net.node_ip(0), c.net.node_ip(1)].contains(&lb_ip),
+        "ingress {lb_ip}"
+    );
+    let wide = c.server.kubectl(&["get", "service", "web-lb"]);
+    assert!(String::from_utf8_lossy(&wide.stdout).contains(&lb_ip));
+    let lb_url = format!("http://{lb_ip}:8081/");
+    let page = eventually(
+        Duration::from_secs(30),
+        "the LoadBalancer from the host",
+        || async {
+            let out = std::process::Command::new("curl")
+                .args(["-s", "--max-time", "3", &lb_url])
                 .output()
                 .ok()?;
             let text = String::from_utf8_lossy(&out.stdout).into_owned();
