@@ -38,8 +38,31 @@ pub(crate) async fn admit_create(
     }
     if res.group.is_empty() && res.plural == "persistentvolumeclaims" {
         default_storage_class(state, obj).await?;
+        add_finalizer(obj, "kubernetes.io/pvc-protection");
+    }
+    if res.group.is_empty() && res.plural == "persistentvolumes" {
+        add_finalizer(obj, "kubernetes.io/pv-protection");
     }
     Ok(())
+}
+
+/// StorageObjectInUseProtection: claims and volumes carry a finalizer the
+/// persistentvolume-protection controller removes once they are no longer in use.
+fn add_finalizer(obj: &mut Value, finalizer: &str) {
+    let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let list = meta
+        .entry("finalizers")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if !list.is_array() {
+        *list = Value::Array(Vec::new());
+    }
+    if let Some(items) = list.as_array_mut()
+        && !items.iter().any(|f| f.as_str() == Some(finalizer))
+    {
+        items.push(Value::String(finalizer.to_owned()));
+    }
 }
 
 /// The annotations that mark the default StorageClass (GA and beta).

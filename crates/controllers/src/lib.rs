@@ -39,6 +39,7 @@ mod replicaset;
 mod resourcequota;
 mod serviceaccount;
 mod statefulset;
+mod storageprotection;
 mod ttlafterfinished;
 
 /// Configuration of the controller manager.
@@ -115,6 +116,9 @@ const REGISTRY: &[(&str, Starter)] = &[
     ("resourcequota", |c| tokio::spawn(resourcequota::run(c))),
     ("persistentvolume-binder", |c| {
         tokio::spawn(persistentvolume::run(c))
+    }),
+    ("persistentvolume-protection", |c| {
+        tokio::spawn(storageprotection::run(c))
     }),
 ];
 

@@ -738,18 +738,22 @@ async fn a_statefulsets_claims_get_local_volumes_that_keep_data_across_pod_resta
     );
     assert_eq!(exec_id("web-0"), id0);
 
-    // A claim deleted under its running pod: the volume is Released, but its data
-    // stays until the pod is gone.
+    // A claim deleted under its running pod stays, Terminating (its
+    // kubernetes.io/pvc-protection finalizer), and so do its Bound volume and data.
     server.kubectl_ok(&["delete", "pvc", "data-web-1", "--wait=false"]);
     let (pv1, dir1) = &volumes[1];
-    volume_where(&client, pv1, "Released", WAIT, |v| {
-        phase_of_volume(v) == "Released"
-    })
-    .await;
-    let (note, from) = event_about(&client, "default", pv1, "VolumeDelete").await;
-    assert_eq!(note, "Volume is used by pods: default/web-1");
-    assert_eq!(from, "rancher.io/local-path");
-    assert!(dir1.join("id").exists(), "the data waits for the pod");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let claim = Api::<PersistentVolumeClaim>::namespaced(client.clone(), "default")
+        .get("data-web-1")
+        .await
+        .expect("the claim in use is kept");
+    assert!(claim.metadata.deletion_timestamp.is_some());
+    let volume = Api::<PersistentVolume>::all(client.clone())
+        .get(pv1)
+        .await
+        .expect("its volume");
+    assert_eq!(phase_of_volume(&volume), "Bound");
+    assert!(dir1.join("id").exists(), "the data stays with the pod");
     assert_eq!(exec_id("web-1").split(' ').next(), Some("web-1"));
 
     let deleting = Instant::now();
