@@ -1,13 +1,15 @@
-//! `kubectl logs`, `exec`, `attach` and `port-forward` through a real API server
-//! to the node API, which serves a real container of a private containerd. The pod
-//! and its Node are written by the test (no agent runs): the Node's InternalIP and
-//! `daemonEndpoints.kubeletEndpoint.Port` point at the node API.
+//! `kubectl logs`, `exec`, `attach`, `cp` and `port-forward` through a real API
+//! server to the node API, which serves a real container of a private containerd.
+//! The pod and its Node are written by the test (no agent runs): the Node's
+//! InternalIP and `daemonEndpoints.kubeletEndpoint.Port` point at the node API.
 //!
-//! kubectl 1.32+ first tries WebSocket `v5.channel.k8s.io` for exec and the
-//! `SPDY/3.1+portforward.k8s.io` WebSocket tunnel for port-forward; containerd's
-//! stream server speaks neither and refuses the upgrade, so kubectl falls back to
-//! SPDY/3.1, which then runs end to end (v4.channel.k8s.io / portforward.k8s.io).
-//! A client offering `v5.channel.k8s.io, v4.channel.k8s.io` (kube-rs) gets v4.
+//! kubectl 1.32+ offers WebSocket `v5.channel.k8s.io` for exec/attach/cp and the
+//! `SPDY/3.1+portforward.k8s.io` WebSocket tunnel for port-forward, and falls back
+//! to SPDY/3.1 when the upgrade is refused. containerd's stream server speaks
+//! neither, so the node API serves both itself over SPDY to containerd: kubectl's
+//! `-v=6` log shows WebSocket GETs switching protocols, no POST (SPDY) upgrade and
+//! no "RemoteCommand fallback". kube-rs (offering v5 and v4) gets v5 and its stdin
+//! close.
 
 mod support_node_api;
 
@@ -45,8 +47,42 @@ fn kubectl(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     child.wait_with_output().expect("kubectl finishes")
 }
 
+/// What client-go logs (`-v=4` and up) once it speaks exec/attach v5 over WebSocket.
+const V5_LOG: &str = "The subprotocol is v5.channel.k8s.io";
+/// What client-go logs once its port-forward tunnel is up.
+const TUNNEL_LOG: &str = "negotiated protocol: portforward.k8s.io";
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Asserts from kubectl's `-v=6` log that its `subresource` call of pod `pod` was a
+/// WebSocket upgrade (a GET switching protocols) that negotiated `negotiated` (as
+/// client-go logs it), with no fallback to SPDY (a POST upgrade) after it.
+fn assert_websocket_without_fallback(stderr: &str, pod: &str, subresource: &str, negotiated: &str) {
+    let path = format!("/api/v1/namespaces/default/pods/{pod}/{subresource}");
+    let calls: Vec<&str> = stderr.lines().filter(|l| l.contains(&path)).collect();
+    let verb = |l: &str, verb: &str| {
+        l.contains(&format!("verb=\"{verb}\"")) || l.contains(&format!("{verb} https://"))
+    };
+    assert!(
+        calls
+            .iter()
+            .any(|l| verb(l, "GET") && l.contains("101 Switching Protocols")),
+        "no WebSocket GET to {path} switched protocols in kubectl's log:\n{stderr}"
+    );
+    assert!(
+        stderr.contains(negotiated),
+        "kubectl did not log {negotiated:?}:\n{stderr}"
+    );
+    assert!(
+        !calls.iter().any(|l| verb(l, "POST")),
+        "kubectl fell back to a SPDY upgrade:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("RemoteCommand fallback"),
+        "kubectl fell back:\n{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -221,16 +257,18 @@ async fn kubectl_logs_exec_attach_and_port_forward_reach_the_container() {
     );
 
     // kubectl attach -i: stdin reaches the container's main process, its output
-    // comes back.
+    // comes back. (The process waits a moment before answering: containerd 1.6
+    // starts copying an attached stdin just before it adds the attached stdout to
+    // the container's output.)
     let reader = h.run_pod("default", "reader").await;
     h.run_container(
         &reader,
         "app",
         0,
-        &["sh", "-c", "read line; echo got $line"],
+        &["sh", "-c", "read line; sleep 0.2; echo got $line"],
     )
     .await;
-    let out = run(&["attach", "-i", "reader"], Some("hello-attach\n"))
+    let out = run(&["attach", "-v=6", "-i", "reader"], Some("hello-attach\n"))
         .await
         .expect("kubectl");
     assert!(
@@ -239,6 +277,7 @@ async fn kubectl_logs_exec_attach_and_port_forward_reach_the_container() {
         text(&out.stdout),
         text(&out.stderr)
     );
+    assert_websocket_without_fallback(&text(&out.stderr), "reader", "attach", V5_LOG);
 
     // nodes/proxy reaches the node API itself.
     let path = format!("/api/v1/nodes/{node_name}/proxy/healthz");
@@ -250,20 +289,88 @@ async fn kubectl_logs_exec_attach_and_port_forward_reach_the_container() {
     .expect("kubectl");
     assert_eq!(text(&out.stdout), "ok", "{}", text(&out.stderr));
 
-    // kubectl exec: the exit code, stdout, and stdin (with its end) reach the client.
-    let out = run(&["exec", "web", "--", "sh", "-c", "echo out; exit 3"], None)
-        .await
-        .expect("kubectl");
+    // kubectl exec: the exit code, stdout, and stdin (with its end: v5's CLOSE)
+    // reach the client, over WebSocket with no fallback.
+    let out = run(
+        &["exec", "-v=6", "web", "--", "sh", "-c", "echo out; exit 3"],
+        None,
+    )
+    .await
+    .expect("kubectl");
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "out\n");
+    assert_websocket_without_fallback(&text(&out.stderr), "web", "exec", V5_LOG);
     let out = run(
-        &["exec", "-i", "web", "--", "sh", "-c", "cat; echo done"],
+        &[
+            "exec",
+            "-v=6",
+            "-i",
+            "web",
+            "--",
+            "sh",
+            "-c",
+            "cat; echo done",
+        ],
         Some("from-stdin\n"),
     )
     .await
     .expect("kubectl");
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "from-stdin\ndone\n");
+    assert_websocket_without_fallback(&text(&out.stderr), "web", "exec", V5_LOG);
+    let out = run(&["exec", "-i", "web", "--", "cat"], Some("data\n"))
+        .await
+        .expect("kubectl");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "data\n");
+
+    // kubectl cp both ways (tar through exec's stdin and stdout): 2 MiB up and back
+    // down, byte for byte.
+    let original: Vec<u8> = (0..2 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let upload = h.dir.join("upload.bin");
+    let download = h.dir.join("download.bin");
+    std::fs::write(&upload, &original).expect("write the file to copy");
+    let started = Instant::now();
+    let (up, down) = tokio::task::spawn_blocking({
+        let dir = h.dir.clone();
+        let (upload, download) = (upload.clone(), download.clone());
+        move || {
+            let up = kubectl(
+                &dir,
+                &[
+                    "cp",
+                    "-v=6",
+                    &upload.to_string_lossy(),
+                    "default/web:/tmp/upload.bin",
+                ],
+                None,
+            );
+            let down = kubectl(
+                &dir,
+                &[
+                    "cp",
+                    "-v=6",
+                    "default/web:/tmp/upload.bin",
+                    &download.to_string_lossy(),
+                ],
+                None,
+            );
+            (up, down)
+        }
+    })
+    .await
+    .expect("kubectl cp");
+    let elapsed = started.elapsed();
+    assert!(up.status.success(), "cp up: {}", text(&up.stderr));
+    assert!(down.status.success(), "cp down: {}", text(&down.stderr));
+    assert_websocket_without_fallback(&text(&up.stderr), "web", "exec", V5_LOG);
+    assert_websocket_without_fallback(&text(&down.stderr), "web", "exec", V5_LOG);
+    let copied = std::fs::read(&download).expect("the copied-back file");
+    assert_eq!(copied.len(), original.len());
+    assert!(copied == original, "the file came back changed");
+    eprintln!("kubectl cp of 2 MiB up and back down: {elapsed:?}");
     let out = run(&["exec", "pending", "--", "true"], None)
         .await
         .expect("kubectl");
@@ -273,8 +380,8 @@ async fn kubectl_logs_exec_attach_and_port_forward_reach_the_container() {
         text(&out.stderr)
     );
 
-    // A WebSocket client offering v5 and v4 in one header (kube-rs) gets v4 from the
-    // runtime, end to end through the API server: output and the exit status.
+    // A WebSocket client offering v5 and v4 in one header (kube-rs) gets v5 from the
+    // node API, end to end through the API server: output and the exit status...
     let params = kube::api::AttachParams::default()
         .stdin(false)
         .stdout(true)
@@ -302,8 +409,43 @@ async fn kubectl_logs_exec_attach_and_port_forward_reach_the_container() {
         .find(|c| c.reason.as_deref() == Some("ExitCode"))
         .and_then(|c| c.message);
     assert_eq!(exit_code.as_deref(), Some("2"));
+    // ...and its stdin's end: `cat` only finishes (and its output only arrives)
+    // because shutting down the writer sends v5's CLOSE; under v4 kube-rs can only
+    // close the whole WebSocket.
+    let params = kube::api::AttachParams::default()
+        .stdin(true)
+        .stdout(true)
+        .stderr(false);
+    let mut attached = pods
+        .exec("web", ["cat"], &params)
+        .await
+        .expect("exec over WebSocket");
+    let mut stdin = attached.stdin().expect("stdin");
+    tokio::io::AsyncWriteExt::write_all(&mut stdin, b"via-kube-rs\n")
+        .await
+        .expect("write stdin");
+    tokio::io::AsyncWriteExt::shutdown(&mut stdin)
+        .await
+        .expect("close stdin");
+    let mut output = String::new();
+    let mut stdout = attached.stdout().expect("stdout");
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut output),
+    )
+    .await
+    .expect("cat ends once stdin is closed")
+    .expect("read stdout");
+    assert_eq!(output, "via-kube-rs\n");
+    let status = attached
+        .take_status()
+        .expect("a status channel")
+        .await
+        .expect("a status");
+    assert_eq!(status.status.as_deref(), Some("Success"), "{status:?}");
 
-    // kubectl port-forward to the pod's httpd, and a GET through it.
+    // kubectl port-forward to the pod's httpd over its WebSocket tunnel, and GETs
+    // through it (one tunneled SPDY stream pair per connection).
     let local = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
         l.local_addr().expect("addr").port()
@@ -313,7 +455,7 @@ async fn kubectl_logs_exec_attach_and_port_forward_reach_the_container() {
         .arg(h.dir.join("kubeconfig"))
         .arg("--cache-dir")
         .arg(h.dir.join("kubectl-cache"))
-        .args(["port-forward", "pod/web", &format!("{local}:8080")])
+        .args(["port-forward", "-v=6", "pod/web", &format!("{local}:8080")])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -329,21 +471,25 @@ async fn kubectl_logs_exec_attach_and_port_forward_reach_the_container() {
         let _ = std::io::copy(&mut stdout, &mut std::io::sink());
     });
     let first = tokio::time::timeout(Duration::from_secs(20), first_rx).await;
-    let answer = tokio::task::spawn_blocking(move || {
-        let mut last = String::new();
-        for _ in 0..50 {
+    let (answer, second) = tokio::task::spawn_blocking(move || {
+        let get = || {
+            let mut answer = String::new();
             if let Ok(mut tcp) = std::net::TcpStream::connect(("127.0.0.1", local)) {
                 let _ = tcp.set_read_timeout(Some(Duration::from_secs(5)));
                 let _ = tcp.write_all(b"GET / HTTP/1.0\r\nHost: web\r\n\r\n");
-                last.clear();
-                let _ = tcp.read_to_string(&mut last);
-                if last.contains("pf-ok") {
-                    break;
-                }
+                let _ = tcp.read_to_string(&mut answer);
+            }
+            answer
+        };
+        let mut last = String::new();
+        for _ in 0..50 {
+            last = get();
+            if last.contains("pf-ok") {
+                break;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        last
+        (last, get())
     })
     .await
     .expect("the GET");
@@ -361,6 +507,11 @@ async fn kubectl_logs_exec_attach_and_port_forward_reach_the_container() {
         answer.contains("200 OK") && answer.contains("pf-ok"),
         "{answer} {stderr}"
     );
+    assert!(
+        second.contains("pf-ok"),
+        "a second connection: {second} {stderr}"
+    );
+    assert_websocket_without_fallback(&stderr, "web", "portforward", TUNNEL_LOG);
 
     let _ = stop_node_api.send(true);
     server.stop().await.expect("the API server stops");

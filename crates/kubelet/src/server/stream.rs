@@ -1,17 +1,26 @@
 //! Exec, attach and port-forward: the runtime (containerd's CRI streaming server)
-//! hands out a single-use URL for each session; the node API forwards the client's
-//! upgrade request to it and, once both sides switched protocols, splices the two
-//! connections. The streaming protocol (SPDY/3.1 or WebSocket, and its
-//! `*.channel.k8s.io` / `portforward.k8s.io` version) is negotiated end to end
-//! between the client and the runtime; a protocol the runtime does not speak gets
-//! its refusal, so clients such as kubectl fall back to one it does.
+//! hands out a single-use URL for each session, and the node API carries the
+//! client's upgrade to it.
+//!
+//! - WebSocket `v5.channel.k8s.io` exec/attach (kubectl 1.30+, kube-rs): served
+//!   here and translated to SPDY `v4.channel.k8s.io` at the runtime ([`translate`]).
+//! - WebSocket `SPDY/3.1+portforward.k8s.io` port-forward (kubectl 1.31+): the
+//!   tunneled SPDY bytes go to a SPDY upgrade at the runtime ([`tunnel`]).
+//! - Anything else (SPDY/3.1, WebSocket v4 and older): the upgrade request is
+//!   relayed and, once both sides switched protocols, the connections spliced; a
+//!   protocol the runtime does not speak gets its refusal.
+
+mod translate;
+mod tunnel;
+mod upstream;
+mod websocket;
 
 use std::collections::HashMap;
 
 use bytes::Bytes;
 use cri::{Rpc, v1};
-use http::{HeaderValue, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Empty, Full, Limited};
+use http::{HeaderMap, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
@@ -27,9 +36,6 @@ pub(crate) enum Session {
     /// `/portForward/{namespace}/{pod}`
     PortForward,
 }
-
-/// Largest error body relayed from the runtime.
-const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// Whether a query flag is on; `names` are its spellings (kubectl's `stdin`, the
 /// kubelet's `input`).
@@ -54,7 +60,7 @@ fn is_upgrade(req: &Request<Incoming>) -> bool {
 }
 
 /// Serves one exec, attach or port-forward request: asks the runtime for a streaming
-/// URL and relays the upgrade to it.
+/// URL and carries the upgrade to it.
 pub(crate) async fn serve(
     runtime: &cri::Runtime,
     session: Session,
@@ -127,92 +133,51 @@ pub(crate) async fn serve(
                 .url
         }
     };
-    relay(req, &url).await
+    let offered = websocket::offered_protocols(&req).unwrap_or_default();
+    let tunneled = tunnel::tunneled_protocols(&offered);
+    match session {
+        Session::Exec | Session::Attach if offered.iter().any(|p| p == translate::V5) => {
+            let streams = translate::Streams {
+                stdin,
+                stdout,
+                stderr,
+                tty,
+            };
+            translate::serve(req, &url, streams).await
+        }
+        Session::PortForward if !tunneled.is_empty() => tunnel::serve(req, &url, &tunneled).await,
+        _ => relay(req, &url).await,
+    }
 }
 
-/// Forwards the upgrade request `req` to `url` (plain HTTP on loopback) and, when the
-/// runtime switches protocols, splices the client's connection with the runtime's.
+/// Forwards the upgrade request `req` to `url` with the client's headers and, when
+/// the runtime switches protocols, splices the client's connection with the
+/// runtime's.
 async fn relay(mut req: Request<Incoming>, url: &str) -> Result<Response<Body>, Failure> {
-    let uri: http::Uri = url
-        .parse()
-        .map_err(|e| Failure::internal(format!("runtime streaming URL {url:?}: {e}")))?;
-    let authority = uri
-        .authority()
-        .ok_or_else(|| Failure::internal(format!("runtime streaming URL {url:?} has no host")))?
-        .clone();
-    let tcp = tokio::net::TcpStream::connect(authority.as_str())
-        .await
-        .map_err(|e| {
-            Failure::internal(format!(
-                "connecting to the runtime's stream server {authority}: {e}"
-            ))
-        })?;
-    let _ = tcp.set_nodelay(true);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .map_err(|e| Failure::internal(format!("runtime stream server: {e}")))?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.with_upgrades().await {
-            tracing::debug!(error = %e, "runtime stream connection ended");
-        }
-    });
-    // The URL's token names the session; the client's query (port-forward's `port`)
-    // travels along.
-    let target = match req.uri().query() {
-        Some(q) => format!("{}?{q}", uri.path()),
-        None => uri.path().to_owned(),
-    };
-    let mut upstream = Request::builder()
-        .method(req.method().clone())
-        .uri(target)
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| Failure::internal(format!("building the stream request: {e}")))?;
+    let mut headers = HeaderMap::new();
     for (name, value) in req.headers() {
         if name != header::HOST
             && name != header::AUTHORIZATION
             && name != header::TRANSFER_ENCODING
         {
-            upstream.headers_mut().append(name.clone(), value.clone());
+            headers.append(name.clone(), value.clone());
         }
-    }
-    if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
-        upstream.headers_mut().insert(header::HOST, host);
     }
     let client_side = hyper::upgrade::on(&mut req);
-    let response = sender
-        .send_request(upstream)
-        .await
-        .map_err(|e| Failure::internal(format!("runtime stream server: {e}")))?;
-    let status = response.status();
-    let headers = response.headers().clone();
-    if status != StatusCode::SWITCHING_PROTOCOLS {
-        // The runtime refused (e.g. a protocol version it does not speak): pass its
-        // answer on, so the client may fall back.
-        let body = Limited::new(response.into_body(), MAX_ERROR_BODY)
-            .collect()
-            .await
-            .map(|c| c.to_bytes())
-            .unwrap_or_default();
-        let mut out = Response::new(full(body));
-        *out.status_mut() = status;
-        for name in [header::CONTENT_TYPE, header::SEC_WEBSOCKET_VERSION] {
-            if let Some(v) = headers.get(&name) {
-                out.headers_mut().insert(name, v.clone());
-            }
-        }
-        return Ok(out);
-    }
-    let runtime_side = hyper::upgrade::on(response);
+    let answer = upstream::upgrade(url, req.uri().query(), req.method().clone(), headers).await?;
+    let (headers, mut runtime) = match answer {
+        upstream::Answer::Switched { headers, io } => (headers, io),
+        upstream::Answer::Refused(refusal) => return Ok(refusal),
+    };
     tokio::spawn(async move {
-        let (client, runtime) = match tokio::join!(client_side, runtime_side) {
-            (Ok(c), Ok(r)) => (c, r),
-            (c, r) => {
-                tracing::debug!(client = ?c.err(), runtime = ?r.err(), "stream upgrade failed");
+        let client = match client_side.await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(error = %e, "stream upgrade failed");
                 return;
             }
         };
         let mut client = TokioIo::new(client);
-        let mut runtime = TokioIo::new(runtime);
         if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut runtime).await {
             tracing::debug!(error = %e, "stream relay ended");
         }
