@@ -120,6 +120,8 @@ const CLUSTER: bool = false;
 const NO_DELETECOLLECTION: &[&str] = &[
     "create", "delete", "get", "list", "patch", "update", "watch",
 ];
+/// Reviews (access and identity checks): created, answered, never stored.
+const CREATE_ONLY: &[&str] = &["create"];
 
 #[rustfmt::skip]
 const BUILTIN: &[Spec] = &[
@@ -156,6 +158,11 @@ const BUILTIN: &[Spec] = &[
     Spec { group: "rbac.authorization.k8s.io", version: "v1", kind: "RoleBinding", plural: "rolebindings", namespaced: NS, short: &[], all: false, sub: &[], verbs: STANDARD_VERBS },
     Spec { group: "rbac.authorization.k8s.io", version: "v1", kind: "ClusterRoleBinding", plural: "clusterrolebindings", namespaced: CLUSTER, short: &[], all: false, sub: &[], verbs: STANDARD_VERBS },
     Spec { group: "storage.k8s.io", version: "v1", kind: "StorageClass", plural: "storageclasses", namespaced: CLUSTER, short: &["sc"], all: false, sub: &[], verbs: STANDARD_VERBS },
+    Spec { group: "authentication.k8s.io", version: "v1", kind: "SelfSubjectReview", plural: "selfsubjectreviews", namespaced: CLUSTER, short: &[], all: false, sub: &[], verbs: CREATE_ONLY },
+    Spec { group: "authorization.k8s.io", version: "v1", kind: "LocalSubjectAccessReview", plural: "localsubjectaccessreviews", namespaced: NS, short: &[], all: false, sub: &[], verbs: CREATE_ONLY },
+    Spec { group: "authorization.k8s.io", version: "v1", kind: "SelfSubjectAccessReview", plural: "selfsubjectaccessreviews", namespaced: CLUSTER, short: &[], all: false, sub: &[], verbs: CREATE_ONLY },
+    Spec { group: "authorization.k8s.io", version: "v1", kind: "SelfSubjectRulesReview", plural: "selfsubjectrulesreviews", namespaced: CLUSTER, short: &[], all: false, sub: &[], verbs: CREATE_ONLY },
+    Spec { group: "authorization.k8s.io", version: "v1", kind: "SubjectAccessReview", plural: "subjectaccessreviews", namespaced: CLUSTER, short: &[], all: false, sub: &[], verbs: CREATE_ONLY },
 ];
 
 fn definition_name(group: &str, version: &str, kind: &str) -> String {

@@ -1,6 +1,7 @@
 //! What exists from the first start: the system namespaces, the `kubernetes` Service
 //! with its Endpoints and EndpointSlice, the system PriorityClasses, the default
-//! `local-path` StorageClass, and allocator state rebuilt from stored Services.
+//! `local-path` StorageClass, the default RBAC roles and bindings, and allocator
+//! state rebuilt from stored Services.
 
 use api::status::ApiError;
 use serde_json::{Value, json};
@@ -156,6 +157,10 @@ pub(crate) async fn run(state: &State) -> Result<(), crate::Error> {
         }),
     )
     .await?;
+
+    // The default roles and bindings (reconciled at every start), in the RBAC
+    // index before the server reports ready.
+    crate::rbac::ensure_defaults(state).await?;
 
     Ok(())
 }

@@ -31,6 +31,9 @@ pub struct ApiServerConfig {
     /// The secret of the join token nodes present to get their certificates
     /// (`POST /v1-skiff/node-credentials`); `None` switches joining off.
     pub join_token: Option<String>,
+    /// Authorizers asked in order after the privileged group `system:masters`
+    /// (`--authorization-mode`).
+    pub authorization_modes: Vec<crate::AuthorizationMode>,
 }
 
 /// One static bearer token.
@@ -105,6 +108,7 @@ impl Default for ApiServerConfig {
             max_requests_inflight: 800,
             compaction_interval_secs: 300,
             join_token: None,
+            authorization_modes: vec![crate::AuthorizationMode::Rbac],
         }
     }
 }

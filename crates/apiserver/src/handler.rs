@@ -205,7 +205,12 @@ async fn dispatch(
     } else {
         Bytes::new()
     };
+    if crate::review::handles(&info) {
+        let reply = crate::review::serve(state, &who, &info, content_type.as_deref(), &body)?;
+        return Ok(respond(reply, output, &[]));
+    }
     let mut ctx = crate::rest::Ctx::new(state, &who, &info, output)?;
     let reply = ctx.serve(content_type.as_deref(), body).await?;
+    crate::rbac::after_write(state, &info).await;
     Ok(respond(reply, output, &ctx.warnings))
 }

@@ -20,8 +20,10 @@ mod negotiate;
 mod object;
 mod openapi;
 mod pki;
+mod rbac;
 mod request;
 pub(crate) mod rest;
+mod review;
 mod serve;
 mod storage;
 mod strategy;
@@ -33,9 +35,11 @@ mod robustness;
 mod watch;
 mod watch_cache;
 
+pub use authz::AuthorizationMode;
 pub use config::{ApiServerConfig, StaticToken};
 pub use error::Error;
 pub use pki::{
-    KUBELET_CLIENT_USER, Pki, PkiConfig, sign_client_cert, sign_serving_cert, write_kubeconfig,
+    CLUSTER_DNS_USER, CONTROLLER_MANAGER_USER, KUBELET_CLIENT_USER, Pki, PkiConfig, SCHEDULER_USER,
+    sign_client_cert, sign_serving_cert, write_kubeconfig,
 };
 pub use serve::{ApiServer, MetricsSource, Readiness, RunningApiServer};

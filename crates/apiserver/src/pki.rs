@@ -1,5 +1,7 @@
 //! The cluster's certificates: a CA, the API serving certificate, the admin client
-//! certificate and the API server's client certificate towards node agents, created on first start under `<data-dir>/server/tls/` and reused after.
+//! certificate, the API server's client certificate towards node agents and the
+//! scheduler's, controller manager's and cluster DNS's client certificates, created
+//! on first start under `<data-dir>/server/tls/` and reused after.
 
 use std::fs;
 use std::io::Write;
@@ -16,6 +18,12 @@ use crate::Error;
 
 /// The user the API server is when it calls node agents (kubeadm's convention).
 pub const KUBELET_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
+/// The user the scheduler is (Kubernetes' `system:kube-scheduler`).
+pub const SCHEDULER_USER: &str = "system:kube-scheduler";
+/// The user the controller manager is (Kubernetes' `system:kube-controller-manager`).
+pub const CONTROLLER_MANAGER_USER: &str = "system:kube-controller-manager";
+/// The user the cluster DNS in `skiff server` is.
+pub const CLUSTER_DNS_USER: &str = "system:kube-dns";
 
 /// PEM files of the cluster PKI.
 #[derive(Debug, Clone)]
@@ -37,6 +45,19 @@ pub struct Pki {
     pub kubelet_client_cert: String,
     /// Its key (PEM).
     pub kubelet_client_key: String,
+    /// The scheduler's client certificate (PEM), CN=system:kube-scheduler.
+    pub scheduler_cert: String,
+    /// Its key (PEM).
+    pub scheduler_key: String,
+    /// The controller manager's client certificate (PEM),
+    /// CN=system:kube-controller-manager.
+    pub controller_manager_cert: String,
+    /// Its key (PEM).
+    pub controller_manager_key: String,
+    /// The cluster DNS's client certificate (PEM), CN=system:kube-dns.
+    pub cluster_dns_cert: String,
+    /// Its key (PEM).
+    pub cluster_dns_key: String,
     /// Service account token signing key (PKCS#8 ECDSA P-256, PEM).
     pub service_account_key: String,
     /// Its public key (PEM), for verifying tokens.
@@ -173,6 +194,26 @@ pub fn sign_serving_cert(
     Ok((format!("{}{}", cert.pem(), ca_cert), key.serialize_pem()))
 }
 
+/// The client certificate `<stem>.crt`/`<stem>.key` in `dir` for `user` (no groups),
+/// signed on first use and reused after.
+fn client_pair(
+    dir: &Path,
+    stem: &str,
+    ca_cert: &str,
+    ca_key: &str,
+    user: &str,
+) -> Result<(String, String), Error> {
+    let cert_path = dir.join(format!("{stem}.crt"));
+    let key_path = dir.join(format!("{stem}.key"));
+    if let (Some(c), Some(k)) = (read_or_none(&cert_path), read_or_none(&key_path)) {
+        return Ok((c, k));
+    }
+    let (c, k) = sign_client_cert(ca_cert, ca_key, user, &[])?;
+    write_private(&key_path, &k)?;
+    write_private(&cert_path, &c)?;
+    Ok((c, k))
+}
+
 impl Pki {
     /// Loads the PKI from `config.dir`, creating whatever is missing. The serving
     /// certificate is re-issued when the set of names it must carry changed.
@@ -241,6 +282,19 @@ impl Pki {
             }
         };
 
+        // Components with their own identity and least privilege (k3s's file names).
+        let (scheduler_cert, scheduler_key) =
+            client_pair(dir, "client-scheduler", &ca_cert, &ca_key, SCHEDULER_USER)?;
+        let (controller_manager_cert, controller_manager_key) = client_pair(
+            dir,
+            "client-controller",
+            &ca_cert,
+            &ca_key,
+            CONTROLLER_MANAGER_USER,
+        )?;
+        let (cluster_dns_cert, cluster_dns_key) =
+            client_pair(dir, "client-kube-dns", &ca_cert, &ca_key, CLUSTER_DNS_USER)?;
+
         let sa_key = match read_or_none(&path("service-account.key")) {
             Some(k) => k,
             None => {
@@ -263,6 +317,12 @@ impl Pki {
             admin_key,
             kubelet_client_cert,
             kubelet_client_key,
+            scheduler_cert,
+            scheduler_key,
+            controller_manager_cert,
+            controller_manager_key,
+            cluster_dns_cert,
+            cluster_dns_key,
             service_account_key: sa_key,
             service_account_public_key: sa_public,
         })

@@ -30,7 +30,6 @@ pub(crate) mod write;
 /// One resource request being served.
 pub(crate) struct Ctx<'a> {
     pub state: &'a Arc<State>,
-    #[allow(dead_code)]
     pub who: &'a Identity,
     pub info: &'a RequestInfo,
     pub res: Arc<ResourceInfo>,

@@ -20,7 +20,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::allocator::{Allocator, Cidr};
 use crate::authn::{Identity, TokenAuthenticator, identity_from_certificate};
-use crate::authz::{AllowAuthenticated, Authorizer};
+use crate::authz::{Authorizer, Chain};
 use crate::openapi::OpenApiDocs;
 use crate::storage::Storage;
 use crate::{ApiServerConfig, Error, Pki};
@@ -34,6 +34,8 @@ pub(crate) struct State {
     pub tokens: TokenAuthenticator,
     pub token_issuer: crate::tokens::TokenIssuer,
     pub authorizer: Box<dyn Authorizer>,
+    /// The RBAC index (roles and bindings), fed by the watch cache.
+    pub rbac: Arc<crate::rbac::RbacCache>,
     pub inflight: Arc<Semaphore>,
     pub shutdown: watch::Receiver<bool>,
     pub watch_cache: Arc<crate::watch_cache::WatchCache>,
@@ -180,11 +182,19 @@ impl ApiServer {
         let from = store.current_revision().await?;
         let watch_cache =
             crate::watch_cache::WatchCache::start(store.clone(), from, shutdown_rx.clone());
+        let rbac =
+            crate::rbac::RbacCache::start(store.clone(), watch_cache.clone(), shutdown_rx.clone())
+                .await?;
+        let authorizer = Chain::new(
+            &config.authorization_modes,
+            &crate::rbac::RbacAuthorizer::new(rbac.clone()),
+        );
         let state = Arc::new(State {
             allocator: Allocator::new(cidr, config.node_port_range),
             tokens: TokenAuthenticator::new(&config.static_tokens),
             token_issuer,
-            authorizer: Box::new(AllowAuthenticated),
+            authorizer: Box::new(authorizer),
+            rbac,
             inflight: Arc::new(Semaphore::new(config.max_requests_inflight)),
             registry: Registry::builtin(),
             storage: Storage { store },
@@ -264,6 +274,7 @@ impl ApiServer {
             r
         });
         let compactor = tokio::spawn(compact_loop(state.clone()));
+        let aggregator = tokio::spawn(crate::rbac::aggregate_cluster_roles(state.clone()));
         let mut conns = JoinSet::new();
         tokio::pin!(shutdown);
         let mut boot = Some(boot);
@@ -291,6 +302,7 @@ impl ApiServer {
         }
         let _ = shutdown_tx.send(true);
         compactor.abort();
+        aggregator.abort();
         drop(listener);
         let drain = async { while conns.join_next().await.is_some() {} };
         if tokio::time::timeout(Duration::from_secs(5), drain)

@@ -154,14 +154,18 @@ pub(crate) async fn wait_ready(client: &kube::Client) -> anyhow::Result<()> {
 }
 
 /// Starts the scheduler and controller manager inside `skiff server`, as API clients
-/// of the server through `kubeconfig`.
+/// of the server, each with its own identity: the scheduler through
+/// `scheduler_kubeconfig`, the controllers (and the service load balancer's status)
+/// through `controller_kubeconfig`.
 pub async fn spawn_embedded(
-    kubeconfig: &Path,
+    scheduler_kubeconfig: &Path,
+    controller_kubeconfig: &Path,
     controller_config: controllers::ControllerManagerConfig,
     disabled: &[String],
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
-    let client = client_from(kubeconfig).await?;
+    let client = client_from(controller_kubeconfig).await?;
+    let scheduler_client = client_from(scheduler_kubeconfig).await?;
     wait_ready(&client).await?;
     let mut tasks = Vec::new();
     if !disabled.iter().any(|d| d == "scheduler") {
@@ -169,7 +173,7 @@ pub async fn spawn_embedded(
             leader_elect: true,
             identity: identity("scheduler"),
         };
-        let (c, s) = (client.clone(), shutdown.clone());
+        let (c, s) = (scheduler_client, shutdown.clone());
         tasks.push(tokio::spawn(async move {
             if let Err(e) = scheduler::run(c, cfg, s).await {
                 tracing::error!(error = %e, "scheduler stopped");

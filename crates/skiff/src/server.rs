@@ -86,6 +86,10 @@ pub struct ServerArgs {
     /// Seconds of store history kept for watches before compaction.
     #[arg(long, default_value_t = 300, hide = true)]
     pub compaction_interval: u64,
+    /// Authorizers asked in order, comma separated: RBAC, AlwaysAllow, AlwaysDeny
+    /// (system:masters is always allowed).
+    #[arg(long, default_value = "RBAC")]
+    pub authorization_mode: String,
 }
 
 fn parse_port_range(s: &str) -> anyhow::Result<(u16, u16)> {
@@ -222,6 +226,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         }
     }
     let node_ports = parse_port_range(&args.service_node_port_range)?;
+    let authorization_modes = apiserver::AuthorizationMode::parse_list(&args.authorization_mode)
+        .map_err(|e| anyhow::anyhow!("--authorization-mode {:?}: {e}", args.authorization_mode))?;
     let mode = u32::from_str_radix(args.write_kubeconfig_mode.trim_start_matches("0o"), 8)
         .with_context(|| {
             format!(
@@ -309,6 +315,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         static_tokens,
         compaction_interval_secs: args.compaction_interval,
         join_token: Some(token.secret.clone()),
+        authorization_modes,
         ..ApiServerConfig::default()
     };
     let server = ApiServer::build(config, store, &pki).await?;
@@ -336,6 +343,36 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         &pki.admin_cert,
         &pki.admin_key,
         mode,
+    )?;
+    // The scheduler, controller manager and cluster DNS have identities of their
+    // own (k3s's <data-dir>/server/cred/ layout).
+    let cred_dir = server_dir.join("cred");
+    let scheduler_kubeconfig = cred_dir.join("scheduler.kubeconfig");
+    let controller_kubeconfig = cred_dir.join("controller.kubeconfig");
+    let dns_kubeconfig = cred_dir.join("dns.kubeconfig");
+    apiserver::write_kubeconfig(
+        &scheduler_kubeconfig,
+        &url,
+        &pki.ca_cert,
+        &pki.scheduler_cert,
+        &pki.scheduler_key,
+        0o600,
+    )?;
+    apiserver::write_kubeconfig(
+        &controller_kubeconfig,
+        &url,
+        &pki.ca_cert,
+        &pki.controller_manager_cert,
+        &pki.controller_manager_key,
+        0o600,
+    )?;
+    apiserver::write_kubeconfig(
+        &dns_kubeconfig,
+        &url,
+        &pki.ca_cert,
+        &pki.cluster_dns_cert,
+        &pki.cluster_dns_key,
+        0o600,
     )?;
     tracing::info!(
         url = %url,
@@ -402,7 +439,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         server.add_metrics(std::sync::Arc::new(move || {
             metrics.snapshot().render_prometheus()
         }));
-        let (kc, stop, ready) = (kubeconfig.clone(), stop_rx.clone(), readiness.clone());
+        let (kc, stop, ready) = (dns_kubeconfig, stop_rx.clone(), readiness.clone());
         Some(tokio::spawn(async move {
             ready.wait().await;
             match crate::components::client_from(&kc).await {
@@ -411,7 +448,6 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             }
         }))
     };
-    let components_kubeconfig = kubeconfig.clone();
     let controller_config = controllers::ControllerManagerConfig {
         cluster_cidr: args.cluster_cidr.clone(),
         node_monitor_grace_period: std::time::Duration::from_secs(args.node_monitor_grace_period),
@@ -422,7 +458,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let components = tokio::spawn(async move {
         readiness.wait().await;
         match crate::components::spawn_embedded(
-            &components_kubeconfig,
+            &scheduler_kubeconfig,
+            &controller_kubeconfig,
             controller_config,
             &disabled,
             stop_rx,

@@ -29,6 +29,14 @@ fn a_static_token_user_can_use_kubectl() {
     let s = TestServer::start_with(Options {
         args: vec!["--token-auth-file".into(), tokens.display().to_string()],
     });
+    // Authorization is RBAC: alice reads what `view` grants.
+    s.kubectl_ok(&[
+        "create",
+        "clusterrolebinding",
+        "alice-view",
+        "--clusterrole=view",
+        "--user=alice",
+    ]);
     let (code, body) = s.curl(
         "/api/v1/namespaces/default/configmaps",
         &["-H", "Authorization: Bearer s3cr3t-token"],

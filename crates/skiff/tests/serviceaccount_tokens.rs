@@ -36,6 +36,14 @@ fn with_token(s: &TestServer, token: &str, args: &[&str]) -> std::process::Outpu
 fn a_created_token_authenticates_until_the_account_is_deleted() {
     let s = TestServer::start();
     s.kubectl_ok(&["create", "serviceaccount", "app"]);
+    // Authorization is RBAC: the account reads what `view` grants.
+    s.kubectl_ok(&[
+        "create",
+        "clusterrolebinding",
+        "app-view",
+        "--clusterrole=view",
+        "--serviceaccount=default:app",
+    ]);
     let token = s.kubectl_ok(&["create", "token", "app", "--duration=1h"]);
     let token = token.trim();
     assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
@@ -76,6 +84,14 @@ fn a_created_token_authenticates_until_the_account_is_deleted() {
 fn a_pod_bound_token_dies_with_the_pod() {
     let s = TestServer::start();
     s.kubectl_ok(&["create", "serviceaccount", "app"]);
+    // Authorization is RBAC: the account reads what `view` grants.
+    s.kubectl_ok(&[
+        "create",
+        "clusterrolebinding",
+        "app-view",
+        "--clusterrole=view",
+        "--serviceaccount=default:app",
+    ]);
     s.kubectl_ok(&[
         "run",
         "p",

@@ -4,10 +4,11 @@
 //! extensions, and the `int-or-string` formats.
 
 use k8s_openapi::api::{
-    apps::v1 as apps, autoscaling::v1 as autoscaling_v1, autoscaling::v2 as autoscaling_v2,
-    batch::v1 as batch, coordination::v1 as coordination, core::v1 as core,
-    discovery::v1 as discovery, events::v1 as events, policy::v1 as policy, rbac::v1 as rbac,
-    scheduling::v1 as scheduling, storage::v1 as storage,
+    apps::v1 as apps, authentication::v1 as authentication, authorization::v1 as authorization,
+    autoscaling::v1 as autoscaling_v1, autoscaling::v2 as autoscaling_v2, batch::v1 as batch,
+    coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
+    events::v1 as events, policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling,
+    storage::v1 as storage,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use schemars::generate::{SchemaGenerator, SchemaSettings};
@@ -241,6 +242,41 @@ const ROOTS: &[Root] = &[
         true,
     ),
     root(
+        "authentication.k8s.io",
+        "v1",
+        "SelfSubjectReview",
+        "io.k8s.api.authentication.v1.SelfSubjectReview",
+        false,
+    ),
+    root(
+        "authorization.k8s.io",
+        "v1",
+        "LocalSubjectAccessReview",
+        "io.k8s.api.authorization.v1.LocalSubjectAccessReview",
+        false,
+    ),
+    root(
+        "authorization.k8s.io",
+        "v1",
+        "SelfSubjectAccessReview",
+        "io.k8s.api.authorization.v1.SelfSubjectAccessReview",
+        false,
+    ),
+    root(
+        "authorization.k8s.io",
+        "v1",
+        "SelfSubjectRulesReview",
+        "io.k8s.api.authorization.v1.SelfSubjectRulesReview",
+        false,
+    ),
+    root(
+        "authorization.k8s.io",
+        "v1",
+        "SubjectAccessReview",
+        "io.k8s.api.authorization.v1.SubjectAccessReview",
+        false,
+    ),
+    root(
         "",
         "v1",
         "Status",
@@ -393,6 +429,11 @@ fn add_root_types(g: &mut SchemaGenerator) {
         rbac::RoleBinding,
         rbac::ClusterRoleBinding,
         storage::StorageClass,
+        authentication::SelfSubjectReview,
+        authorization::LocalSubjectAccessReview,
+        authorization::SelfSubjectAccessReview,
+        authorization::SelfSubjectRulesReview,
+        authorization::SubjectAccessReview,
         meta::Status,
         meta::APIResourceList,
         meta::DeleteOptions,

@@ -183,6 +183,7 @@ impl Ctx<'_> {
         } else {
             meta_mut(&mut obj).remove("namespace");
         }
+        crate::rbac::escalation::check(self, &obj, None)?;
         let created = create_object(self.state, &self.res, self.strategy, obj, dry_run).await?;
         Ok(Reply::Json(201, self.render_object(created)))
     }
@@ -221,6 +222,7 @@ impl Ctx<'_> {
             .storage
             .get(&self.res, self.namespace(), &name)
             .await?;
+        crate::rbac::escalation::check(self, &new, Some(&old))?;
         let (code, out) = update_object(
             self.state,
             &self.res,
@@ -261,6 +263,7 @@ impl Ctx<'_> {
             self.field_validation(&patched, Vec::new())?;
             let pinned = object::meta_str(&patched, "resourceVersion")
                 != object::meta_str(&old, "resourceVersion");
+            crate::rbac::escalation::check(self, &patched, Some(&old))?;
             match update_object(
                 self.state,
                 &self.res,

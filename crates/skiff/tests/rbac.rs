@@ -1,0 +1,820 @@
+//! RBAC against the real binary: users (client certificates signed by the cluster
+//! CA, static tokens, service account tokens) are refused with kube-apiserver's
+//! 403 until a binding grants them; `kubectl auth can-i` (also `--list`) and `kubectl
+//! auth whoami` answer from the same authorizer; nobody grants what they do not hold
+//! unless they may `escalate` or `bind`; aggregated roles follow the roles they
+//! select; the default roles come back at a restart; the scheduler, controller
+//! manager and cluster DNS run with their own least-privileged identities.
+
+#[path = "support/cluster.rs"]
+mod cluster;
+#[path = "support/server.rs"]
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{Options, TestServer};
+
+/// A kubeconfig for `user` in `groups` with a client certificate signed by the
+/// server's CA, as an administrator would make one.
+fn user_kubeconfig(s: &TestServer, user: &str, groups: &[&str]) -> PathBuf {
+    let tls = s.data_dir().join("server/tls");
+    let read = |f: &str| std::fs::read_to_string(tls.join(f)).expect("the cluster CA");
+    let (ca_cert, ca_key) = (read("ca.crt"), read("ca.key"));
+    let (cert, key) =
+        apiserver::sign_client_cert(&ca_cert, &ca_key, user, groups).expect("a user certificate");
+    let path = s
+        .data_dir()
+        .join(format!("user-{}.yaml", user.replace(':', "-")));
+    apiserver::write_kubeconfig(
+        &path,
+        &format!("https://127.0.0.1:{}", s.port),
+        &ca_cert,
+        &cert,
+        &key,
+        0o600,
+    )
+    .expect("write the user's kubeconfig");
+    path
+}
+
+/// A kubeconfig with only the cluster CA and a bearer token.
+fn token_kubeconfig(s: &TestServer, name: &str, token: &str) -> PathBuf {
+    let path = s.data_dir().join(format!("token-{name}.yaml"));
+    let ca = s.data_dir().join("server/tls/ca.crt");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:{}\n    certificate-authority: {}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: {token}\n",
+            s.port,
+            ca.display()
+        ),
+    )
+    .expect("write the token kubeconfig");
+    path
+}
+
+/// kubectl with `kubeconfig`, its own discovery cache, no stdin.
+fn kubectl_as(s: &TestServer, kubeconfig: &PathBuf, args: &[&str]) -> Output {
+    let cache = kubeconfig.with_extension("cache");
+    Command::new("/usr/bin/kubectl")
+        .env("KUBECONFIG", kubeconfig)
+        .env("HOME", s.data_dir())
+        .arg("--cache-dir")
+        .arg(cache)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run kubectl")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn ok(s: &TestServer, kubeconfig: &PathBuf, args: &[&str]) -> String {
+    let o = kubectl_as(s, kubeconfig, args);
+    assert!(
+        o.status.success(),
+        "kubectl {args:?} failed:\n{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    stdout(&o)
+}
+
+fn refused(s: &TestServer, kubeconfig: &PathBuf, args: &[&str]) -> String {
+    let o = kubectl_as(s, kubeconfig, args);
+    assert!(
+        !o.status.success(),
+        "kubectl {args:?} should be refused:\n{}",
+        stdout(&o)
+    );
+    stderr(&o)
+}
+
+/// `kubectl auth can-i ARGS` as `kubeconfig`: (the answer, whether it exited 0).
+fn can_i(s: &TestServer, kubeconfig: &PathBuf, args: &[&str]) -> (String, bool) {
+    let mut all = vec!["auth", "can-i"];
+    all.extend_from_slice(args);
+    let o = kubectl_as(s, kubeconfig, &all);
+    (stdout(&o).trim().to_string(), o.status.success())
+}
+
+fn eventually(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_certificate_user_is_forbidden_with_kubernetes_message_until_bound_to_view_then_edit() {
+    let s = TestServer::start();
+    let dana = user_kubeconfig(&s, "dana", &["qa"]);
+
+    let err = refused(&s, &dana, &["get", "pods", "-n", "default"]);
+    assert!(
+        err.contains(
+            "Error from server (Forbidden): pods is forbidden: User \"dana\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\""
+        ),
+        "{err}"
+    );
+    let err = refused(&s, &dana, &["get", "nodes"]);
+    assert!(
+        err.contains("nodes is forbidden: User \"dana\" cannot list resource \"nodes\" in API group \"\" at the cluster scope"),
+        "{err}"
+    );
+    let err = refused(&s, &dana, &["get", "deployment", "web", "-n", "default"]);
+    assert!(
+        err.contains("deployments.apps \"web\" is forbidden: User \"dana\" cannot get resource \"deployments\" in API group \"apps\" in the namespace \"default\""),
+        "{err}"
+    );
+
+    // The Status is Kubernetes': 403, reason Forbidden, the resource in details.
+    let tls = s.data_dir().join("server/tls");
+    let ca = std::fs::read_to_string(tls.join("ca.crt")).expect("ca");
+    let ca_key = std::fs::read_to_string(tls.join("ca.key")).expect("ca key");
+    let (cert, key) = apiserver::sign_client_cert(&ca, &ca_key, "dana", &["qa"]).expect("cert");
+    let (cert_path, key_path) = (s.data_dir().join("dana.crt"), s.data_dir().join("dana.key"));
+    std::fs::write(&cert_path, cert).expect("cert file");
+    std::fs::write(&key_path, key).expect("key file");
+    let (code, body) = s.curl(
+        "/api/v1/namespaces/default/secrets",
+        &[
+            "--cert",
+            cert_path.to_str().expect("utf8"),
+            "--key",
+            key_path.to_str().expect("utf8"),
+        ],
+    );
+    assert_eq!(code, 403, "{body}");
+    let status: Value = serde_json::from_str(&body).expect("a Status");
+    assert_eq!(status["reason"], "Forbidden");
+    assert_eq!(status["details"]["kind"], "secrets");
+    assert_eq!(
+        status["message"],
+        "secrets is forbidden: User \"dana\" cannot list resource \"secrets\" in API group \"\" in the namespace \"default\""
+    );
+
+    // view: read, but neither write nor read secrets.
+    s.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "dana-view",
+        "--clusterrole=view",
+        "--user=dana",
+        "-n",
+        "default",
+    ]);
+    ok(&s, &dana, &["get", "pods", "-n", "default"]);
+    ok(&s, &dana, &["get", "ns", "default"]);
+    let err = refused(&s, &dana, &["get", "secrets", "-n", "default"]);
+    assert!(err.contains("cannot list resource \"secrets\""), "{err}");
+    let err = refused(&s, &dana, &["create", "configmap", "c1", "-n", "default"]);
+    assert!(
+        err.contains("configmaps is forbidden: User \"dana\" cannot create resource \"configmaps\" in API group \"\" in the namespace \"default\""),
+        "{err}"
+    );
+    // Only in that namespace.
+    refused(&s, &dana, &["get", "pods", "-n", "kube-system"]);
+
+    // edit (a group binding): write and read secrets.
+    s.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "qa-edit",
+        "--clusterrole=edit",
+        "--group=qa",
+        "-n",
+        "default",
+    ]);
+    ok(&s, &dana, &["create", "configmap", "c1", "-n", "default"]);
+    ok(&s, &dana, &["get", "secrets", "-n", "default"]);
+    // edit does not manage RBAC.
+    let err = refused(
+        &s,
+        &dana,
+        &[
+            "create",
+            "role",
+            "r",
+            "--verb=get",
+            "--resource=pods",
+            "-n",
+            "default",
+        ],
+    );
+    assert!(err.contains("cannot create resource \"roles\""), "{err}");
+
+    // Unbound again, refused again.
+    s.kubectl_ok(&[
+        "delete",
+        "rolebinding",
+        "qa-edit",
+        "dana-view",
+        "-n",
+        "default",
+    ]);
+    refused(&s, &dana, &["get", "pods", "-n", "default"]);
+}
+
+#[test]
+fn kubectl_auth_can_i_answers_yes_and_no_and_lists_the_rules() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let tokens = dir.path().join("tokens.csv");
+    std::fs::write(&tokens, "erin-token,erin,2001,\"ops\"\n").expect("tokens");
+    let s = TestServer::start_with(Options {
+        args: vec!["--token-auth-file".into(), tokens.display().to_string()],
+    });
+    let erin = token_kubeconfig(&s, "erin", "erin-token");
+
+    assert_eq!(
+        can_i(&s, &erin, &["list", "pods", "-n", "default"]),
+        ("no".into(), false)
+    );
+    s.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "erin-view",
+        "--clusterrole=view",
+        "--user=erin",
+        "-n",
+        "default",
+    ]);
+    assert_eq!(
+        can_i(&s, &erin, &["list", "pods", "-n", "default"]),
+        ("yes".into(), true)
+    );
+    assert_eq!(
+        can_i(&s, &erin, &["get", "pods/log", "-n", "default"]),
+        ("yes".into(), true)
+    );
+    assert_eq!(
+        can_i(&s, &erin, &["delete", "pods", "-n", "default"]),
+        ("no".into(), false)
+    );
+    assert_eq!(
+        can_i(&s, &erin, &["list", "pods", "-n", "kube-system"]),
+        ("no".into(), false)
+    );
+    assert_eq!(can_i(&s, &erin, &["get", "/healthz"]), ("yes".into(), true));
+    assert_eq!(can_i(&s, &erin, &["get", "/metrics"]), ("no".into(), false));
+
+    // --list: the rules erin holds in the namespace, in kubectl's table.
+    let list = ok(&s, &erin, &["auth", "can-i", "--list", "-n", "default"]);
+    let row = |resource: &str| {
+        list.lines()
+            .find(|l| l.split_whitespace().next() == Some(resource))
+            .unwrap_or_else(|| panic!("no {resource} row in\n{list}"))
+            .to_string()
+    };
+    assert!(list.starts_with("Resources"), "{list}");
+    assert!(row("pods").ends_with("[get list watch]"), "{list}");
+    assert!(
+        row("deployments.apps").ends_with("[get list watch]"),
+        "{list}"
+    );
+    assert!(
+        row("selfsubjectaccessreviews.authorization.k8s.io").ends_with("[create]"),
+        "{list}"
+    );
+    assert!(list.contains("[/healthz]"), "{list}");
+    assert!(
+        !list.contains("secrets"),
+        "view does not read secrets:\n{list}"
+    );
+
+    // The administrator (system:masters) may do anything.
+    assert_eq!(s.kubectl_ok(&["auth", "can-i", "*", "*"]).trim(), "yes");
+}
+
+#[test]
+fn kubectl_auth_whoami_names_the_user_and_groups() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let tokens = dir.path().join("tokens.csv");
+    std::fs::write(&tokens, "frank-token,frank,3001,\"dev,ops\"\n").expect("tokens");
+    let s = TestServer::start_with(Options {
+        args: vec!["--token-auth-file".into(), tokens.display().to_string()],
+    });
+    let frank = token_kubeconfig(&s, "frank", "frank-token");
+    let out = ok(&s, &frank, &["auth", "whoami"]);
+    let lines: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines[0], vec!["ATTRIBUTE", "VALUE"], "{out}");
+    assert!(lines.contains(&vec!["Username", "frank"]), "{out}");
+    assert!(lines.contains(&vec!["UID", "3001"]), "{out}");
+    assert!(
+        lines.contains(&vec!["Groups", "[dev", "ops", "system:authenticated]"]),
+        "{out}"
+    );
+
+    let gina = user_kubeconfig(&s, "gina", &["team-a"]);
+    let out = ok(&s, &gina, &["auth", "whoami", "-o", "json"]);
+    let review: Value = serde_json::from_str(&out).expect("a SelfSubjectReview");
+    assert_eq!(review["kind"], "SelfSubjectReview");
+    assert_eq!(review["status"]["userInfo"]["username"], "gina");
+    assert_eq!(
+        review["status"]["userInfo"]["groups"],
+        serde_json::json!(["team-a", "system:authenticated"])
+    );
+
+    let admin = s.kubectl_ok(&["auth", "whoami"]);
+    assert!(
+        admin.contains("system:admin") && admin.contains("system:masters"),
+        "{admin}"
+    );
+}
+
+#[test]
+fn a_user_who_may_only_create_roles_cannot_grant_more_until_given_escalate_or_bind() {
+    let s = TestServer::start();
+    let hank = user_kubeconfig(&s, "hank", &[]);
+    s.apply(
+        r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: role-maker, namespace: default}
+rules:
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["roles", "rolebindings"]
+  verbs: ["create", "get", "list"]
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: hank-role-maker, namespace: default}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: role-maker}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: hank}]
+"#,
+    );
+
+    // What hank holds he may hand on.
+    ok(
+        &s,
+        &hank,
+        &[
+            "create",
+            "role",
+            "pod-reader",
+            "--verb=get,list",
+            "--resource=pods",
+            "-n",
+            "default",
+        ],
+    );
+    // More he may not.
+    let err = refused(
+        &s,
+        &hank,
+        &[
+            "create",
+            "role",
+            "secret-reader",
+            "--verb=get",
+            "--resource=secrets",
+            "-n",
+            "default",
+        ],
+    );
+    assert!(
+        err.contains(
+            "roles.rbac.authorization.k8s.io \"secret-reader\" is forbidden: user \"hank\" (groups=[\"system:authenticated\"]) is attempting to grant RBAC permissions not currently held:\n{APIGroups:[\"\"], Resources:[\"secrets\"], Verbs:[\"get\"]}"
+        ),
+        "{err}"
+    );
+    // Nor bind a role holding more than he does.
+    let err = refused(
+        &s,
+        &hank,
+        &[
+            "create",
+            "rolebinding",
+            "hank-edit",
+            "--clusterrole=edit",
+            "--user=hank",
+            "-n",
+            "default",
+        ],
+    );
+    assert!(
+        err.contains("rolebindings.rbac.authorization.k8s.io \"hank-edit\" is forbidden: user \"hank\" (groups=[\"system:authenticated\"]) is attempting to grant RBAC permissions not currently held:"),
+        "{err}"
+    );
+    // Binding a role he holds all of is fine.
+    ok(
+        &s,
+        &hank,
+        &[
+            "create",
+            "rolebinding",
+            "others-read",
+            "--role=pod-reader",
+            "--user=ivy",
+            "-n",
+            "default",
+        ],
+    );
+
+    // With `escalate` on roles he may write any rules into them.
+    s.kubectl_ok(&[
+        "create",
+        "role",
+        "escalator",
+        "--verb=escalate",
+        "--resource=roles",
+        "-n",
+        "default",
+    ]);
+    s.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "hank-escalate",
+        "--role=escalator",
+        "--user=hank",
+        "-n",
+        "default",
+    ]);
+    ok(
+        &s,
+        &hank,
+        &[
+            "create",
+            "role",
+            "secret-reader",
+            "--verb=get",
+            "--resource=secrets",
+            "-n",
+            "default",
+        ],
+    );
+    // With `bind` on the edit ClusterRole he may bind it.
+    s.kubectl_ok(&[
+        "create",
+        "role",
+        "edit-binder",
+        "--verb=bind",
+        "--resource=clusterroles",
+        "--resource-name=edit",
+        "-n",
+        "default",
+    ]);
+    s.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "hank-bind",
+        "--role=edit-binder",
+        "--user=hank",
+        "-n",
+        "default",
+    ]);
+    ok(
+        &s,
+        &hank,
+        &[
+            "create",
+            "rolebinding",
+            "ivy-edit",
+            "--clusterrole=edit",
+            "--user=ivy",
+            "-n",
+            "default",
+        ],
+    );
+}
+
+#[test]
+fn aggregated_view_picks_up_a_new_cluster_role_labelled_aggregate_to_view() {
+    let s = TestServer::start();
+    let jo = user_kubeconfig(&s, "jo", &[]);
+    s.kubectl_ok(&[
+        "create",
+        "clusterrolebinding",
+        "jo-view",
+        "--clusterrole=view",
+        "--user=jo",
+    ]);
+    assert_eq!(can_i(&s, &jo, &["get", "secrets", "-n", "default"]).0, "no");
+    s.apply(
+        r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: secret-peeker
+  labels: {rbac.authorization.k8s.io/aggregate-to-view: "true"}
+rules:
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
+"#,
+    );
+    // The authorizer sees the aggregation at once.
+    assert_eq!(
+        can_i(&s, &jo, &["get", "secrets", "-n", "default"]),
+        ("yes".into(), true)
+    );
+    assert_eq!(
+        can_i(&s, &jo, &["list", "secrets", "-n", "default"]).0,
+        "no"
+    );
+    // The stored view, edit and admin roles show the rule, as Kubernetes' controller writes it.
+    for role in ["view", "edit", "admin"] {
+        eventually(
+            &format!("{role} shows the aggregated rule"),
+            Duration::from_secs(10),
+            || {
+                let out = s.kubectl_ok(&["get", "clusterrole", role, "-o", "json"]);
+                let obj: Value = serde_json::from_str(&out).expect("json");
+                obj["rules"].as_array().is_some_and(|rules| {
+                    rules.iter().any(|r| {
+                        r["resources"] == serde_json::json!(["secrets"])
+                            && r["verbs"] == serde_json::json!(["get"])
+                    })
+                })
+            },
+        );
+    }
+    s.kubectl_ok(&["delete", "clusterrole", "secret-peeker"]);
+    assert_eq!(can_i(&s, &jo, &["get", "secrets", "-n", "default"]).0, "no");
+}
+
+#[test]
+fn a_service_account_token_is_forbidden_until_bound() {
+    let s = TestServer::start();
+    s.kubectl_ok(&["create", "namespace", "team-sa"]);
+    s.kubectl_ok(&["create", "serviceaccount", "app", "-n", "team-sa"]);
+    let token = s.kubectl_ok(&["create", "token", "app", "-n", "team-sa"]);
+    let auth = format!("Authorization: Bearer {}", token.trim());
+    let (code, body) = s.curl("/api/v1/namespaces/team-sa/pods", &["-H", &auth]);
+    assert_eq!(code, 403, "{body}");
+    let status: Value = serde_json::from_str(&body).expect("a Status");
+    assert_eq!(
+        status["message"],
+        "pods is forbidden: User \"system:serviceaccount:team-sa:app\" cannot list resource \"pods\" in API group \"\" in the namespace \"team-sa\""
+    );
+    // Discovery is open to every authenticated user.
+    assert_eq!(s.curl("/apis", &["-H", &auth]).0, 200);
+
+    s.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "app-view",
+        "--clusterrole=view",
+        "--serviceaccount=team-sa:app",
+        "-n",
+        "team-sa",
+    ]);
+    let (code, body) = s.curl("/api/v1/namespaces/team-sa/pods", &["-H", &auth]);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        s.curl("/api/v1/namespaces/default/pods", &["-H", &auth]).0,
+        403
+    );
+
+    // A binding to the namespace's service account group works as well.
+    s.kubectl_ok(&["delete", "rolebinding", "app-view", "-n", "team-sa"]);
+    assert_eq!(
+        s.curl("/api/v1/namespaces/team-sa/pods", &["-H", &auth]).0,
+        403
+    );
+    s.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "all-sa-view",
+        "--clusterrole=view",
+        "--group=system:serviceaccounts:team-sa",
+        "-n",
+        "team-sa",
+    ]);
+    assert_eq!(
+        s.curl("/api/v1/namespaces/team-sa/pods", &["-H", &auth]).0,
+        200
+    );
+}
+
+#[test]
+fn default_roles_exist_and_come_back_at_a_restart_unless_autoupdate_is_off() {
+    let mut s = TestServer::start();
+    for role in [
+        "cluster-admin",
+        "admin",
+        "edit",
+        "view",
+        "system:basic-user",
+        "system:discovery",
+        "system:public-info-viewer",
+        "system:node",
+        "system:node-proxier",
+        "system:kube-scheduler",
+        "system:kube-controller-manager",
+        "system:kube-dns",
+    ] {
+        let out = s.kubectl_ok(&["get", "clusterrole", role, "-o", "json"]);
+        let obj: Value = serde_json::from_str(&out).expect("json");
+        assert_eq!(
+            obj["metadata"]["annotations"]["rbac.authorization.kubernetes.io/autoupdate"], "true",
+            "{role}"
+        );
+    }
+    let masters = s.kubectl_ok(&["get", "clusterrolebinding", "cluster-admin", "-o", "json"]);
+    let masters: Value = serde_json::from_str(&masters).expect("json");
+    assert_eq!(masters["roleRef"]["name"], "cluster-admin");
+    assert_eq!(masters["subjects"][0]["name"], "system:masters");
+    let public = s.kubectl_ok(&[
+        "get",
+        "clusterrolebinding",
+        "system:public-info-viewer",
+        "-o",
+        "json",
+    ]);
+    assert!(public.contains("system:unauthenticated"), "{public}");
+
+    // A deleted default role and a trimmed one are restored at the next start; one
+    // marked autoupdate=false is left as it is.
+    s.kubectl_ok(&["delete", "clusterrole", "system:kube-dns"]);
+    s.kubectl_ok(&[
+        "patch",
+        "clusterrole",
+        "system:basic-user",
+        "--type=json",
+        "-p",
+        r#"[{"op": "replace", "path": "/rules", "value": []}]"#,
+    ]);
+    s.kubectl_ok(&[
+        "annotate",
+        "--overwrite",
+        "clusterrole",
+        "system:auth-delegator",
+        "rbac.authorization.kubernetes.io/autoupdate=false",
+    ]);
+    s.kubectl_ok(&[
+        "patch",
+        "clusterrole",
+        "system:auth-delegator",
+        "--type=json",
+        "-p",
+        r#"[{"op": "replace", "path": "/rules", "value": []}]"#,
+    ]);
+    assert_eq!(s.terminate(), Some(0), "{}", s.log());
+    s.spawn_and_wait();
+    s.kubectl_ok(&["get", "clusterrole", "system:kube-dns"]);
+    let basic = s.kubectl_ok(&["get", "clusterrole", "system:basic-user", "-o", "json"]);
+    assert!(basic.contains("selfsubjectaccessreviews"), "{basic}");
+    let delegator = s.kubectl_ok(&["get", "clusterrole", "system:auth-delegator", "-o", "json"]);
+    assert!(!delegator.contains("tokenreviews"), "{delegator}");
+}
+
+/// A SubjectAccessReview by the administrator: may `user` do `verb` on `resource`?
+fn review(
+    s: &TestServer,
+    user: &str,
+    groups: &[&str],
+    verb: &str,
+    group: &str,
+    resource: &str,
+) -> Value {
+    let sar = serde_json::json!({
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": {
+            "user": user,
+            "groups": groups,
+            "resourceAttributes": {"verb": verb, "group": group, "resource": resource, "namespace": "default"},
+        },
+    });
+    // kubectl validates kinds without a PATCH operation against OpenAPI v2 in
+    // protobuf, which Skiff does not serve: the server validates instead.
+    let out = s.kubectl_stdin(
+        &["create", "--validate=false", "-f", "-", "-o", "json"],
+        Some(&sar.to_string()),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice::<Value>(&out.stdout).expect("json")["status"].clone()
+}
+
+#[test]
+fn the_control_plane_components_run_with_their_own_least_privileged_identities() {
+    let s = TestServer::start();
+    let cred = s.data_dir().join("server/cred");
+    for (file, user) in [
+        ("scheduler.kubeconfig", "system:kube-scheduler"),
+        ("controller.kubeconfig", "system:kube-controller-manager"),
+        ("dns.kubeconfig", "system:kube-dns"),
+    ] {
+        let path = cred.join(file);
+        let out = kubectl_as(&s, &path, &["auth", "whoami", "-o", "json"]);
+        let who: Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", stderr(&out)));
+        assert_eq!(who["status"]["userInfo"]["username"], user, "{file}");
+        let groups = who["status"]["userInfo"]["groups"].to_string();
+        assert!(!groups.contains("system:masters"), "{file}: {groups}");
+    }
+    let scheduler = |verb: &str, group: &str, resource: &str| {
+        review(
+            &s,
+            "system:kube-scheduler",
+            &["system:authenticated"],
+            verb,
+            group,
+            resource,
+        )
+    };
+    let binding = scheduler("create", "", "pods/binding");
+    assert_eq!(binding["allowed"], true, "{binding}");
+    assert!(
+        binding["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("ClusterRoleBinding \"system:kube-scheduler\"")),
+        "{binding}"
+    );
+    assert_eq!(scheduler("list", "", "secrets")["allowed"], false);
+    assert_eq!(scheduler("create", "", "pods")["allowed"], false);
+    let cm = |verb: &str, group: &str, resource: &str| {
+        review(
+            &s,
+            "system:kube-controller-manager",
+            &["system:authenticated"],
+            verb,
+            group,
+            resource,
+        )
+    };
+    assert_eq!(cm("create", "", "pods")["allowed"], true);
+    assert_eq!(cm("update", "apps", "deployments/status")["allowed"], true);
+    assert_eq!(
+        cm("create", "rbac.authorization.k8s.io", "clusterrolebindings")["allowed"],
+        false
+    );
+    let dns = |verb: &str, group: &str, resource: &str| {
+        review(
+            &s,
+            "system:kube-dns",
+            &["system:authenticated"],
+            verb,
+            group,
+            resource,
+        )
+    };
+    assert_eq!(
+        dns("watch", "discovery.k8s.io", "endpointslices")["allowed"],
+        true
+    );
+    assert_eq!(dns("list", "", "secrets")["allowed"], false);
+    assert_eq!(
+        dns("create", "", "services")["allowed"],
+        false,
+        "only in kube-system"
+    );
+
+    // The components work as those users: a deployment rolls out and its pods are
+    // scheduled onto a node.
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    runtime.block_on(async {
+        let client = s.client().await;
+        cluster::create_node(&client, "rbac-node", "4", "8Gi", &[], &[]).await;
+    });
+    s.kubectl_ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=busybox",
+        "--replicas=2",
+    ]);
+    eventually(
+        "two pods scheduled onto the node",
+        Duration::from_secs(30),
+        || {
+            let out = s.kubectl_ok(&[
+                "get",
+                "pods",
+                "-l",
+                "app=web",
+                "-o",
+                "jsonpath={range .items[*]}{.spec.nodeName}{\"\\n\"}{end}",
+            ]);
+            out.lines().filter(|l| *l == "rbac-node").count() == 2
+        },
+    );
+}
+
+#[test]
+fn always_allow_mode_lets_every_authenticated_user_in() {
+    let s = TestServer::start_with(Options {
+        args: vec!["--authorization-mode".into(), "AlwaysAllow".into()],
+    });
+    let kim = user_kubeconfig(&s, "kim", &[]);
+    ok(&s, &kim, &["get", "secrets", "-n", "kube-system"]);
+    assert_eq!(can_i(&s, &kim, &["delete", "nodes"]), ("yes".into(), true));
+}
