@@ -32,6 +32,10 @@ pub struct AgentConfig {
     /// Give pods a default route and masquerade their traffic leaving the node
     /// (on for users; off in every test so test pods reach only the cluster).
     pub egress_masquerade: bool,
+    /// More destinations pods reach through the bridge gateway besides the cluster
+    /// and Service CIDRs (tests without egress: their own node network, so pods can
+    /// answer traffic the service proxy masqueraded to a node address).
+    pub pod_routes: Vec<String>,
     /// Where the node API listens (port 10250 by default; 0 picks a free port,
     /// published in the Node's `status.daemonEndpoints`).
     pub node_api_port: u16,
@@ -108,6 +112,7 @@ pub(crate) mod tests {
             status_interval: Duration::from_secs(10),
             container_logs: crate::logs::LogRotation::default(),
             extra_metrics: ExtraMetrics::default(),
+            pod_routes: Vec::new(),
         }
     }
 }

@@ -104,6 +104,9 @@ pub(crate) fn setup(config: &AgentConfig, pod_cidr: &str) -> Result<(), Error> {
     parse_cidr(pod_cidr)?;
     parse_cidr(&config.cluster_cidr)?;
     parse_cidr(&config.service_cidr)?;
+    for dst in &config.pod_routes {
+        parse_cidr(dst)?;
+    }
     let _guard = STATE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let previous = NetworkState::load(&config.dir).unwrap_or_default();
     let mut state = NetworkState {
@@ -177,6 +180,9 @@ fn conflist(config: &AgentConfig, pod_cidr: &str) -> String {
         serde_json::json!({ "dst": config.cluster_cidr }),
         serde_json::json!({ "dst": config.service_cidr }),
     ];
+    for dst in &config.pod_routes {
+        routes.push(serde_json::json!({ "dst": dst }));
+    }
     if config.egress_masquerade {
         routes.push(serde_json::json!({ "dst": "0.0.0.0/0" }));
     }

@@ -56,6 +56,10 @@ pub struct NodeArgs {
     /// A container log bigger than this is rotated (a quantity: `10Mi`, `500Ki`).
     #[arg(long, default_value = "10Mi", value_parser = parse_size)]
     pub container_log_max_size: u64,
+    /// More destinations pods route through the bridge gateway (tests without
+    /// egress give their node network), repeatable.
+    #[arg(long = "pod-route", hide = true)]
+    pub pod_routes: Vec<String>,
     /// Do not let NodePorts answer on 127.0.0.1 (which needs
     /// `net.ipv4.conf.all.route_localnet=1`).
     #[arg(long, hide = true)]
@@ -211,6 +215,7 @@ pub fn config(node: &NodeArgs, setup: AgentSetup) -> anyhow::Result<kubelet::Age
         cluster_domain: setup.cluster_domain,
         cni_bridge: node.cni_bridge.clone(),
         egress_masquerade: !node.no_egress_masquerade,
+        pod_routes: node.pod_routes.clone(),
         node_api_port: node.node_api_port,
         serving_cert: setup.credentials.cert,
         serving_key: setup.credentials.key,

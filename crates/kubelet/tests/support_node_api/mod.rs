@@ -170,6 +170,7 @@ impl Harness {
             status_interval: Duration::from_secs(10),
             container_logs: kubelet::logs::LogRotation::default(),
             extra_metrics: Default::default(),
+            pod_routes: Vec::new(),
         }
     }
 
