@@ -16,7 +16,7 @@ mod multinode;
 
 use std::time::Duration;
 
-use joined_agent::{JoinedAgent, eventually, node_ready};
+use joined_agent::eventually;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
 use multinode::{Server, TestNet, pod_cidr, running_pod_ip};
@@ -32,49 +32,8 @@ async fn pods_on_two_nodes_reach_each_other_through_host_gw_routes() {
     // Dropped last: the namespaces go once the agents in them are cleaned up.
     let net = TestNet::create(&id);
     let server = Server::start(&net.host_ip());
-    let token = server.token();
-    let names = [format!("sk-{id}-a"), format!("sk-{id}-b")];
-    let mut agents: Vec<JoinedAgent> = Vec::new();
-    for (i, name) in names.iter().enumerate() {
-        let flags: Vec<String> = [
-            "--server",
-            &server.url,
-            "--token",
-            &token,
-            "--node-name",
-            name,
-            "--node-ip",
-            &net.node_ip(i),
-            "--cni-bridge",
-            &format!("skp{id}{}", ["a", "b"][i]),
-            "--no-egress-masquerade",
-            "--node-status-interval",
-            "2s",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-        let mut agent = JoinedAgent::new(Some(&net.namespaces[i]), &flags);
-        agent.start();
-        agents.push(agent);
-    }
-
+    let (agents, names) = multinode::join_two_agents(&net, &server, &id, "skp", &[]).await;
     let client = server.client().await;
-    for (i, name) in names.iter().enumerate() {
-        eventually(
-            Duration::from_secs(120),
-            &format!("node {name} Ready"),
-            || async {
-                assert!(
-                    agents[i].running(),
-                    "agent {name} exited:\n{}",
-                    agents[i].log()
-                );
-                node_ready(&client, name).await.then_some(())
-            },
-        )
-        .await;
-    }
     let nodes: Api<Node> = Api::all(client.clone());
     let node_b = nodes.get(&names[1]).await.expect("node b");
     let cidr_b = pod_cidr(&node_b);

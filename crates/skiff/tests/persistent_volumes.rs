@@ -779,49 +779,8 @@ async fn on_two_nodes_each_pod_keeps_its_volume_on_its_own_node() {
     // Dropped last: the namespaces go once the agents in them are cleaned up.
     let net = multinode::TestNet::create(&id);
     let server = multinode::Server::start(&net.host_ip());
-    let token = server.token();
-    let names = [format!("sk-{id}-a"), format!("sk-{id}-b")];
-    let mut agents = Vec::new();
-    for (i, name) in names.iter().enumerate() {
-        let bridge = format!("skp{id}{}", ["a", "b"][i]);
-        let flags: Vec<String> = [
-            "--server",
-            &server.url,
-            "--token",
-            &token,
-            "--node-name",
-            name,
-            "--node-ip",
-            &net.node_ip(i),
-            "--cni-bridge",
-            &bridge,
-            "--no-egress-masquerade",
-            "--node-status-interval",
-            "2s",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-        let mut a = joined_agent::JoinedAgent::new(Some(&net.namespaces[i]), &flags);
-        a.start();
-        agents.push(a);
-    }
+    let (agents, names) = multinode::join_two_agents(&net, &server, &id, "skp", &[]).await;
     let client = server.client().await;
-    for (i, name) in names.iter().enumerate() {
-        joined_agent::eventually(
-            Duration::from_secs(120),
-            &format!("node {name} Ready"),
-            || async {
-                assert!(
-                    agents[i].running(),
-                    "agent {name} exited:\n{}",
-                    agents[i].log()
-                );
-                joined_agent::node_ready(&client, name).await.then_some(())
-            },
-        )
-        .await;
-    }
     // One pod per node.
     let spread = "      affinity:\n        podAntiAffinity:\n          requiredDuringSchedulingIgnoredDuringExecution:\n          - labelSelector: {matchLabels: {app: web}}\n            topologyKey: kubernetes.io/hostname\n";
     server.apply(&web_statefulset(2, spread));

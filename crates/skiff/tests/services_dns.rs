@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use std::os::unix::net::UnixListener;
 
-use joined_agent::{JoinedAgent, eventually, node_ready};
+use joined_agent::{JoinedAgent, eventually};
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
@@ -72,60 +72,16 @@ impl Cluster {
                 "0",
             ],
         );
-        let token = server.token();
         let node_net = format!(
             "{}.0/24",
             net.host_ip().rsplit_once('.').expect("an IPv4 address").0
         );
-        let names = [format!("sk-{id}-a"), format!("sk-{id}-b")];
-        let mut agents: Vec<JoinedAgent> = Vec::new();
-        for (i, name) in names.iter().enumerate() {
-            let flags: Vec<String> = [
-                "--server",
-                &server.url,
-                "--token",
-                &token,
-                "--node-name",
-                name,
-                "--node-ip",
-                &net.node_ip(i),
-                "--cluster-cidr",
-                &cluster_cidr,
-                "--service-cidr",
-                &service_cidr,
-                "--cni-bridge",
-                &format!("sks{id}{}", ["a", "b"][i]),
-                "--no-egress-masquerade",
-                // Test pods have no default route; they answer the node network
-                // (traffic the service proxy masqueraded to a node's address).
-                "--pod-route",
-                &node_net,
-                "--node-status-interval",
-                "2s",
-            ]
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect();
-            let mut agent = JoinedAgent::new(Some(&net.namespaces[i]), &flags);
-            agent.start();
-            agents.push(agent);
-        }
+        // Test pods have no default route; they answer the node network (traffic the
+        // service proxy masqueraded to a node's address).
+        let (agents, names) =
+            multinode::join_two_agents(&net, &server, &id, "sks", &["--pod-route", &node_net])
+                .await;
         let client = server.client().await;
-        for (i, name) in names.iter().enumerate() {
-            eventually(
-                Duration::from_secs(120),
-                &format!("node {name} Ready"),
-                || async {
-                    assert!(
-                        agents[i].running(),
-                        "agent {name} exited:\n{}",
-                        agents[i].log()
-                    );
-                    node_ready(&client, name).await.then_some(())
-                },
-            )
-            .await;
-        }
         let nodes: Api<Node> = Api::all(client.clone());
         let mut routes = HostRoutes(Vec::new());
         for (i, name) in names.iter().enumerate() {
@@ -531,24 +487,12 @@ spec:
     let page = eventually(
         Duration::from_secs(30),
         "the NodePort from the host",
-        || async {
-            let out = std::process::Command::new("curl")
-                .args(["-s", "--max-time", "3", &np_url])
-                .output()
-                .ok()?;
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            text.starts_with("web-").then_some(text)
-        },
+        || async { web_page_from_host(&np_url) },
     )
     .await;
     assert!(page.starts_with("web-"));
     for _ in 0..10 {
-        let out = std::process::Command::new("curl")
-            .args(["-s", "--max-time", "3", &np_url])
-            .output()
-            .expect("curl");
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.starts_with("web-"), "the NodePort: {out:?}");
+        assert!(web_page_from_host(&np_url).is_some(), "the NodePort failed");
     }
 
     // A LoadBalancer Service gets the nodes' addresses as its ingress (the built-in
@@ -575,14 +519,7 @@ spec:
     let page = eventually(
         Duration::from_secs(30),
         "the LoadBalancer from the host",
-        || async {
-            let out = std::process::Command::new("curl")
-                .args(["-s", "--max-time", "3", &lb_url])
-                .output()
-                .ok()?;
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            text.starts_with("web-").then_some(text)
-        },
+        || async { web_page_from_host(&lb_url) },
     )
     .await;
     assert!(page.starts_with("web-"));
@@ -605,6 +542,16 @@ spec:
         !rules.contains("SVC-") && !rules.contains("SERVICES"),
         "{rules}"
     );
+}
+
+/// A web pod's page (its name) fetched from the host with curl, if one answered.
+fn web_page_from_host(url: &str) -> Option<String> {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "--max-time", "3", url])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.starts_with("web-").then_some(text)
 }
 
 /// An A query for `name` sent to `server` over UDP; the addresses answered.

@@ -320,3 +320,64 @@ pub fn pod_cidr(node: &Node) -> String {
         .and_then(|s| s.pod_cidr.clone())
         .expect("the node has a pod CIDR")
 }
+
+/// Starts one `skiff agent` per namespace of `net`, joined to `server` (node names
+/// `sk-<id>-a` and `sk-<id>-b`, bridges `<bridge_prefix><id>a`/`b`, no egress), with
+/// `extra` flags, and waits until both nodes are Ready. Returns the agents (drop them
+/// before the server and the network) and the node names.
+pub async fn join_two_agents(
+    net: &TestNet,
+    server: &Server,
+    id: &str,
+    bridge_prefix: &str,
+    extra: &[&str],
+) -> (Vec<super::joined_agent::JoinedAgent>, [String; 2]) {
+    let token = server.token();
+    let names = [format!("sk-{id}-a"), format!("sk-{id}-b")];
+    let mut agents = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let bridge = format!("{bridge_prefix}{id}{}", ["a", "b"][i]);
+        let node_ip = net.node_ip(i);
+        let mut flags: Vec<String> = [
+            "--server",
+            &server.url,
+            "--token",
+            &token,
+            "--node-name",
+            name,
+            "--node-ip",
+            &node_ip,
+            "--cni-bridge",
+            &bridge,
+            "--no-egress-masquerade",
+            "--node-status-interval",
+            "2s",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        flags.extend(extra.iter().map(|s| (*s).to_owned()));
+        let mut agent = super::joined_agent::JoinedAgent::new(Some(&net.namespaces[i]), &flags);
+        agent.start();
+        agents.push(agent);
+    }
+    let client = server.client().await;
+    for (i, name) in names.iter().enumerate() {
+        eventually(
+            Duration::from_secs(120),
+            &format!("node {name} Ready"),
+            || async {
+                assert!(
+                    agents[i].running(),
+                    "agent {name} exited:\n{}",
+                    agents[i].log()
+                );
+                super::joined_agent::node_ready(&client, name)
+                    .await
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+    (agents, names)
+}
