@@ -204,7 +204,9 @@ async fn the_rules_follow_services_and_endpoint_slices_through_watches() {
 
     let snapshot = metrics.snapshot();
     assert!(snapshot.full_syncs >= 1, "{snapshot:?}");
-    assert!(snapshot.partial_syncs >= 3, "{snapshot:?}");
+    // Changes that come within the minimum sync period are applied together, so
+    // how many partial syncs ran depends on timing; at least one did.
+    assert!(snapshot.partial_syncs >= 1, "{snapshot:?}");
     assert_eq!(snapshot.sync_failures, 0);
     let text = snapshot.to_prometheus();
     assert!(text.contains("kubeproxy_sync_proxy_rules_iptables_total{table=\"nat\"} "));

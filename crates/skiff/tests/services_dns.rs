@@ -78,9 +78,15 @@ impl Cluster {
         );
         // Test pods have no default route; they answer the node network (traffic the
         // service proxy masqueraded to a node's address).
-        let (agents, names) =
-            multinode::join_two_agents(&net, &server, &id, "sks", &["--pod-route", &node_net])
-                .await;
+        let extra = [
+            "--cluster-cidr",
+            &cluster_cidr,
+            "--service-cidr",
+            &service_cidr,
+            "--pod-route",
+            &node_net,
+        ];
+        let (agents, names) = multinode::join_two_agents(&net, &server, &id, "sks", &extra).await;
         let client = server.client().await;
         let nodes: Api<Node> = Api::all(client.clone());
         let mut routes = HostRoutes(Vec::new());
