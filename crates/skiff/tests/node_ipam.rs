@@ -40,6 +40,22 @@ async fn nodes_get_distinct_pod_cidrs_and_a_deleted_nodes_cidr_is_reused() {
     for c in [&a, &b] {
         assert!(c.starts_with("10.42.") && c.ends_with(".0/24"), "{c}");
     }
+    // A pod CIDR, once set, cannot be changed.
+    let err = s.kubectl_err(&[
+        "patch",
+        "node",
+        "b",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"podCIDR":"10.99.0.0/24","podCIDRs":["10.99.0.0/24"]}}"#,
+    ]);
+    assert!(
+        err.contains(
+            "spec.podCIDR: Forbidden: node updates may not change podCIDR except from \"\" to valid"
+        ),
+        "{err}"
+    );
+    assert_eq!(pod_cidr(&client, "b").await, b);
     let out = s.kubectl_ok(&["get", "node", "a", "-o", "jsonpath={.spec.podCIDR}"]);
     assert_eq!(out, a);
     let nodes: Api<Node> = Api::all(client.clone());

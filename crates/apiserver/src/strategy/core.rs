@@ -170,6 +170,26 @@ impl Strategy for NodeStrategy {
     fn resets_status_on_create(&self) -> bool {
         false
     }
+    /// A pod CIDR, once set, stays (pods and routes were made from it), as Kubernetes'
+    /// node validation has it.
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
+        let mut errs = self.validate(new);
+        let cidr = |v: &Value| {
+            v.pointer("/spec/podCIDR")
+                .and_then(Value::as_str)
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned)
+        };
+        if let Some(before) = cidr(old)
+            && cidr(new).as_deref() != Some(before.as_str())
+        {
+            errs.push(FieldError::forbidden(
+                "spec.podCIDR",
+                "node updates may not change podCIDR except from \"\" to valid",
+            ));
+        }
+        errs
+    }
     fn selectable_fields(&self) -> &'static [&'static str] {
         &["spec.unschedulable"]
     }
