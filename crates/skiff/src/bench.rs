@@ -17,7 +17,8 @@ use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
 /// Flags of `skiff bench`.
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// What to measure: `api`, `scheduler`, `rollout` or `pods`.
+    /// What to measure: `api`, `scheduler`, `rollout`, `pods`, `proxy` (service
+    /// rules sync and ClusterIP throughput; root) or `dns` (cluster DNS queries/s).
     pub what: String,
     /// Objects to create.
     #[arg(long, default_value_t = 20_000)]
@@ -46,6 +47,9 @@ pub struct BenchArgs {
     /// Raw CRI pods for the floor of `skiff bench pods`.
     #[arg(long, default_value_t = 20)]
     pub floor_runs: usize,
+    /// Timed runs per measurement for `skiff bench proxy` and `skiff bench dns`.
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
     /// Skip the etcd baseline (when /usr/bin/etcd is not installed).
     #[arg(long)]
     pub no_etcd: bool,
@@ -60,8 +64,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
         "rollout" => crate::bench_scheduler::rollout(args.replicas).await,
         "pods" => crate::bench_pods::pods(args.burst, args.sequential, args.floor_runs).await,
+        "proxy" => crate::bench_proxy::proxy(args.runs).await,
+        "dns" => crate::bench_dns::dns(args.runs).await,
         other => {
-            bail!("skiff bench {other}: unknown benchmark; known: api, scheduler, rollout, pods")
+            bail!(
+                "skiff bench {other}: unknown benchmark; known: api, scheduler, rollout, pods, proxy, dns"
+            )
         }
     }
 }

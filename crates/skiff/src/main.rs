@@ -2,7 +2,9 @@
 
 mod agent;
 mod bench;
+mod bench_dns;
 mod bench_pods;
+mod bench_proxy;
 mod bench_scheduler;
 mod components;
 mod dns;
