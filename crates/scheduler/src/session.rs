@@ -480,7 +480,7 @@ impl Session {
             .fw
             .schedule(&self.cache, &pi, &self.nominated, &mut self.rng)
         {
-            Ok((d, _)) => {
+            Ok((d, state)) => {
                 tracing::debug!(node = %d.node, evaluated = d.evaluated, feasible = d.feasible, "assuming pod");
                 self.unnominate(&pi.key);
                 self.cache.assume_pod(pi.clone(), &d.node);
@@ -492,7 +492,7 @@ impl Session {
                 let pre_bind = self
                     .cache
                     .node(&d.node)
-                    .map(|n| VolumeBinding::pre_bind(&self.cache, &pi.pod, n))
+                    .map(|n| VolumeBinding::pre_bind(&state, n))
                     .unwrap_or_default();
                 let (pod, key, node) = (pi.pod.clone(), pi.key.clone(), d.node);
                 tokio::spawn(async move {

@@ -143,21 +143,13 @@ fn node_affinity(pv: &PersistentVolume) -> Option<k8s_openapi::api::core::v1::No
 }
 
 impl VolumeBinding {
-    /// What must happen in the API before `pod` is bound to `node`: claims to
-    /// annotate for provisioning there, volumes to pre-bind.
-    pub fn pre_bind(cache: &Cache, pod: &Pod, node: &NodeInfo) -> Vec<PreBind> {
-        let Some(stores) = cache.volume_stores() else {
-            return Vec::new();
-        };
-        let mut state = CycleState::default();
-        let info = PodInfo::new(std::sync::Arc::new(pod.clone()), 0);
-        if VolumeBinding.pre_filter(&mut state, &info, cache).code != Code::Success {
-            return Vec::new();
-        }
+    /// What must happen in the API before the pod is bound to `node`: claims to
+    /// annotate for provisioning there, volumes to pre-bind. `state` is the cycle
+    /// that chose the node (its PreFilter found the claims).
+    pub fn pre_bind(state: &CycleState, node: &NodeInfo) -> Vec<PreBind> {
         let Some(s) = state.read::<State>(KEY) else {
             return Vec::new();
         };
-        let _ = stores;
         let mut taken: Vec<String> = Vec::new();
         let mut out = Vec::new();
         for d in &s.delayed {
@@ -413,9 +405,13 @@ mod tests {
     }
 
     fn schedule(c: &Cache, claim: &str) -> Result<String, String> {
+        schedule_with_state(c, claim).map(|(node, _)| node)
+    }
+
+    fn schedule_with_state(c: &Cache, claim: &str) -> Result<(String, CycleState), String> {
         let mut fw = Framework::new(default_profile());
         fw.schedule(c, &pod_with(claim), &Nominated::new(), &mut rand::rng())
-            .map(|(d, _)| d.node)
+            .map(|(d, state)| (d.node, state))
             .map_err(|(e, _)| match e {
                 crate::schedule_one::ScheduleError::Fit(fe) => fe.message(),
                 other => format!("{other:?}"),
@@ -454,10 +450,11 @@ mod tests {
             "{err}"
         );
         // A static volume big enough exists only on n2.
-        assert_eq!(schedule(&c, "static").as_deref(), Ok("n2"));
+        let (chosen, state) = schedule_with_state(&c, "static").expect("schedulable");
+        assert_eq!(chosen, "n2");
         let node = c.node("n2").expect("n2");
         assert_eq!(
-            VolumeBinding::pre_bind(&c, &pod_with("static").pod, node),
+            VolumeBinding::pre_bind(&state, node),
             vec![PreBind::BindVolume {
                 volume: "big-n2".into(),
                 namespace: "ns".into(),
@@ -466,10 +463,10 @@ mod tests {
             }]
         );
         // A provisioner can make one anywhere: the claim gets the chosen node.
-        let chosen = schedule(&c, "later").expect("schedulable");
+        let (chosen, state) = schedule_with_state(&c, "later").expect("schedulable");
         let node = c.node(&chosen).expect("node");
         assert_eq!(
-            VolumeBinding::pre_bind(&c, &pod_with("later").pod, node),
+            VolumeBinding::pre_bind(&state, node),
             vec![PreBind::Provision {
                 namespace: "ns".into(),
                 claim: "later".into(),
