@@ -23,6 +23,17 @@ pub(crate) enum Seen {
     Terminating,
 }
 
+impl Seen {
+    /// What the cache holding `pod` (or not) says about it.
+    pub(crate) fn of(pod: Option<&k8s_openapi::api::core::v1::Pod>) -> Seen {
+        match pod {
+            None => Seen::Absent,
+            Some(p) if p.metadata.deletion_timestamp.is_some() => Seen::Terminating,
+            Some(_) => Seen::Present,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Pending {
     creates: HashSet<String>,

@@ -95,11 +95,7 @@ pub(crate) fn restarts(pod: &Pod) -> i32 {
 
 /// How an expectation sees the pod named `name` among `pods`.
 pub(crate) fn seen<'a>(pods: impl IntoIterator<Item = &'a Pod>, name: &str) -> Seen {
-    match pods.into_iter().find(|p| p.name_any() == name) {
-        None => Seen::Absent,
-        Some(p) if is_terminating(p) => Seen::Terminating,
-        Some(_) => Seen::Present,
-    }
+    Seen::of(pods.into_iter().find(|p| p.name_any() == name))
 }
 
 /// The node a pod runs on or is meant for: `spec.nodeName`, else the single node

@@ -168,11 +168,7 @@ async fn sync<K: Replicated>(obj: &K, ctx: &Ctx<K>, key: &str) -> Result<Action,
             .filter_map(|p| Some((p.metadata.name.as_deref()?, &**p)))
             .collect();
         ctx.expectations
-            .satisfied(key, |name| match by_name.get(name) {
-                None => Seen::Absent,
-                Some(p) if p.metadata.deletion_timestamp.is_some() => Seen::Terminating,
-                Some(_) => Seen::Present,
-            })
+            .satisfied(key, |name| Seen::of(by_name.get(name).copied()))
     };
     let manage_err = if satisfied && !deleting {
         manage_replicas(obj, ctx, key, &ns, &owned, &all)
