@@ -51,7 +51,19 @@ fn crates_only_depend_on_what_their_layer_allows() {
         ("api", &[]),
         ("store", &[]),
         ("protobuf-codec", &["api"]),
-        ("apiserver", &["api", "store", "protobuf-codec"]),
+        // Policy libraries the API server applies: pure functions over objects.
+        ("pod-security", &[]),
+        ("managed-fields", &["api"]),
+        (
+            "apiserver",
+            &[
+                "api",
+                "store",
+                "protobuf-codec",
+                "pod-security",
+                "managed-fields",
+            ],
+        ),
         ("leader-election", &[]),
         // Watch clients talk to the API through `kube`: never to the store or the server.
         ("events", &[]),
