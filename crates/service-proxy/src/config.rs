@@ -50,6 +50,8 @@ pub struct ProxyConfig {
     pub command_prefix: Vec<String>,
     /// Where sync counters, durations and rule counts are recorded.
     pub metrics: Metrics,
+    /// The backend: nftables (default) or iptables.
+    pub mode: crate::ProxyMode,
 }
 
 impl Default for ProxyConfig {
@@ -67,6 +69,7 @@ impl Default for ProxyConfig {
             min_sync_period: Duration::from_millis(100),
             command_prefix: Vec::new(),
             metrics: Metrics::default(),
+            mode: crate::ProxyMode::default(),
         }
     }
 }

@@ -11,6 +11,7 @@ use crate::config::{Ipv4Cidr, NodeView, ProxyConfig};
 use crate::model::{Endpoint, Protocol, ServicePort, service_ports};
 use crate::names::Names;
 use crate::ruleset::{Hook, Ruleset, TableKind, UdpService, probability, quote};
+use crate::state::ServiceState;
 
 const LOCALHOST: Ipv4Addr = Ipv4Addr::LOCALHOST;
 
@@ -23,8 +24,24 @@ pub fn desired<'a>(
     config: &ProxyConfig,
 ) -> Ruleset {
     let ports = service_ports(services, endpoint_slices, &node.name);
+    from_ports(ports.iter(), node, config)
+}
+
+/// [`desired`] for the Services and EndpointSlices held in `state`, computing again
+/// only the Services that changed since the state was last asked.
+pub fn desired_from(state: &mut ServiceState, node: &NodeView, config: &ProxyConfig) -> Ruleset {
+    state.set_node_name(&node.name);
+    state.refresh();
+    from_ports(state.sorted_ports().into_iter(), node, config)
+}
+
+fn from_ports<'a>(
+    ports: impl Iterator<Item = &'a ServicePort>,
+    node: &NodeView,
+    config: &ProxyConfig,
+) -> Ruleset {
     let mut builder = Builder::new(config, node);
-    for port in &ports {
+    for port in ports {
         builder.service_port(port);
     }
     builder.finish()

@@ -18,7 +18,6 @@ const IPTABLES_RESTORE: &str = "/usr/sbin/iptables-restore";
 const IPTABLES_SAVE: &str = "/usr/sbin/iptables-save";
 const SYSCTL: &str = "/usr/sbin/sysctl";
 const MODPROBE: &str = "/usr/sbin/modprobe";
-const CONNTRACK: &str = "/usr/sbin/conntrack";
 
 /// What one sync did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -37,6 +36,38 @@ pub struct SyncReport {
     pub restored: bool,
     /// `conntrack -D` calls for UDP endpoints that went away.
     pub conntrack_flushes: usize,
+    /// nftables: elements added or deleted.
+    pub elements_written: usize,
+    /// What the kernel holds of ours after the sync.
+    pub counts: RuleCounts,
+}
+
+/// How much of ours the kernel holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuleCounts {
+    /// Rules in our nat chains (nftables: in every chain but the filter ones).
+    pub nat_rules: usize,
+    /// Rules in our filter chains.
+    pub filter_rules: usize,
+    /// nftables: elements of our maps and sets.
+    pub elements: usize,
+    /// Service ports with rules of their own.
+    pub service_ports: usize,
+    /// Endpoints rules can send to, over all service ports.
+    pub endpoints: usize,
+}
+
+impl RuleCounts {
+    /// The counts of an iptables ruleset.
+    pub fn of(ruleset: &Ruleset) -> Self {
+        Self {
+            nat_rules: ruleset.rule_count(TableKind::Nat),
+            filter_rules: ruleset.rule_count(TableKind::Filter),
+            elements: 0,
+            service_ports: ruleset.service_ports(),
+            endpoints: ruleset.endpoint_chains(),
+        }
+    }
 }
 
 /// Applies rulesets of one proxy instance and remembers the last one applied.
@@ -44,7 +75,7 @@ pub struct Backend {
     exec: Box<dyn Exec>,
     names: Names,
     applied: Option<Ruleset>,
-    conntrack: Option<bool>,
+    conntrack: crate::conntrack::Conntrack,
 }
 
 impl std::fmt::Debug for Backend {
@@ -64,7 +95,7 @@ impl Backend {
             exec: Box::new(exec),
             names: Names::new(prefix),
             applied: None,
-            conntrack: None,
+            conntrack: crate::conntrack::Conntrack::default(),
         })
     }
 
@@ -107,14 +138,25 @@ impl Backend {
     /// Makes iptables hold `desired`: everything when `full` (or nothing was applied
     /// yet), else the chains that changed since the last successful apply.
     pub fn apply(&mut self, desired: &Ruleset, full: bool) -> Result<SyncReport, Error> {
+        self.apply_owned(desired.clone(), full)
+    }
+
+    /// [`Backend::apply`], keeping `desired` as the applied state without a copy.
+    ///
+    /// A full sync after a successful one takes the chains to delete from what was
+    /// applied rather than from `iptables-save` (which takes longer than the restore
+    /// itself with many chains); only the first sync, and the one after a failure,
+    /// read the kernel's chains.
+    pub fn apply_owned(&mut self, desired: Ruleset, full: bool) -> Result<SyncReport, Error> {
         let previous = self.applied.take();
         let full = full || previous.is_none();
         let incremental_base = if full { None } else { previous.as_ref() };
         // On failure the kernel's state is unknown: `applied` stays empty, so the
-        // next sync is a full one.
-        let mut report = self.apply_inner(desired, incremental_base, full)?;
-        report.conntrack_flushes = self.flush_conntrack(previous.as_ref(), desired);
-        self.applied = Some(desired.clone());
+        // next sync is a full one that reads the kernel.
+        let mut report = self.apply_inner(&desired, incremental_base, previous.as_ref(), full)?;
+        report.conntrack_flushes = self.flush_conntrack(previous.as_ref(), &desired);
+        report.counts = RuleCounts::of(&desired);
+        self.applied = Some(desired);
         Ok(report)
     }
 
@@ -122,6 +164,7 @@ impl Backend {
         &mut self,
         desired: &Ruleset,
         base: Option<&Ruleset>,
+        known: Option<&Ruleset>,
         full: bool,
     ) -> Result<SyncReport, Error> {
         let exec = self.exec.as_ref();
@@ -132,10 +175,6 @@ impl Backend {
         let mut input = String::new();
         for table in TableKind::ALL {
             let wanted = desired.table(table);
-            let existing: BTreeSet<String> = match base {
-                Some(base) => base.table(table).keys().cloned().collect(),
-                None => our_chains(exec, &self.names, table)?,
-            };
             let written: Vec<(&str, &[String])> = wanted
                 .iter()
                 .filter(|(chain, rules)| {
@@ -143,8 +182,15 @@ impl Backend {
                 })
                 .map(|(chain, rules)| (chain.as_str(), rules.as_slice()))
                 .collect();
+            let saved: BTreeSet<String>;
+            let existing: Box<dyn Iterator<Item = &String>> = match known {
+                Some(known) => Box::new(known.table(table).keys()),
+                None => {
+                    saved = our_chains(exec, &self.names, table)?;
+                    Box::new(saved.iter())
+                }
+            };
             let deleted: Vec<&str> = existing
-                .iter()
                 .filter(|c| !wanted.contains_key(c.as_str()))
                 .map(String::as_str)
                 .collect();
@@ -200,95 +246,19 @@ impl Backend {
         let Some(previous) = previous else {
             return 0;
         };
-        let mut commands: Vec<Vec<String>> = Vec::new();
-        for (name, old) in &previous.udp {
-            let new = desired.udp.get(name);
-            for endpoint in &old.endpoints {
-                if new.is_some_and(|n| n.endpoints.contains(endpoint)) {
-                    continue;
-                }
-                for vip in &old.vips {
-                    commands.push(args(&[
-                        "-D",
-                        "-p",
-                        "udp",
-                        "--orig-dst",
-                        &vip.to_string(),
-                        "--dst-nat",
-                        &endpoint.to_string(),
-                    ]));
-                }
-                if let Some(node_port) = old.node_port {
-                    commands.push(args(&[
-                        "-D",
-                        "-p",
-                        "udp",
-                        "--orig-port-dst",
-                        &node_port.to_string(),
-                        "--dst-nat",
-                        &endpoint.to_string(),
-                    ]));
-                }
-            }
-        }
-        for (name, new) in &desired.udp {
-            let had_none = previous
-                .udp
-                .get(name)
-                .is_none_or(|old| old.endpoints.is_empty());
-            if new.endpoints.is_empty() || !had_none {
-                continue;
-            }
-            for vip in &new.vips {
-                commands.push(args(&[
-                    "-D",
-                    "-p",
-                    "udp",
-                    "--orig-dst",
-                    &vip.to_string(),
-                    "--orig-port-dst",
-                    &new.port.to_string(),
-                ]));
-            }
-            if let Some(node_port) = new.node_port {
-                commands.push(args(&[
-                    "-D",
-                    "-p",
-                    "udp",
-                    "--orig-port-dst",
-                    &node_port.to_string(),
-                ]));
-            }
-        }
-        if commands.is_empty() {
-            return 0;
-        }
-        let available = *self
-            .conntrack
-            .get_or_insert_with(|| succeeds(self.exec.as_ref(), CONNTRACK, &["--version"]));
-        if !available {
-            tracing::debug!(
-                flows = commands.len(),
-                "the conntrack tool is not installed: stale UDP conntrack entries are left to expire"
-            );
-            return 0;
-        }
-        for command in &commands {
-            let refs: Vec<&str> = command.iter().map(String::as_str).collect();
-            // Exit status 1 means "no entry matched".
-            let _ = self.exec.run(CONNTRACK, &refs, None);
-        }
-        commands.len()
+        let names: BTreeSet<&String> = previous.udp.keys().chain(desired.udp.keys()).collect();
+        let commands = crate::conntrack::flush_commands(
+            names
+                .into_iter()
+                .map(|name| (name.as_str(), previous.udp.get(name), desired.udp.get(name))),
+        );
+        self.conntrack.run(self.exec.as_ref(), &commands)
     }
 
     /// Forgets what was applied: the next [`Backend::apply`] is a full sync.
     pub fn invalidate(&mut self) {
         self.applied = None;
     }
-}
-
-fn args(items: &[&str]) -> Vec<String> {
-    items.iter().map(|s| (*s).to_owned()).collect()
 }
 
 /// Our chains in `table`, from `iptables-save`.
@@ -402,14 +372,22 @@ fn add_hook(exec: &dyn Exec, hook: &Hook) -> Result<bool, Error> {
     Ok(true)
 }
 
-/// Removes every jump and chain of the instance `prefix` from the host's iptables;
-/// returns what was removed, one line each.
+/// Removes every jump and chain of the instance `prefix` from the host's iptables,
+/// and its nftables table; returns what was removed, one line each.
 pub fn cleanup(prefix: &str) -> Result<Vec<String>, Error> {
     cleanup_with(&crate::Commands::host(), prefix)
 }
 
 /// [`cleanup`] through `exec` (e.g. inside a network namespace).
 pub fn cleanup_with(exec: &dyn Exec, prefix: &str) -> Result<Vec<String>, Error> {
+    let mut removed = cleanup_iptables(exec, prefix)?;
+    removed.extend(crate::nft::cleanup_table(exec, prefix)?);
+    Ok(removed)
+}
+
+/// Removes the iptables jumps and chains of the instance `prefix` (not its
+/// nftables table).
+pub(crate) fn cleanup_iptables(exec: &dyn Exec, prefix: &str) -> Result<Vec<String>, Error> {
     config::validate_prefix(prefix)?;
     let names = Names::new(prefix);
     let (_, mut removed) = remove_hooks(exec, &names, |_, _| false)?;
@@ -440,7 +418,8 @@ pub fn cleanup_with(exec: &dyn Exec, prefix: &str) -> Result<Vec<String>, Error>
     Ok(removed)
 }
 
-/// What of the instance `prefix` is still in the host's iptables (jumps and chains).
+/// What of the instance `prefix` is still in the host's iptables (jumps and chains)
+/// and nftables (its table).
 pub fn leftovers(prefix: &str) -> Result<Vec<String>, Error> {
     leftovers_with(&crate::Commands::host(), prefix)
 }
@@ -464,6 +443,7 @@ pub fn leftovers_with(exec: &dyn Exec, prefix: &str) -> Result<Vec<String>, Erro
                 .map(|c| format!("iptables chain {}/{c}", table.name())),
         );
     }
+    left.extend(crate::nft::leftover_table(exec, prefix)?);
     Ok(left)
 }
 

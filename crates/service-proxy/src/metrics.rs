@@ -43,8 +43,10 @@ pub struct MetricsSnapshot {
     pub filter_rules: usize,
     /// Service ports with rules.
     pub service_ports: usize,
-    /// Endpoint chains.
+    /// Endpoints rules can send to (iptables: endpoint chains).
     pub endpoint_chains: usize,
+    /// nftables: elements of our maps and sets after the last sync.
+    pub elements: usize,
     /// Chains written by the last sync.
     pub last_chains_written: usize,
 }
@@ -60,26 +62,21 @@ impl Metrics {
     }
 
     /// Records a sync that succeeded.
-    pub(crate) fn synced(
-        &self,
-        full: bool,
-        took: Duration,
-        ruleset: &crate::Ruleset,
-        chains_written: usize,
-    ) {
+    pub(crate) fn synced(&self, took: Duration, report: &crate::SyncReport) {
         let mut m = self.lock();
-        if full {
+        if report.full {
             m.full_syncs += 1;
         } else {
             m.partial_syncs += 1;
         }
         m.observe(took);
         m.last_sync = Some(SystemTime::now());
-        m.nat_rules = ruleset.rule_count(crate::TableKind::Nat);
-        m.filter_rules = ruleset.rule_count(crate::TableKind::Filter);
-        m.service_ports = ruleset.service_ports();
-        m.endpoint_chains = ruleset.endpoint_chains();
-        m.last_chains_written = chains_written;
+        m.nat_rules = report.counts.nat_rules;
+        m.filter_rules = report.counts.filter_rules;
+        m.elements = report.counts.elements;
+        m.service_ports = report.counts.service_ports;
+        m.endpoint_chains = report.counts.endpoints;
+        m.last_chains_written = report.chains_written;
     }
 
     /// Records a sync that failed.
@@ -184,6 +181,11 @@ impl MetricsSnapshot {
         out.push_str("# HELP skiff_proxy_endpoint_chains Endpoint (SEP) chains\n");
         out.push_str("# TYPE skiff_proxy_endpoint_chains gauge\n");
         let _ = writeln!(out, "skiff_proxy_endpoint_chains {}", self.endpoint_chains);
+        out.push_str(
+            "# HELP skiff_proxy_nftables_elements Elements of our nftables maps and sets\n",
+        );
+        out.push_str("# TYPE skiff_proxy_nftables_elements gauge\n");
+        let _ = writeln!(out, "skiff_proxy_nftables_elements {}", self.elements);
         out
     }
 }
@@ -195,9 +197,12 @@ mod tests {
     #[test]
     fn the_histogram_is_cumulative_and_counts_every_sync() {
         let metrics = Metrics::default();
-        let rules = crate::Ruleset::default();
-        metrics.synced(true, Duration::from_millis(3), &rules, 4);
-        metrics.synced(false, Duration::from_millis(20), &rules, 1);
+        let full = crate::SyncReport {
+            full: true,
+            ..crate::SyncReport::default()
+        };
+        metrics.synced(Duration::from_millis(3), &full);
+        metrics.synced(Duration::from_millis(20), &crate::SyncReport::default());
         metrics.failed(Duration::from_secs(30));
         let text = metrics.snapshot().to_prometheus();
         assert!(

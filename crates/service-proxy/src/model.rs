@@ -65,7 +65,7 @@ impl Endpoint {
 }
 
 /// A port of a Service the proxy writes rules for.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ServicePort {
     /// `namespace/name:port` (or `namespace/name` for an unnamed port).
     pub(crate) name: String,
@@ -185,133 +185,145 @@ pub(crate) fn service_ports<'a>(
     // EndpointSlices by (namespace, service name).
     let mut by_service: BTreeMap<(&str, &str), Vec<&EndpointSlice>> = BTreeMap::new();
     for slice in slices {
-        if slice.address_type != "IPv4" {
-            continue;
+        if let Some(key) = slice_service(slice) {
+            by_service.entry(key).or_default().push(slice);
         }
-        let (Some(namespace), Some(service)) = (
-            slice.metadata.namespace.as_deref(),
-            slice
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(SERVICE_NAME_LABEL))
-                .map(String::as_str),
-        ) else {
-            continue;
-        };
-        by_service
-            .entry((namespace, service))
-            .or_default()
-            .push(slice);
     }
 
     let mut ports = Vec::new();
     for service in services {
-        let (Some(namespace), Some(name)) = (
-            service.metadata.namespace.as_deref(),
-            service.metadata.name.as_deref(),
-        ) else {
-            continue;
-        };
-        if service
+        let key = service
             .metadata
-            .labels
-            .as_ref()
-            .is_some_and(|l| l.contains_key(SERVICE_PROXY_NAME_LABEL))
-        {
-            continue;
-        }
-        let Some(spec) = service.spec.as_ref() else {
-            continue;
-        };
-        let type_ = spec.type_.as_deref().unwrap_or("ClusterIP");
-        if type_ == "ExternalName" {
-            continue;
-        }
-        let cluster_ip = spec
-            .cluster_ips
+            .namespace
+            .as_deref()
+            .zip(service.metadata.name.as_deref());
+        let slices = key
+            .and_then(|k| by_service.get(&k))
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        ports.extend(ports_of(service, slices, node_name));
+    }
+    ports.sort_by(|a, b| (&a.name, a.protocol).cmp(&(&b.name, b.protocol)));
+    ports
+}
+
+/// The Service (namespace, name) an IPv4 EndpointSlice belongs to; `None` for other
+/// slices.
+pub(crate) fn slice_service(slice: &EndpointSlice) -> Option<(&str, &str)> {
+    if slice.address_type != "IPv4" {
+        return None;
+    }
+    let namespace = slice.metadata.namespace.as_deref()?;
+    let service = slice.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?;
+    Some((namespace, service.as_str()))
+}
+
+/// The service ports of one Service with its endpoints from `slices` (the Service's
+/// own EndpointSlices), sorted by name and protocol; empty for Services the proxy
+/// does not handle.
+pub(crate) fn ports_of(
+    service: &Service,
+    slices: &[&EndpointSlice],
+    node_name: &str,
+) -> Vec<ServicePort> {
+    let (Some(namespace), Some(name)) = (
+        service.metadata.namespace.as_deref(),
+        service.metadata.name.as_deref(),
+    ) else {
+        return Vec::new();
+    };
+    if service
+        .metadata
+        .labels
+        .as_ref()
+        .is_some_and(|l| l.contains_key(SERVICE_PROXY_NAME_LABEL))
+    {
+        return Vec::new();
+    }
+    let Some(spec) = service.spec.as_ref() else {
+        return Vec::new();
+    };
+    let type_ = spec.type_.as_deref().unwrap_or("ClusterIP");
+    if type_ == "ExternalName" {
+        return Vec::new();
+    }
+    let cluster_ip = spec
+        .cluster_ips
+        .iter()
+        .flatten()
+        .chain(spec.cluster_ip.iter())
+        .find_map(|ip| ip.parse::<Ipv4Addr>().ok());
+    let Some(cluster_ip) = cluster_ip else {
+        // Headless ("None"), unallocated or IPv6-only.
+        return Vec::new();
+    };
+    let external_ips: Vec<Ipv4Addr> = sorted(
+        spec.external_ips
             .iter()
             .flatten()
-            .chain(spec.cluster_ip.iter())
-            .find_map(|ip| ip.parse::<Ipv4Addr>().ok());
-        let Some(cluster_ip) = cluster_ip else {
-            // Headless ("None"), unallocated or IPv6-only.
+            .filter_map(|ip| ip.parse().ok()),
+    );
+    let load_balancer_ips: Vec<Ipv4Addr> = if type_ == "LoadBalancer" {
+        sorted(
+            service
+                .status
+                .as_ref()
+                .and_then(|s| s.load_balancer.as_ref())
+                .and_then(|lb| lb.ingress.as_ref())
+                .into_iter()
+                .flatten()
+                .filter(|i| i.ip_mode.as_deref() != Some("Proxy"))
+                .filter_map(|i| i.ip.as_deref()?.parse().ok()),
+        )
+    } else {
+        Vec::new()
+    };
+    let affinity_timeout = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
+        spec.session_affinity_config
+            .as_ref()
+            .and_then(|c| c.client_ip.as_ref())
+            .and_then(|c| c.timeout_seconds)
+            .and_then(|t| u32::try_from(t).ok())
+            .filter(|t| *t > 0)
+            .unwrap_or(DEFAULT_AFFINITY_TIMEOUT)
+    });
+    let internal_local = spec.internal_traffic_policy.as_deref() == Some("Local");
+    let mut ports = Vec::new();
+    let wants_external_local = spec.external_traffic_policy.as_deref() == Some("Local");
+    for port in spec.ports.iter().flatten() {
+        let Some(protocol) = Protocol::parse(port.protocol.as_deref()) else {
             continue;
         };
-        let external_ips: Vec<Ipv4Addr> = sorted(
-            spec.external_ips
-                .iter()
-                .flatten()
-                .filter_map(|ip| ip.parse().ok()),
-        );
-        let load_balancer_ips: Vec<Ipv4Addr> = if type_ == "LoadBalancer" {
-            sorted(
-                service
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.load_balancer.as_ref())
-                    .and_then(|lb| lb.ingress.as_ref())
-                    .into_iter()
-                    .flatten()
-                    .filter(|i| i.ip_mode.as_deref() != Some("Proxy"))
-                    .filter_map(|i| i.ip.as_deref()?.parse().ok()),
-            )
-        } else {
-            Vec::new()
+        let Ok(port_number) = u16::try_from(port.port) else {
+            continue;
         };
-        let affinity_timeout = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
-            spec.session_affinity_config
-                .as_ref()
-                .and_then(|c| c.client_ip.as_ref())
-                .and_then(|c| c.timeout_seconds)
-                .and_then(|t| u32::try_from(t).ok())
-                .filter(|t| *t > 0)
-                .unwrap_or(DEFAULT_AFFINITY_TIMEOUT)
-        });
-        let internal_local = spec.internal_traffic_policy.as_deref() == Some("Local");
-        let wants_external_local = spec.external_traffic_policy.as_deref() == Some("Local");
-        let slices = by_service.get(&(namespace, name));
-        for port in spec.ports.iter().flatten() {
-            let Some(protocol) = Protocol::parse(port.protocol.as_deref()) else {
-                continue;
-            };
-            let Ok(port_number) = u16::try_from(port.port) else {
-                continue;
-            };
-            let port_name = port.name.clone().unwrap_or_default();
-            let node_port = match type_ {
-                "NodePort" | "LoadBalancer" => port
-                    .node_port
-                    .and_then(|p| u16::try_from(p).ok())
-                    .filter(|p| *p != 0),
-                _ => None,
-            };
-            let mut service_port = ServicePort {
-                name: if port_name.is_empty() {
-                    format!("{namespace}/{name}")
-                } else {
-                    format!("{namespace}/{name}:{port_name}")
-                },
-                protocol,
-                cluster_ip,
-                port: port_number,
-                node_port,
-                external_ips: external_ips.clone(),
-                load_balancer_ips: load_balancer_ips.clone(),
-                affinity_timeout,
-                internal_local,
-                external_local: false,
-                endpoints: endpoints(
-                    slices.map(Vec::as_slice).unwrap_or(&[]),
-                    &port_name,
-                    protocol,
-                    node_name,
-                ),
-            };
-            service_port.external_local =
-                wants_external_local && service_port.externally_accessible();
-            ports.push(service_port);
-        }
+        let port_name = port.name.clone().unwrap_or_default();
+        let node_port = match type_ {
+            "NodePort" | "LoadBalancer" => port
+                .node_port
+                .and_then(|p| u16::try_from(p).ok())
+                .filter(|p| *p != 0),
+            _ => None,
+        };
+        let mut service_port = ServicePort {
+            name: if port_name.is_empty() {
+                format!("{namespace}/{name}")
+            } else {
+                format!("{namespace}/{name}:{port_name}")
+            },
+            protocol,
+            cluster_ip,
+            port: port_number,
+            node_port,
+            external_ips: external_ips.clone(),
+            load_balancer_ips: load_balancer_ips.clone(),
+            affinity_timeout,
+            internal_local,
+            external_local: false,
+            endpoints: endpoints(slices, &port_name, protocol, node_name),
+        };
+        service_port.external_local = wants_external_local && service_port.externally_accessible();
+        ports.push(service_port);
     }
     ports.sort_by(|a, b| (&a.name, a.protocol).cmp(&(&b.name, b.protocol)));
     ports

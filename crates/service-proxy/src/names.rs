@@ -87,7 +87,7 @@ impl Names {
 
 /// kube-proxy's chain hash: sha256 of the concatenation, base32 (RFC 4648), first 16
 /// characters.
-fn hash(parts: &[&str]) -> String {
+pub(crate) fn hash(parts: &[&str]) -> String {
     let mut sha = Sha256::new();
     for part in parts {
         sha.update(part.as_bytes());

@@ -13,7 +13,10 @@ use tokio::sync::{Notify, watch};
 use tokio::time::{Duration, sleep_until};
 
 use crate::cache::{Cache, stopped};
-use crate::{Backend, Commands, Error, NodeView, ProxyConfig, Ruleset, SyncReport, desired};
+use crate::{
+    Backend, Commands, Dataplane, Error, IptablesDataplane, NftBackend, NodeView, ProxyConfig,
+    ProxyMode, ServiceState, SyncReport,
+};
 
 /// How soon a failed sync is retried (as a full sync).
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -26,17 +29,35 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), Error> {
     config.validate()?;
-    let backend = Backend::new(
-        Commands::with_prefix(config.command_prefix.clone()),
-        &config.prefix,
-    )?;
+    let exec = Commands::with_prefix(config.command_prefix.clone());
+    let iptables = Backend::new(exec.clone(), &config.prefix)?;
     let localhost = config.localhost_nodeports;
-    let (mut backend, prepared) = blocking(move || {
-        let result = backend.prepare(localhost);
-        (backend, result)
+    let (iptables, prepared) = blocking(move || {
+        let result = iptables.prepare(localhost);
+        (iptables, result)
     })
     .await?;
     prepared?;
+    // Rules of the other mode (an earlier run) would capture the same traffic.
+    let (mode, prefix) = (config.mode, config.prefix.clone());
+    let other = exec.clone();
+    let removed = blocking(move || match mode {
+        ProxyMode::Nftables => crate::iptables::cleanup_iptables(&other, &prefix),
+        ProxyMode::Iptables => crate::nft::cleanup_table(&other, &prefix),
+    })
+    .await?;
+    match removed {
+        Ok(removed) if !removed.is_empty() => {
+            tracing::info!(mode = %config.mode, removed = removed.len(), "removed the other proxy mode's rules");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot remove the other proxy mode's rules"),
+    }
+    let mut dataplane: Box<dyn Dataplane> = match config.mode {
+        ProxyMode::Iptables => Box::new(IptablesDataplane::new(iptables, &config)),
+        ProxyMode::Nftables => Box::new(NftBackend::new(exec, &config)?),
+    };
+    let mut state = ServiceState::new(&config.node_name);
 
     let changed = Arc::new(Notify::new());
     let services: Cache<Service> = Cache::start(
@@ -69,27 +90,20 @@ pub async fn run(
             .into_iter()
             .find(|n| n.metadata.name.as_deref() == Some(config.node_name.as_str()));
         let view = NodeView::new(&config, node.as_deref());
-        let services_now = services.state();
-        let slices_now = slices.state();
-        let ruleset = desired(
-            services_now.iter().map(AsRef::as_ref),
-            slices_now.iter().map(AsRef::as_ref),
-            &view,
-            &config,
-        );
-        let (returned, result) = sync(backend, ruleset, full).await?;
-        backend = returned;
+        state.sync_from(&services.state(), &slices.state());
+        let (returned, result) = sync(dataplane, state, view, full).await?;
+        (dataplane, state) = returned;
         let took = started.elapsed();
         match result {
-            Ok((report, ruleset)) => {
-                config
-                    .metrics
-                    .synced(report.full, took, &ruleset, report.chains_written);
+            Ok(report) => {
+                config.metrics.synced(took, &report);
                 tracing::debug!(
+                    mode = %config.mode,
                     full = report.full,
                     took_ms = took.as_millis() as u64,
                     chains_written = report.chains_written,
                     chains_deleted = report.chains_deleted,
+                    elements_written = report.elements_written,
                     hooks_added = report.hooks_added,
                     hooks_removed = report.hooks_removed,
                     "rules synced"
@@ -118,17 +132,18 @@ pub async fn run(
     }
 }
 
-type Synced = Result<(SyncReport, Ruleset), Error>;
+type Returned = (Box<dyn Dataplane>, ServiceState);
 
-/// Applies `ruleset` on a blocking thread; hands the backend back.
+/// Syncs on a blocking thread; hands the dataplane and the state back.
 async fn sync(
-    mut backend: Backend,
-    ruleset: Ruleset,
+    mut dataplane: Box<dyn Dataplane>,
+    mut state: ServiceState,
+    view: NodeView,
     full: bool,
-) -> Result<(Backend, Synced), Error> {
+) -> Result<(Returned, Result<SyncReport, Error>), Error> {
     blocking(move || {
-        let result = backend.apply(&ruleset, full).map(|r| (r, ruleset));
-        (backend, result)
+        let result = dataplane.sync(&mut state, &view, full);
+        ((dataplane, state), result)
     })
     .await
 }

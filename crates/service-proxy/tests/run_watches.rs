@@ -14,7 +14,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use netns::{Netns, require_root, unique};
 use serde_json::json;
-use service_proxy::{Commands, ProxyConfig, cleanup_with, leftovers_with};
+use service_proxy::{Commands, ProxyConfig, ProxyMode, cleanup_with, leftovers_with, nft_table};
 
 async fn client(dir: &std::path::Path) -> (kube::Client, apiserver::RunningApiServer) {
     let pki = apiserver::Pki::load_or_create(&apiserver::PkiConfig {
@@ -49,21 +49,34 @@ async fn client(dir: &std::path::Path) -> (kube::Client, apiserver::RunningApiSe
     (kube::Client::try_from(config).expect("a client"), api)
 }
 
-/// Waits until `iptables-save` in `ns` satisfies `check` (10 s at most).
-async fn eventually(ns: &Netns, what: &str, check: impl Fn(&str) -> bool) {
+/// Waits until the rules in `ns` (`iptables-save`, or `nft list ruleset`) satisfy
+/// `check` (10 s at most).
+async fn eventually(ns: &Netns, mode: ProxyMode, what: &str, check: impl Fn(&str) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let saved = ns.exec("/usr/sbin/iptables-save", &[]);
+        let saved = match mode {
+            ProxyMode::Iptables => ns.exec("/usr/sbin/iptables-save", &[]),
+            ProxyMode::Nftables => ns.exec("/usr/sbin/nft", &["list", "ruleset"]),
+        };
         if check(&saved) {
             return;
         }
-        assert!(Instant::now() < deadline, "{what}; iptables-save:\n{saved}");
+        assert!(Instant::now() < deadline, "{what}; rules:\n{saved}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rules_follow_services_and_endpoint_slices_through_watches() {
+    follow(ProxyMode::Iptables).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nftables_rules_follow_services_and_endpoint_slices_through_watches() {
+    follow(ProxyMode::Nftables).await;
+}
+
+async fn follow(mode: ProxyMode) {
     require_root();
     let dir = tempfile::tempdir().expect("tempdir");
     let (client, _api) = client(dir.path()).await;
@@ -109,6 +122,7 @@ async fn the_rules_follow_services_and_endpoint_slices_through_watches() {
             "exec".into(),
             ns.name.clone(),
         ],
+        mode,
         ..ProxyConfig::default()
     };
     let metrics = config.metrics.clone();
@@ -130,13 +144,37 @@ async fn the_rules_follow_services_and_endpoint_slices_through_watches() {
     let cluster_ip: Ipv4Addr = spec.cluster_ip.expect("cluster IP").parse().expect("IPv4");
     let node_port = spec.ports.expect("ports")[0].node_port.expect("node port");
 
+    // What each mode shows for the states the Service goes through.
+    let (reject, cluster, node_port_rule, lb_rule) = match mode {
+        ProxyMode::Iptables => (
+            format!(
+                "-A {prefix}SERVICES -d {cluster_ip}/32 -p tcp -m comment --comment \"proxy-e2e/web:http has no endpoints\""
+            ),
+            format!(
+                "-A {prefix}SERVICES -d {cluster_ip}/32 -p tcp -m comment --comment \"proxy-e2e/web:http cluster IP\""
+            ),
+            format!("--dport {node_port} -j {prefix}EXT-"),
+            "-d 10.249.0.1/32 -p tcp -m comment --comment \"proxy-e2e/web:http loadbalancer IP\""
+                .to_owned(),
+        ),
+        ProxyMode::Nftables => (
+            format!("{cluster_ip} . tcp . 80 : goto reject-chain"),
+            format!("{cluster_ip} . tcp . 80 : goto cluster-2"),
+            format!("tcp . {node_port} : goto external-cluster-2"),
+            "10.249.0.1 . tcp . 80 : goto external-cluster-2".to_owned(),
+        ),
+    };
+    let endpoint = |ip: &str| match mode {
+        ProxyMode::Iptables => format!("--to-destination {ip}:8080"),
+        ProxyMode::Nftables => format!(": {ip} . 8080"),
+    };
     // No endpoints yet: rejected.
-    let reject = format!(
-        "-A {prefix}SERVICES -d {cluster_ip}/32 -p tcp -m comment --comment \"proxy-e2e/web:http has no endpoints\""
-    );
-    eventually(&ns, "the service without endpoints is rejected", |s| {
-        s.contains(&reject)
-    })
+    eventually(
+        &ns,
+        mode,
+        "the service without endpoints is rejected",
+        |s| s.contains(&reject),
+    )
     .await;
 
     let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "proxy-e2e");
@@ -154,23 +192,18 @@ async fn the_rules_follow_services_and_endpoint_slices_through_watches() {
         .create(&PostParams::default(), &slice)
         .await
         .expect("create slice");
-    let cluster = format!(
-        "-A {prefix}SERVICES -d {cluster_ip}/32 -p tcp -m comment --comment \"proxy-e2e/web:http cluster IP\""
-    );
-    eventually(&ns, "the cluster IP is translated", |s| {
+    eventually(&ns, mode, "the cluster IP is translated", |s| {
         s.contains(&cluster)
             && !s.contains(&reject)
-            && s.contains("--to-destination 10.42.0.5:8080")
-            && s.contains("--to-destination 10.42.1.5:8080")
-            && s.contains(&format!("--dport {node_port} -j {prefix}EXT-"))
+            && s.contains(&endpoint("10.42.0.5"))
+            && s.contains(&endpoint("10.42.1.5"))
+            && s.contains(&node_port_rule)
     })
     .await;
     // The built-in load balancer gives the Service the node's IP, which the proxy
     // then captures.
-    let lb_rule =
-        "-d 10.249.0.1/32 -p tcp -m comment --comment \"proxy-e2e/web:http loadbalancer IP\"";
-    eventually(&ns, "the load balancer IP is captured", |s| {
-        s.contains(lb_rule)
+    eventually(&ns, mode, "the load balancer IP is captured", |s| {
+        s.contains(&lb_rule)
     })
     .await;
     let ingress = services.get_status("web").await.expect("status").status;
@@ -188,8 +221,8 @@ async fn the_rules_follow_services_and_endpoint_slices_through_watches() {
         .delete("web-1", &DeleteParams::default())
         .await
         .expect("delete slice");
-    eventually(&ns, "the emptied service is rejected", |s| {
-        s.contains(&reject) && !s.contains("--to-destination 10.42.0.5:8080")
+    eventually(&ns, mode, "the emptied service is rejected", |s| {
+        s.contains(&reject) && !s.contains(&endpoint("10.42.0.5"))
     })
     .await;
     // The Service goes away: nothing of it is left.
@@ -197,8 +230,9 @@ async fn the_rules_follow_services_and_endpoint_slices_through_watches() {
         .delete("web", &DeleteParams::default())
         .await
         .expect("delete service");
-    eventually(&ns, "the deleted service has no rules", |s| {
-        !s.contains("proxy-e2e/web")
+    let vip = format!("{cluster_ip} . tcp");
+    eventually(&ns, mode, "the deleted service has no rules", |s| {
+        !s.contains("proxy-e2e/web") && !s.contains(&vip)
     })
     .await;
 
@@ -210,6 +244,9 @@ async fn the_rules_follow_services_and_endpoint_slices_through_watches() {
     assert_eq!(snapshot.sync_failures, 0);
     let text = snapshot.to_prometheus();
     assert!(text.contains("kubeproxy_sync_proxy_rules_iptables_total{table=\"nat\"} "));
+    if mode == ProxyMode::Nftables {
+        assert!(text.contains("skiff_proxy_nftables_elements "));
+    }
     eprintln!(
         "syncs: {} full, {} partial; last took {:?}",
         snapshot.full_syncs, snapshot.partial_syncs, snapshot.last_duration
@@ -226,5 +263,9 @@ async fn the_rules_follow_services_and_endpoint_slices_through_watches() {
     assert_eq!(
         leftovers_with(&exec, &prefix).expect("leftovers"),
         Vec::<String>::new()
+    );
+    assert!(
+        !ns.exec("/usr/sbin/nft", &["list", "tables"])
+            .contains(&nft_table(&prefix))
     );
 }

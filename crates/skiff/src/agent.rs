@@ -104,9 +104,14 @@ pub struct AgentArgs {
     /// Do not run the service proxy on this node.
     #[arg(long)]
     pub disable_proxy: bool,
-    /// Remove the service proxy's iptables chains of this data dir and exit.
+    /// Remove the service proxy's iptables chains and nftables table of this data
+    /// dir and exit.
     #[arg(long)]
     pub cleanup: bool,
+    /// How the service proxy programs the kernel: `nftables` (one table of our own,
+    /// fast with many Services) or `iptables` (kube-proxy's iptables layout).
+    #[arg(long, default_value_t = service_proxy::ProxyMode::Nftables)]
+    pub proxy_mode: service_proxy::ProxyMode,
     #[command(flatten)]
     pub node: NodeArgs,
 }
@@ -181,8 +186,6 @@ pub struct AgentSetup {
     pub service_cidr: String,
     /// The cluster DNS domain.
     pub cluster_domain: String,
-    /// This node runs the control plane.
-    pub control_plane: bool,
     /// The node API's credentials.
     pub credentials: NodeApiCredentials,
 }
@@ -208,7 +211,6 @@ pub fn config(node: &NodeArgs, setup: AgentSetup) -> anyhow::Result<kubelet::Age
         dir: setup.dir,
         runtime_endpoint: node.container_runtime_endpoint.clone(),
         node_ip: node.node_ip.unwrap_or_else(default_node_ip),
-        control_plane: setup.control_plane,
         cluster_cidr: setup.cluster_cidr,
         service_cidr: setup.service_cidr,
         cluster_dns,
@@ -323,7 +325,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         for line in service_proxy::cleanup(&prefix)? {
             println!("removed {line}");
         }
-        println!("no service proxy chain of {} is left", dir.display());
+        println!("no service proxy rule of {} is left", dir.display());
         return Ok(());
     }
     let node_ip = args.node.node_ip.unwrap_or_else(default_node_ip);
@@ -365,7 +367,6 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             cluster_cidr: args.cluster_cidr,
             service_cidr: args.service_cidr,
             cluster_domain: args.cluster_domain,
-            control_plane: false,
             credentials,
         },
     )?;
@@ -377,7 +378,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let proxy = if args.disable_proxy {
         None
     } else {
-        Some(proxy_config(&config, !args.node.no_localhost_nodeports)?)
+        let mut pc = proxy_config(&config, !args.node.no_localhost_nodeports)?;
+        pc.mode = args.proxy_mode;
+        Some(pc)
     };
     run_node(client, config, proxy, stop_rx).await
 }
@@ -612,7 +615,6 @@ pub fn prepare_embedded(
             cluster_cidr: embedded.cluster_cidr.clone(),
             service_cidr: embedded.service_cidr.clone(),
             cluster_domain: embedded.cluster_domain.clone(),
-            control_plane: true,
             credentials: NodeApiCredentials {
                 cert,
                 key,

@@ -2,11 +2,15 @@
 //! into iptables rules, and what its rules cost on the datapath.
 //!
 //! - Rules sync, for 1,000 and 10,000 Services with 5 endpoints each (objects built
-//!   in memory, no API server): `desired()` for the whole cluster, a full sync with
-//!   `Backend::apply` in a fresh network namespace, a periodic full resync over the
-//!   rules already there, and one endpoint changing (`desired()` + an incremental
-//!   apply). The floor, measured in the same run: the same rendered rule text applied
-//!   with one `iptables-restore` call from a file in a fresh namespace.
+//!   in memory, no API server), for both backends. iptables: `desired()` for the
+//!   whole cluster, a full sync with `Backend::apply` in a fresh network namespace, a
+//!   periodic full resync over the rules already there, and one endpoint changing
+//!   (a `ServiceState` update, `desired_from` + an incremental apply); the floor, in
+//!   the same run: the same rendered rule text applied with one `iptables-restore`
+//!   call from a file in a fresh namespace. nftables: `NftBackend::apply` from the
+//!   objects (full, resync, one endpoint changing); the floor: the backend's complete
+//!   input with one `nft -f` from a file in a fresh namespace, and each change's
+//!   transaction replayed with one `nft -f` on that table.
 //! - Throughput: a client pod pushing 1 GiB over TCP to a server pod through a node
 //!   that forwards between them, (a) to the pod IP and (b) to a ClusterIP DNAT'd by
 //!   our rules in the node.
@@ -25,7 +29,10 @@ use anyhow::{Context as _, anyhow, bail, ensure};
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use service_proxy::{Backend, Commands, NodeView, ProxyConfig, Ruleset, TableKind, desired};
+use service_proxy::{
+    Backend, Commands, NftBackend, NodeView, ProxyConfig, Ruleset, ServiceState, TableKind,
+    desired, desired_from,
+};
 
 use crate::bench::percentile;
 
@@ -41,6 +48,7 @@ const IPTABLES_SAVE: &str = "/usr/sbin/iptables-save";
 /// For a reference row only, when installed.
 const IPTABLES_LEGACY_RESTORE: &str = "/usr/sbin/iptables-legacy-restore";
 const IPTABLES_LEGACY_SAVE: &str = "/usr/sbin/iptables-legacy-save";
+const NFT: &str = "/usr/sbin/nft";
 const SYSCTL: &str = "/usr/sbin/sysctl";
 
 /// The cluster sizes measured.
@@ -66,9 +74,9 @@ pub async fn proxy(runs: usize) -> anyhow::Result<()> {
     if !nix::unistd::geteuid().is_root() {
         bail!("skiff bench proxy programs iptables in network namespaces: run it as root");
     }
-    for tool in [IP, IPTABLES, IPTABLES_RESTORE, IPTABLES_SAVE, SYSCTL] {
+    for tool in [IP, IPTABLES, IPTABLES_RESTORE, IPTABLES_SAVE, NFT, SYSCTL] {
         if !Path::new(tool).exists() {
-            bail!("{tool} is missing (Debian: iproute2, iptables, procps)");
+            bail!("{tool} is missing (Debian: iproute2, iptables, nftables, procps)");
         }
     }
     let runs = runs.max(1);
@@ -167,6 +175,18 @@ struct SizeResult {
     change_total: Vec<Duration>,
     /// One restore of just the changed chains, on the same populated tables.
     change_floor: Vec<Duration>,
+    /// nftables: the backend's full sync into a fresh namespace.
+    nft_full: Vec<Duration>,
+    /// nftables: one `nft -f` of the same complete input from a file.
+    nft_floor: Vec<Duration>,
+    /// nftables: a periodic full sync over the table it wrote.
+    nft_resync: Vec<Duration>,
+    /// nftables: one endpoint changes (state update + sync), and the same
+    /// transaction replayed with one `nft -f` on an identical table.
+    nft_change: Vec<Duration>,
+    nft_change_floor: Vec<Duration>,
+    nft_elements: usize,
+    nft_rules: usize,
 }
 
 pub(super) fn sync_config(prefix: &str) -> anyhow::Result<ProxyConfig> {
@@ -218,6 +238,13 @@ fn sync_size(
         change_apply: Vec::new(),
         change_total: Vec::new(),
         change_floor: Vec::new(),
+        nft_full: Vec::new(),
+        nft_floor: Vec::new(),
+        nft_resync: Vec::new(),
+        nft_change: Vec::new(),
+        nft_change_floor: Vec::new(),
+        nft_elements: 0,
+        nft_rules: 0,
     };
     eprintln!(
         "    {} nat + {} filter rules in {} chains; desired() median {:.1} ms",
@@ -231,7 +258,7 @@ fn sync_size(
     for run in 0..runs {
         // Rotate the order so that no step always runs after another's namespace
         // teardown.
-        let mut steps = vec![Step::Floor, Step::Backend];
+        let mut steps = vec![Step::Floor, Step::Backend, Step::Nft];
         if legacy {
             steps.push(Step::Legacy);
         }
@@ -265,12 +292,22 @@ fn sync_size(
                         backend_run(&cluster, &ruleset, &node, &config, run, &mut result)
                     })?;
                 }
+                Step::Nft => {
+                    let backend_ns = namespaces.add(&format!("{id}-n{count}-{run}"))?;
+                    let changes = backend_ns
+                        .inside(|| nft_run(&cluster, &node, &config, dir, run, &mut result))?;
+                    drop(backend_ns);
+                    std::thread::sleep(Duration::from_millis(500));
+                    let floor_ns = namespaces.add(&format!("{id}-m{count}-{run}"))?;
+                    floor_ns.inside(|| nft_floor(dir, count, &changes, &mut result))?;
+                }
             }
             // Let the kernel finish tearing the namespace down before the next one.
             std::thread::sleep(Duration::from_millis(500));
         }
         eprintln!(
-            "    run {}: full sync {:.3} s, floor {:.3} s{}, resync {:.3} s, endpoint change {:.1} ms",
+            "    run {}: iptables full sync {:.3} s, floor {:.3} s{}, resync {:.3} s, endpoint change {:.1} ms; \
+             nftables full sync {:.3} s, floor {:.3} s, resync {:.3} s, endpoint change {:.1} ms (floor {:.1} ms)",
             run + 1,
             secs(result.full[run]),
             secs(result.floor[run]),
@@ -280,7 +317,12 @@ fn sync_size(
                 .map(|l| format!(" (legacy {:.3} s)", secs(*l)))
                 .unwrap_or_default(),
             secs(result.resync[run]),
-            millis(median(&result.change_total[run * CHANGES_PER_RUN..]))
+            millis(median(&result.change_total[run * CHANGES_PER_RUN..])),
+            secs(result.nft_full[run]),
+            secs(result.nft_floor[run]),
+            secs(result.nft_resync[run]),
+            millis(median(&result.nft_change[run * CHANGES_PER_RUN..])),
+            millis(median(&result.nft_change_floor[run * CHANGES_PER_RUN..])),
         );
     }
     Ok(result)
@@ -295,6 +337,10 @@ enum Step {
     Legacy,
     /// The backend: full sync, resync, endpoint changes.
     Backend,
+    /// The nftables backend (full sync, resync, endpoint changes) in one namespace,
+    /// then its floor in another: the same complete input with one `nft -f`, and
+    /// each change's transaction replayed on it.
+    Nft,
 }
 
 /// Feeds `file` to one `restore --noflush` call on this thread's namespace and
@@ -372,19 +418,32 @@ fn backend_run(
     backend.apply(ruleset, true).context("full resync")?;
     result.resync.push(started.elapsed());
 
-    let mut slices = cluster.slices.clone();
-    let mut current = ruleset.clone();
+    let mut state = ServiceState::from_objects(&cluster.services, &cluster.slices, &node.name);
+    let mut current = desired_from(&mut state, node, config);
+    ensure!(
+        &current == ruleset,
+        "the incremental state computes other rules than desired()"
+    );
     let count = cluster.services.len();
     for k in 0..CHANGES_PER_RUN {
         let n = run * CHANGES_PER_RUN + k;
         // Spread over the cluster; a fresh address every time.
         let which = (n * 7_919 + count / 2) % count;
-        slices[which].endpoints[0].addresses = vec![format!("10.43.{}.{}", n / 250, n % 250 + 1)];
+        let slice = changed_slice(cluster, which, n);
+        // What the agent does on an EndpointSlice event: update the state (only
+        // this Service's ports are computed again), render the rules and apply them.
         let started = Instant::now();
-        let next = desired(&cluster.services, &slices, node, config);
+        state.apply_slice(Arc::new(slice));
+        let next = desired_from(&mut state, node, config);
         let built = started.elapsed();
-        let report = backend.apply(&next, false).context("incremental sync")?;
-        let total = started.elapsed();
+        // The bench keeps a copy for the floor below (not timed).
+        let kept = next.clone();
+        let started = Instant::now();
+        let report = backend
+            .apply_owned(next, false)
+            .context("incremental sync")?;
+        let total = built + started.elapsed();
+        let next = kept;
         ensure!(
             !report.full && (report.chains_written, report.chains_deleted) == (2, 1),
             "one endpoint changing wrote {} chains and deleted {} (want 2 and 1)",
@@ -403,6 +462,133 @@ fn backend_run(
         current = next;
     }
     Ok(())
+}
+
+/// Service `which`'s slice with its first endpoint moved to a fresh address (change
+/// number `n` of the run).
+fn changed_slice(cluster: &Cluster, which: usize, n: usize) -> EndpointSlice {
+    let mut slice = cluster.slices[which].clone();
+    slice.endpoints[0].addresses = vec![format!("10.43.{}.{}", n / 250, n % 250 + 1)];
+    slice
+}
+
+/// One run of the nftables backend, on a thread inside a fresh namespace: a full
+/// sync, a resync, then one endpoint changing at a time. Writes the complete input
+/// to `dir` and returns each change's transaction, for the floor.
+fn nft_run(
+    cluster: &Cluster,
+    node: &NodeView,
+    config: &ProxyConfig,
+    dir: &Path,
+    run: usize,
+    result: &mut SizeResult,
+) -> anyhow::Result<Vec<String>> {
+    let count = cluster.services.len();
+    let mut state = ServiceState::from_objects(&cluster.services, &cluster.slices, &node.name);
+    let mut backend = NftBackend::new(Commands::host(), config)?;
+    let started = Instant::now();
+    let report = backend
+        .apply(&mut state, node, true)
+        .context("nftables full sync")?;
+    result.nft_full.push(started.elapsed());
+    std::fs::write(
+        dir.join(format!("nft-{count}.txt")),
+        backend.last_transaction(),
+    )?;
+    result.nft_elements = report.counts.elements;
+    result.nft_rules = report.counts.nat_rules + report.counts.filter_rules;
+    if run == 0 {
+        check_nft(backend.table(), count)?;
+    }
+    let started = Instant::now();
+    backend
+        .apply(&mut state, node, true)
+        .context("nftables resync")?;
+    result.nft_resync.push(started.elapsed());
+
+    let mut transactions = Vec::new();
+    for k in 0..CHANGES_PER_RUN {
+        let n = run * CHANGES_PER_RUN + k;
+        let which = (n * 7_919 + count / 2) % count;
+        let slice = changed_slice(cluster, which, n);
+        let started = Instant::now();
+        state.apply_slice(Arc::new(slice));
+        let report = backend
+            .apply(&mut state, node, false)
+            .context("nftables incremental sync")?;
+        result.nft_change.push(started.elapsed());
+        ensure!(
+            !report.full && report.chains_written == 0 && report.elements_written > 0,
+            "one endpoint changing wrote {} chains and {} elements (want 0 and some)",
+            report.chains_written,
+            report.elements_written
+        );
+        transactions.push(backend.last_transaction().to_owned());
+    }
+    Ok(transactions)
+}
+
+/// The nftables floor, on a thread inside a fresh namespace: the complete input of
+/// the backend's full sync from a file with one `nft -f`, then each change's
+/// transaction with one `nft -f` (piped, as the backend does), in the same order on
+/// the same table.
+fn nft_floor(
+    dir: &Path,
+    count: usize,
+    changes: &[String],
+    result: &mut SizeResult,
+) -> anyhow::Result<()> {
+    let file = dir.join(format!("nft-{count}.txt"));
+    let started = Instant::now();
+    run_tool(NFT, &["-f", &file.to_string_lossy()])?;
+    result.nft_floor.push(started.elapsed());
+    for change in changes {
+        result
+            .nft_change_floor
+            .push(pipe(NFT, &["-f", "-"], change)?);
+    }
+    Ok(())
+}
+
+/// Checks with `nft list` that this thread's namespace holds a service-ips element
+/// and five endpoints for every Service.
+fn check_nft(table: &str, count: usize) -> anyhow::Result<()> {
+    let services = run_tool(NFT, &["list", "map", "ip", table, "service-ips"])?;
+    let endpoints = run_tool(NFT, &["list", "map", "ip", table, "cluster-endpoints"])?;
+    let vips = services.matches(": goto cluster-").count();
+    let eps = endpoints.matches(" . 8080").count();
+    ensure!(
+        vips == count && eps == count * ENDPOINTS,
+        "nft list: {vips} service IPs and {eps} endpoints, want {count} and {}",
+        count * ENDPOINTS
+    );
+    Ok(())
+}
+
+/// Feeds `text` to `program args` through a pipe; how long it took.
+fn pipe(program: &str, args: &[&str], text: &str) -> anyhow::Result<Duration> {
+    use std::io::Write as _;
+    let started = Instant::now();
+    let mut child = std::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running {program}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(text.as_bytes())?;
+    }
+    let output = child.wait_with_output()?;
+    let took = started.elapsed();
+    ensure!(
+        output.status.success(),
+        "{program} {} failed ({}): {}",
+        args.join(" "),
+        output.status,
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    Ok(took)
 }
 
 /// The `iptables-restore --noflush` input that turns the chains of `from` into
@@ -443,27 +629,7 @@ fn diff_text(from: &Ruleset, to: &Ruleset) -> String {
 /// Feeds `text` to one `iptables-restore --noflush -w` through a pipe (as the
 /// backend does) on this thread's namespace; how long it took.
 fn restore_text(text: &str) -> anyhow::Result<Duration> {
-    use std::io::Write as _;
-    let started = Instant::now();
-    let mut child = std::process::Command::new(IPTABLES_RESTORE)
-        .args(["--noflush", "-w"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .with_context(|| format!("running {IPTABLES_RESTORE}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(text.as_bytes())?;
-    }
-    let output = child.wait_with_output()?;
-    let took = started.elapsed();
-    ensure!(
-        output.status.success(),
-        "{IPTABLES_RESTORE} of a change failed ({}): {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr).trim()
-    );
-    Ok(took)
+    pipe(IPTABLES_RESTORE, &["--noflush", "-w"], text)
 }
 
 /// Services `svc-<i>` with one TCP port each and their EndpointSlices.
@@ -718,16 +884,103 @@ fn report(m: &Measured, runs: usize, prefix: &str) {
         "—",
     );
     println!();
+    println!(
+        "nftables backend (`--proxy-mode nftables`, the default), same objects, same runs, {}:",
+        run_tool(NFT, &["--version"])
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_else(|_| "nft version unknown".into())
+    );
+    println!();
+    println!("| measurement | {} | goal |", header.join(" | "));
+    println!("| --- |{} --- |", " --- |".repeat(m.sizes.len()));
+    row(
+        "rules / map and set elements in our table",
+        &|s| format!("{} / {}", thousands(s.nft_rules), thousands(s.nft_elements)),
+        "—",
+    );
+    row(
+        "floor: one `nft -f` of the backend's complete input from a file, fresh namespace",
+        &|s| {
+            format!(
+                "**{:.3} s** ({})",
+                secs(median(&s.nft_floor)),
+                list(&s.nft_floor, secs, 3)
+            )
+        },
+        "baseline",
+    );
+    row(
+        "full sync: `NftBackend::apply(full)` from the objects, fresh namespace",
+        &|s| {
+            format!(
+                "**{:.3} s** ({})",
+                secs(median(&s.nft_full)),
+                list(&s.nft_full, secs, 3)
+            )
+        },
+        "10,000: < 2 s",
+    );
+    row(
+        "full sync ÷ floor (medians)",
+        &|s| {
+            format!(
+                "**{:.2}×**",
+                secs(median(&s.nft_full)) / secs(median(&s.nft_floor)).max(f64::EPSILON)
+            )
+        },
+        "—",
+    );
+    row(
+        "periodic full resync (from memory, no listing)",
+        &|s| {
+            format!(
+                "{:.3} s ({})",
+                secs(median(&s.nft_resync)),
+                list(&s.nft_resync, secs, 3)
+            )
+        },
+        "—",
+    );
+    row(
+        &format!(
+            "one endpoint changes: state update + incremental sync ({} changes)",
+            CHANGES_PER_RUN * runs
+        ),
+        &|s| {
+            let mut sorted = s.nft_change.clone();
+            sorted.sort();
+            format!(
+                "**{:.1} ms** (max {:.1})",
+                millis(median(&s.nft_change)),
+                millis(sorted.last().copied().unwrap_or_default())
+            )
+        },
+        "< 50 ms",
+    );
+    row(
+        "its floor: the same transaction replayed with one `nft -f`, same table",
+        &|s| format!("{:.1} ms", millis(median(&s.nft_change_floor))),
+        "—",
+    );
+    println!();
     if let Some(big) = m.sizes.iter().find(|s| s.services == 10_000) {
         let full = median(&big.full);
         let change = median(&big.change_total);
         println!(
-            "Goals at 10,000 services: full sync < 2 s — {} ({:.3} s); endpoint change < 50 ms — {} ({:.1} ms, of which the apply {:.1} ms).",
+            "Goals at 10,000 services, iptables: full sync < 2 s — {} ({:.3} s); endpoint change < 50 ms — {} ({:.1} ms, of which the apply {:.1} ms).",
             met(full < FULL_SYNC_GOAL),
             secs(full),
             met(change < CHANGE_GOAL),
             millis(change),
             millis(median(&big.change_apply)),
+        );
+        let (full, change) = (median(&big.nft_full), median(&big.nft_change));
+        println!(
+            "nftables: full sync < 2 s — {} ({:.3} s); endpoint change < 50 ms — {} ({:.1} ms).",
+            met(full < FULL_SYNC_GOAL),
+            secs(full),
+            met(change < CHANGE_GOAL),
+            millis(change),
         );
         println!();
     }
@@ -764,7 +1017,8 @@ fn report(m: &Measured, runs: usize, prefix: &str) {
     println!();
     println!(
         "Left behind: nothing (checked: no network namespace of the run, no chain or jump \
-         with prefix `{prefix}` in the host's iptables)."
+         with prefix `{prefix}` in the host's iptables, no table `{}` in its nftables).",
+        service_proxy::nft_table(prefix)
     );
 }
 
