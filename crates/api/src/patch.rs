@@ -25,6 +25,11 @@ use crate::schema::navigate::Node;
 /// The most operations a JSON patch may have (`maxJSONPatchOperations`).
 pub const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
 
+/// The most bytes (as JSON) the `copy` operations of one JSON patch may add
+/// together (kube-apiserver's `JSONPatchMaxCopyBytes`). Without a cap each copy
+/// of the document into itself doubles it: a few dozen operations exhaust memory.
+pub const MAX_JSON_PATCH_COPY_BYTES: usize = 3 * 1024 * 1024;
+
 /// Why a patch could not be applied; `Display` gives Kubernetes' message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PatchError {
@@ -190,10 +195,46 @@ pub fn json_patch(original: &Value, patch: &[u8]) -> Result<Value, PatchError> {
             got: operations.0.len(),
         });
     }
+    // One operation at a time on a copy (dropped on failure), so that copies are
+    // counted against the limit before they are made.
     let mut doc = original.clone();
-    json_patch::patch(&mut doc, &operations)
-        .map_err(|e| PatchError::JsonPatchFailed(e.to_string()))?;
+    let mut copied: usize = 0;
+    for (index, operation) in operations.0.iter().enumerate() {
+        if let json_patch::PatchOperation::Copy(copy) = operation
+            && let Some(value) = doc.pointer(copy.from.as_str())
+        {
+            copied = copied.saturating_add(json_len(value));
+            if copied > MAX_JSON_PATCH_COPY_BYTES {
+                return Err(PatchError::JsonPatchFailed(format!(
+                    "Unable to complete the copy, the accumulated size increase of copy is \
+                     {copied}, exceeding the limit {MAX_JSON_PATCH_COPY_BYTES}"
+                )));
+            }
+        }
+        json_patch::patch_unsafe(&mut doc, std::slice::from_ref(operation)).map_err(|mut e| {
+            e.operation = index;
+            PatchError::JsonPatchFailed(e.to_string())
+        })?;
+    }
     Ok(doc)
+}
+
+/// The length of `value` printed as JSON, without printing it anywhere.
+fn json_len(value: &Value) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 = self.0.saturating_add(buf.len());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    // Writing a `Value` to a sink that never fails cannot fail.
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.0
 }
 
 /// Applies an RFC 7386 JSON merge patch: objects merge recursively, `null`
@@ -208,4 +249,45 @@ pub fn merge_patch(original: &Value, patch: &Value) -> Value {
 pub fn merge_patch_bytes(original: &Value, patch: &[u8]) -> Result<Value, PatchError> {
     let patch: Value = serde_json::from_slice(patch).map_err(|_| PatchError::InvalidMergePatch)?;
     Ok(merge_patch(original, &patch))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn json_patch_copies_are_capped_like_kube_apiserver() {
+        // Found by fuzzing: 40 copies of the document into itself (1.8 KB of
+        // patch) doubled it 40 times and ran the server out of memory.
+        let ops: Vec<Value> = (0..40)
+            .map(|i| json!({"op": "copy", "from": "", "path": format!("/c{i}")}))
+            .collect();
+        let body = serde_json::to_vec(&ops).unwrap();
+        let err = json_patch(&json!({"a": "x".repeat(16)}), &body).unwrap_err();
+        assert_eq!(err.http_status(), 422);
+        assert!(
+            err.to_string().starts_with(
+                "Unable to complete the copy, the accumulated size increase of copy is "
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn json_patch_copies_under_the_cap_apply() {
+        let body = br#"[{"op": "copy", "from": "/a", "path": "/b"},
+                        {"op": "copy", "from": "/b", "path": "/c/-"}]"#;
+        let out = json_patch(&json!({"a": [1, 2], "c": []}), body).unwrap();
+        assert_eq!(out, json!({"a": [1, 2], "c": [[1, 2]], "b": [1, 2]}));
+    }
+
+    #[test]
+    fn json_patch_errors_name_the_failing_operation() {
+        let body = br#"[{"op": "add", "path": "/a", "value": 1},
+                        {"op": "remove", "path": "/nope"}]"#;
+        let err = json_patch(&json!({}), body).unwrap_err();
+        assert!(err.to_string().contains("operation '/1'"), "{err}");
+    }
 }

@@ -32,7 +32,7 @@ fn parse(s: &str) -> Option<Parsed> {
             .checked_mul(10)?
             .checked_add(u128::from(c as u8 - b'0'))?;
     }
-    let mut exp10 = -(frac.len() as i32);
+    let mut exp10 = -i32::try_from(frac.len()).ok()?;
     let mut exp2 = 0;
     match suffix {
         "" => {}
@@ -51,7 +51,7 @@ fn parse(s: &str) -> Option<Parsed> {
         "Ti" => exp2 = 40,
         "Pi" => exp2 = 50,
         "Ei" => exp2 = 60,
-        e if e.starts_with(['e', 'E']) => exp10 += e[1..].parse::<i32>().ok()?,
+        e if e.starts_with(['e', 'E']) => exp10 = exp10.saturating_add(e[1..].parse::<i32>().ok()?),
         _ => return None,
     }
     Some(Parsed {
@@ -63,29 +63,22 @@ fn parse(s: &str) -> Option<Parsed> {
 }
 
 /// `value * 10^scale`, rounded up (away from zero for positives), saturating at i64.
+/// Constant time whatever the exponent: `0e2000000000` is zero at once.
 fn scaled(p: Parsed, scale: i32) -> i64 {
-    let mut v: u128 = p.mantissa;
-    let mut exp10 = p.exp10 + scale;
-    let mut overflow = false;
-    for _ in 0..p.exp2 {
-        v = v.checked_mul(2).unwrap_or_else(|| {
-            overflow = true;
-            u128::MAX
-        });
-    }
-    while exp10 > 0 && !overflow {
-        v = v.checked_mul(10).unwrap_or_else(|| {
-            overflow = true;
-            u128::MAX
-        });
-        exp10 -= 1;
-    }
-    if exp10 < 0 {
-        let div = 10u128
-            .checked_pow(exp10.unsigned_abs())
-            .unwrap_or(u128::MAX);
-        v = v.div_ceil(div);
-    }
+    let exp10 = p.exp10.saturating_add(scale);
+    let pow10 = 10u128.checked_pow(exp10.unsigned_abs());
+    let v = p
+        .mantissa
+        .checked_mul(1u128 << p.exp2)
+        .and_then(|v| match (exp10 >= 0, pow10) {
+            _ if v == 0 => Some(0),
+            (true, Some(f)) => v.checked_mul(f),
+            (true, None) => None,
+            (false, Some(div)) => Some(v.div_ceil(div)),
+            // Dividing by more than u128 holds leaves a fraction, rounded up.
+            (false, None) => Some(1),
+        })
+        .unwrap_or(u128::MAX);
     let v = i64::try_from(v).unwrap_or(i64::MAX);
     if p.negative { -v } else { v }
 }
@@ -128,6 +121,24 @@ mod tests {
         assert_eq!(value("1Ki"), Some(1024));
         assert_eq!(value("500m"), Some(1), "fractions round up");
         assert_eq!(value("8Ei"), Some(i64::MAX), "saturates");
+    }
+
+    #[test]
+    fn huge_exponents_end_at_once_and_saturate() {
+        // Found by fuzzing: a zero mantissa looped once per power of ten (seconds),
+        // and exponents near i32::MAX overflowed the exponent arithmetic.
+        let start = std::time::Instant::now();
+        assert_eq!(value("0E1551551556"), Some(0));
+        assert_eq!(milli_value("0e2147483647"), Some(0));
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
+        assert_eq!(milli_value("1e2147483647"), Some(i64::MAX));
+        assert_eq!(value("-1e2147483647"), Some(-i64::MAX));
+        assert_eq!(
+            milli_value("1.5e-2147483648"),
+            Some(1),
+            "a fraction rounds up"
+        );
+        assert_eq!(value("1e-2147483648"), Some(1));
     }
 
     #[test]

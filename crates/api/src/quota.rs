@@ -84,7 +84,12 @@ fn pod_compute(pod: &Value, name: &str) -> Option<i64> {
             .cloned()
             .unwrap_or_default()
     };
-    let sum: i64 = list("containers").iter().map(get).sum();
+    // Saturating: quantities are not bounded on the way in, and a wrapped sum
+    // would come out negative and free quota.
+    let sum = list("containers")
+        .iter()
+        .map(get)
+        .fold(0i64, i64::saturating_add);
     let init = list("initContainers").iter().map(get).max().unwrap_or(0);
     Some(sum.max(init))
 }
@@ -248,6 +253,14 @@ mod tests {
         );
         let done = json!({"status": {"phase": "Succeeded"}});
         assert_eq!(usage("", "pods", &done, "pods"), None);
+    }
+
+    #[test]
+    fn huge_container_requests_saturate_instead_of_wrapping() {
+        // Found by fuzzing: two containers of 9e15 cpus overflowed the sum.
+        let huge = json!({"resources": {"requests": {"cpu": "9e15"}}});
+        let pod = json!({"spec": {"containers": [huge, huge]}});
+        assert_eq!(usage("", "pods", &pod, "requests.cpu"), Some(i64::MAX));
     }
 
     #[test]

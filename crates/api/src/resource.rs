@@ -158,14 +158,22 @@ const BUILTIN: &[Spec] = &[
     Spec { group: "rbac.authorization.k8s.io", version: "v1", kind: "RoleBinding", plural: "rolebindings", namespaced: NS, short: &[], all: false, sub: &[], verbs: STANDARD_VERBS },
     Spec { group: "rbac.authorization.k8s.io", version: "v1", kind: "ClusterRoleBinding", plural: "clusterrolebindings", namespaced: CLUSTER, short: &[], all: false, sub: &[], verbs: STANDARD_VERBS },
     Spec { group: "storage.k8s.io", version: "v1", kind: "StorageClass", plural: "storageclasses", namespaced: CLUSTER, short: &["sc"], all: false, sub: &[], verbs: STANDARD_VERBS },
+    Spec { group: APIEXTENSIONS, version: "v1", kind: "CustomResourceDefinition", plural: "customresourcedefinitions", namespaced: CLUSTER, short: &["crd", "crds"], all: false, sub: &["status"], verbs: STANDARD_VERBS },
     Spec { group: "authentication.k8s.io", version: "v1", kind: "SelfSubjectReview", plural: "selfsubjectreviews", namespaced: CLUSTER, short: &[], all: false, sub: &[], verbs: CREATE_ONLY },
+    Spec { group: "authentication.k8s.io", version: "v1", kind: "TokenReview", plural: "tokenreviews", namespaced: CLUSTER, short: &[], all: false, sub: &[], verbs: CREATE_ONLY },
     Spec { group: "authorization.k8s.io", version: "v1", kind: "LocalSubjectAccessReview", plural: "localsubjectaccessreviews", namespaced: NS, short: &[], all: false, sub: &[], verbs: CREATE_ONLY },
     Spec { group: "authorization.k8s.io", version: "v1", kind: "SelfSubjectAccessReview", plural: "selfsubjectaccessreviews", namespaced: CLUSTER, short: &[], all: false, sub: &[], verbs: CREATE_ONLY },
     Spec { group: "authorization.k8s.io", version: "v1", kind: "SelfSubjectRulesReview", plural: "selfsubjectrulesreviews", namespaced: CLUSTER, short: &[], all: false, sub: &[], verbs: CREATE_ONLY },
     Spec { group: "authorization.k8s.io", version: "v1", kind: "SubjectAccessReview", plural: "subjectaccessreviews", namespaced: CLUSTER, short: &[], all: false, sub: &[], verbs: CREATE_ONLY },
 ];
 
+/// The group of CustomResourceDefinitions.
+pub const APIEXTENSIONS: &str = "apiextensions.k8s.io";
+
 fn definition_name(group: &str, version: &str, kind: &str) -> String {
+    if group == APIEXTENSIONS {
+        return format!("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.{version}.{kind}");
+    }
     let package = match group {
         "" => "core",
         g => g.split('.').next().unwrap_or(g),
@@ -191,7 +199,11 @@ impl Registry {
                     singular: s.kind.to_lowercase(),
                     namespaced: s.namespaced,
                     short_names: strings(s.short),
-                    categories: if s.all { vec!["all".into()] } else { vec![] },
+                    categories: match (s.all, s.group) {
+                        (true, _) => vec!["all".into()],
+                        (false, APIEXTENSIONS) => vec!["api-extensions".into()],
+                        _ => vec![],
+                    },
                     subresources: strings(s.sub),
                     verbs: strings(s.verbs),
                     definition: definition_name(s.group, s.version, s.kind),
@@ -252,10 +264,30 @@ impl Registry {
 
     /// Adds a resource (for custom resources); replaces one with the same group/version/plural.
     pub fn insert(&mut self, info: ResourceInfo) {
+        self.insert_shared(Arc::new(info));
+    }
+
+    /// Adds a shared resource; replaces one with the same group/version/plural.
+    pub fn insert_shared(&mut self, info: Arc<ResourceInfo>) {
         self.resources.retain(|r| {
             !(r.group == info.group && r.version == info.version && r.plural == info.plural)
         });
-        self.resources.push(Arc::new(info));
+        self.resources.push(info);
+    }
+
+    /// Removes the resource with this group/version/plural; whether it was there.
+    pub fn remove(&mut self, group: &str, version: &str, plural: &str) -> bool {
+        let before = self.resources.len();
+        self.resources
+            .retain(|r| !(r.group == group && r.version == version && r.plural == plural));
+        self.resources.len() != before
+    }
+
+    /// Whether any version of `group`/`plural` is served.
+    pub fn serves(&self, group: &str, plural: &str) -> bool {
+        self.resources
+            .iter()
+            .any(|r| r.group == group && r.plural == plural)
     }
 }
 
@@ -300,6 +332,35 @@ mod tests {
             "/registry/core/namespaces/default"
         );
         assert!(!n.allows("deletecollection"));
+    }
+
+    #[test]
+    fn custom_resource_definitions_are_served_with_kubernetes_names() {
+        let reg = Registry::builtin();
+        let crd = reg
+            .lookup(APIEXTENSIONS, "v1", "customresourcedefinitions")
+            .expect("CRDs served");
+        assert_eq!(
+            crd.definition,
+            "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinition"
+        );
+        assert_eq!(crd.short_names, vec!["crd", "crds"]);
+        assert_eq!(crd.categories, vec!["api-extensions"]);
+        assert!(!crd.namespaced && crd.has_subresource("status"));
+    }
+
+    #[test]
+    fn custom_resources_can_be_added_and_removed() {
+        let mut reg = Registry::builtin();
+        let mut info = (**reg.lookup("", "v1", "configmaps").expect("cm")).clone();
+        info.group = "stable.example.com".into();
+        info.storage_group = info.group.clone();
+        info.plural = "crontabs".into();
+        reg.insert(info);
+        assert!(reg.serves("stable.example.com", "crontabs"));
+        assert!(reg.remove("stable.example.com", "v1", "crontabs"));
+        assert!(!reg.serves("stable.example.com", "crontabs"));
+        assert!(!reg.remove("stable.example.com", "v1", "crontabs"));
     }
 
     #[test]

@@ -89,6 +89,46 @@ impl ColumnDefinition {
     }
 }
 
+/// The `Name` column every table starts with (`format: name`), as public building
+/// block for tables whose other columns come from elsewhere (custom resources'
+/// `additionalPrinterColumns`).
+pub fn name_column() -> ColumnDefinition {
+    ColumnDefinition::name()
+}
+
+/// The description Kubernetes gives `metadata.creationTimestamp` columns.
+pub fn creation_timestamp_description() -> &'static str {
+    docs::CREATION_TIMESTAMP
+}
+
+/// A whole `meta.k8s.io/v1` `Table` for `objects` with the given columns, each row's
+/// cells computed by `cells` (one per column), e.g. from custom resources'
+/// `additionalPrinterColumns`. `list_meta` and `include_object` as in [`build_table`].
+pub fn build_table_with(
+    columns: Vec<ColumnDefinition>,
+    objects: &[Value],
+    cells: &dyn Fn(&Value) -> Vec<Value>,
+    include_object: IncludeObject,
+    list_meta: Value,
+) -> Value {
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|obj| {
+            json!({
+                "cells": cells(obj),
+                "object": row_object(obj, include_object),
+            })
+        })
+        .collect();
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": table_metadata(list_meta),
+        "columnDefinitions": columns,
+        "rows": rows,
+    })
+}
+
 /// What each row's `object` holds (the `includeObject` parameter of `TableOptions`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum IncludeObject {

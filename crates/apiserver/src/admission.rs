@@ -1,6 +1,7 @@
 //! Admission on create, between defaulting and storage (kube-apiserver's admission
 //! chain): NamespaceLifecycle (no objects in missing or terminating namespaces),
-//! LimitRanger (container defaults and min/max) and Priority (a pod's
+//! LimitRanger (container defaults and min/max), ServiceAccount (the pod's account
+//! exists; its token, the cluster CA and the namespace are mounted), Priority (a pod's
 //! `priorityClassName` resolved to `spec.priority`) and DefaultStorageClass (a
 //! claim without a class gets the default StorageClass). RBAC-era
 //! plugins (LimitRanger, ResourceQuota, PodSecurity, webhooks) slot in here later.
@@ -10,6 +11,9 @@ use api::status::{ApiError, StatusDetails};
 use serde_json::{Value, json};
 
 use crate::serve::State;
+
+pub(crate) mod node_restriction;
+mod service_account;
 
 /// Built-in PriorityClasses Kubernetes creates at start.
 pub(crate) const SYSTEM_PRIORITY_CLASSES: &[(&str, i64, &str)] = &[
@@ -34,6 +38,7 @@ pub(crate) async fn admit_create(
     namespace_lifecycle(state, res, obj).await?;
     if res.group.is_empty() && res.plural == "pods" {
         limit_ranger(state, obj).await?;
+        service_account(state, obj).await?;
         priority(state, obj).await?;
     }
     if res.group.is_empty() && res.plural == "persistentvolumeclaims" {
@@ -42,6 +47,207 @@ pub(crate) async fn admit_create(
     }
     if res.group.is_empty() && res.plural == "persistentvolumes" {
         add_finalizer(obj, "kubernetes.io/pv-protection");
+    }
+    Ok(())
+}
+
+/// What a write is, for the validating plugins (NodeRestriction, PodSecurity), which
+/// run after the object was defaulted, admitted and validated.
+pub(crate) struct Write<'a> {
+    pub who: &'a crate::authn::Identity,
+    pub operation: node_restriction::Operation,
+    pub res: &'a ResourceInfo,
+    pub subresource: &'a str,
+    pub namespace: &'a str,
+    pub name: &'a str,
+    /// The object to be stored (create, update) or the request body (eviction,
+    /// token request); none on delete.
+    pub object: Option<&'a Value>,
+    /// The stored object (update, delete).
+    pub old: Option<&'a Value>,
+}
+
+/// Runs the validating plugins on a write; `warnings` collects PodSecurity's.
+pub(crate) async fn validate(
+    state: &State,
+    w: &Write<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<(), ApiError> {
+    node_restriction(state, w).await?;
+    pod_security(state, w, warnings).await
+}
+
+/// `<resource> "<name>" is forbidden: <why>` (Kubernetes' `admission.NewForbidden`).
+fn forbidden_write(w: &Write<'_>, why: &str) -> ApiError {
+    let name = if w.name.is_empty() {
+        w.object.and_then(crate::object::name).unwrap_or_default()
+    } else {
+        w.name
+    };
+    let resource = if w.res.group.is_empty() {
+        w.res.plural.clone()
+    } else {
+        format!("{}.{}", w.res.plural, w.res.group)
+    };
+    let mut e = ApiError::forbidden(format!("{resource} {name:?} is forbidden: {why}"));
+    e.details = Some(StatusDetails {
+        name: Some(name.to_string()),
+        group: (!w.res.group.is_empty()).then(|| w.res.group.clone()),
+        kind: Some(w.res.plural.clone()),
+        ..Default::default()
+    });
+    e
+}
+
+async fn stored(state: &State, plural: &str, ns: Option<&str>, name: &str) -> Option<Value> {
+    let res = state.registry.lookup("", "v1", plural)?;
+    state.storage.get(res, ns, name).await.ok()
+}
+
+/// NodeRestriction for writes by node identities (see [`node_restriction`]).
+async fn node_restriction(state: &State, w: &Write<'_>) -> Result<(), ApiError> {
+    let Some(node) = node_restriction::node_name(w.who) else {
+        return Ok(());
+    };
+    if !node_restriction::watches(&w.res.group, &w.res.plural) {
+        return Ok(());
+    }
+    let ns = (!w.namespace.is_empty()).then_some(w.namespace);
+    // The pod an eviction or a token request is about, and the node a mirror pod
+    // names as its owner.
+    let pod_name = match (w.res.plural.as_str(), w.subresource) {
+        ("pods", "eviction") => Some(w.name.to_string()),
+        ("serviceaccounts", "token") => w
+            .object
+            .and_then(|o| o.pointer("/spec/boundObjectRef/name"))
+            .and_then(Value::as_str)
+            .map(String::from),
+        _ => None,
+    };
+    let pod = match pod_name {
+        Some(p) => match stored(state, "pods", ns, &p).await {
+            Some(pod) => Some(pod),
+            None => return Err(ApiError::not_found("", "pods", &p)),
+        },
+        None => None,
+    };
+    let node_obj = if w.res.plural == "pods" && w.subresource.is_empty() {
+        stored(state, "nodes", None, node).await
+    } else {
+        None
+    };
+    let request = node_restriction::Request {
+        operation: w.operation,
+        group: &w.res.group,
+        resource: &w.res.plural,
+        subresource: w.subresource,
+        namespace: w.namespace,
+        name: w.name,
+        object: w.object,
+        old: w.old,
+        pod: pod.as_ref(),
+        node: node_obj.as_ref(),
+    };
+    node_restriction::admit(node, &request).map_err(|why| forbidden_write(w, &why))
+}
+
+/// The PodSecurity plugin, built once: Kubernetes' defaults (privileged unless a
+/// namespace says otherwise), checks as of the Kubernetes version Skiff serves.
+fn pod_security_admission() -> &'static pod_security::Admission {
+    static ADMISSION: std::sync::OnceLock<pod_security::Admission> = std::sync::OnceLock::new();
+    ADMISSION.get_or_init(|| {
+        let minor = crate::discovery::KUBE_VERSION.1.parse().unwrap_or(33);
+        pod_security::Admission::new(
+            pod_security::Config::default(),
+            pod_security::Evaluator::emulating(pod_security::Version::V1(minor)),
+        )
+    })
+}
+
+/// PodSecurity: enforce (403), warn (warnings) and audit from the namespace's
+/// `pod-security.kubernetes.io/*` labels, for pods, pod-bearing workloads (warn
+/// only) and namespaces (label checks, warnings about existing pods).
+async fn pod_security(
+    state: &State,
+    w: &Write<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<(), ApiError> {
+    let operation = match w.operation {
+        node_restriction::Operation::Create => pod_security::Operation::Create,
+        node_restriction::Operation::Update => pod_security::Operation::Update,
+        node_restriction::Operation::Delete => return Ok(()),
+    };
+    if !pod_security::Admission::handles(&w.res.group, &w.res.plural) {
+        return Ok(());
+    }
+    let Some(object) = w.object else {
+        return Ok(());
+    };
+    let namespace_name = if w.res.group.is_empty() && w.res.plural == "namespaces" {
+        w.name
+    } else {
+        w.namespace
+    };
+    let namespace = stored(state, "namespaces", None, namespace_name).await;
+    let request = pod_security::Request {
+        operation,
+        group: &w.res.group,
+        resource: &w.res.plural,
+        subresource: w.subresource,
+        namespace: w.namespace,
+        name: w.name,
+        username: &w.who.user,
+        object,
+        old_object: w.old,
+    };
+    let admission = pod_security_admission();
+    let decision = admission.validate(&request, namespace.as_ref());
+    warnings.extend(decision.warnings.iter().cloned());
+    if let Some(denial) = decision.denial {
+        return Err(match denial {
+            pod_security::Denial::Forbidden { message } => {
+                let name = if w.name.is_empty() {
+                    crate::object::name(object).unwrap_or_default()
+                } else {
+                    w.name
+                };
+                let mut e = ApiError::forbidden(message);
+                e.details = Some(StatusDetails {
+                    name: Some(name.to_string()),
+                    kind: Some(w.res.plural.clone()),
+                    ..Default::default()
+                });
+                e
+            }
+            pod_security::Denial::Invalid { name, errors } => ApiError::invalid(
+                "",
+                "Namespace",
+                &name,
+                errors
+                    .iter()
+                    .map(|e| api::status::FieldError::invalid(e.field(), e.value.clone(), e.detail))
+                    .collect(),
+            ),
+            pod_security::Denial::BadRequest { message } => ApiError::bad_request(message),
+            pod_security::Denial::Internal { message } => ApiError::internal(message),
+        });
+    }
+    if let Some(enforce) = decision.check_existing_pods {
+        let pods = match state.registry.lookup("", "v1", "pods") {
+            Some(res) => state
+                .storage
+                .list(res, &res.namespace_prefix(w.name), None, None, 0, &|_| true)
+                .await
+                .map(|page| page.items)
+                .ok(),
+            None => None,
+        };
+        match pods {
+            Some(pods) => {
+                warnings.extend(admission.existing_pods_warnings(w.name, &enforce, &pods))
+            }
+            None => warnings.push(pod_security::LIST_PODS_FAILED_WARNING.to_string()),
+        }
     }
     Ok(())
 }
@@ -157,6 +363,50 @@ async fn namespace_lifecycle(
         });
         return Err(e);
     }
+    Ok(())
+}
+
+/// ServiceAccount: the pod's account must exist; its token, the cluster CA and the
+/// namespace are mounted unless opted out (see [`service_account`]).
+async fn service_account(state: &State, obj: &mut Value) -> Result<(), ApiError> {
+    if !service_account::applies(obj) {
+        return Ok(());
+    }
+    let Some(sa_res) = state.registry.lookup("", "v1", "serviceaccounts") else {
+        return Ok(());
+    };
+    let ns = crate::object::namespace(obj)
+        .unwrap_or_default()
+        .to_string();
+    let name = service_account::account_name(obj);
+    // The serviceaccount controller creates `default` right after the namespace:
+    // like Kubernetes, wait a little for it (ten tries, 100–200 ms apart).
+    let attempts = if name == "default" { 10 } else { 1 };
+    let pause = std::time::Duration::from_millis(100 + rand::random_range(0..100));
+    let mut account = None;
+    for attempt in 0..attempts {
+        if attempt > 0 {
+            tokio::time::sleep(pause).await;
+        }
+        match state.storage.get(sa_res, Some(&ns), &name).await {
+            Ok(a) => {
+                account = Some(a);
+                break;
+            }
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let Some(account) = account else {
+        return Err(forbidden_pod(
+            obj,
+            format!(
+                "error looking up service account {ns}/{name}: serviceaccount {name:?} not found"
+            ),
+        ));
+    };
+    let suffix = crate::rest::meta::generate_name("");
+    service_account::admit(obj, &account, &suffix);
     Ok(())
 }
 

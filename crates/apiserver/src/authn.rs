@@ -65,42 +65,89 @@ pub(crate) async fn service_account_identity(
         })
         .map(str::trim)
         .ok_or(())?;
+    service_account_token(state, token, &[])
+        .await
+        .map(|t| t.identity)
+        .map_err(|_| ())
+}
+
+/// A verified service account token.
+pub(crate) struct ServiceAccountToken {
+    pub identity: Identity,
+    /// The audiences asked for that the token holds.
+    pub audiences: Vec<String>,
+    /// `authentication.kubernetes.io/pod-name` and `pod-uid` for pod-bound tokens.
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Verifies a service account token for one of `audiences` (the API server's own
+/// when empty); `Err` says why it is not valid.
+pub(crate) async fn service_account_token(
+    state: &crate::serve::State,
+    token: &str,
+    audiences: &[String],
+) -> Result<ServiceAccountToken, &'static str> {
+    let own = [state.token_issuer.issuer.clone()];
+    let wanted = if audiences.is_empty() {
+        &own[..]
+    } else {
+        audiences
+    };
     let claims = state
         .token_issuer
-        .verify(token, &state.token_issuer.issuer)
-        .ok_or(())?;
+        .verify_any(token, wanted)
+        .ok_or("token is not a valid service account token for these audiences")?;
     let k = &claims.kubernetes;
+    let gone = "service account token has been invalidated";
     let sa_res = state
         .registry
         .lookup("", "v1", "serviceaccounts")
-        .ok_or(())?;
+        .ok_or(gone)?;
     let sa = state
         .storage
         .get(sa_res, Some(&k.namespace), &k.serviceaccount.name)
         .await
-        .map_err(|_| ())?;
+        .map_err(|_| gone)?;
     if crate::object::meta_str(&sa, "uid") != Some(k.serviceaccount.uid.as_str()) {
-        return Err(());
+        return Err(gone);
     }
+    let mut extra = serde_json::Map::new();
     if let Some(pod) = &k.pod {
-        let pod_res = state.registry.lookup("", "v1", "pods").ok_or(())?;
+        let pod_res = state.registry.lookup("", "v1", "pods").ok_or(gone)?;
         let p = state
             .storage
             .get(pod_res, Some(&k.namespace), &pod.name)
             .await
-            .map_err(|_| ())?;
+            .map_err(|_| gone)?;
         if crate::object::meta_str(&p, "uid") != Some(pod.uid.as_str()) {
-            return Err(());
+            return Err(gone);
         }
+        extra.insert(
+            "authentication.kubernetes.io/pod-name".into(),
+            serde_json::json!([pod.name]),
+        );
+        extra.insert(
+            "authentication.kubernetes.io/pod-uid".into(),
+            serde_json::json!([pod.uid]),
+        );
     }
-    Ok(Identity::authenticated(
-        claims.sub.clone(),
-        k.serviceaccount.uid.clone(),
-        vec![
-            "system:serviceaccounts".into(),
-            format!("system:serviceaccounts:{}", k.namespace),
-        ],
-    ))
+    let audiences = wanted
+        .iter()
+        .filter(|a| claims.aud.contains(a))
+        .cloned()
+        .collect();
+    Ok(ServiceAccountToken {
+        identity: Identity::authenticated(
+            claims.sub.clone(),
+            k.serviceaccount.uid.clone(),
+            vec![
+                "system:serviceaccounts".into(),
+                format!("system:serviceaccounts:{}", k.namespace),
+            ],
+        ),
+        audiences,
+        extra,
+    })
 }
 
 /// Looks up bearer tokens.

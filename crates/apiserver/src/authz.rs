@@ -1,6 +1,6 @@
 //! Authorization: may this identity do this request? kube-apiserver's shape: the
 //! privileged group `system:masters` is always allowed, then each configured mode
-//! (`--authorization-mode`, e.g. `RBAC` or `AlwaysAllow`) is asked in order; the
+//! (`--authorization-mode`, e.g. `Node,RBAC` or `AlwaysAllow`) is asked in order; the
 //! first to allow or deny decides, and a request nobody allows is refused with
 //! kube-apiserver's 403 wording.
 
@@ -11,6 +11,7 @@ use std::str::FromStr;
 use api::status::{ApiError, StatusDetails};
 
 use crate::authn::Identity;
+use crate::node_authz::NodeAuthorizer;
 use crate::rbac::{PolicyRule, RbacAuthorizer};
 use crate::request::RequestInfo;
 
@@ -20,6 +21,9 @@ pub(crate) const PRIVILEGED_GROUP: &str = "system:masters";
 /// One authorization mode of `--authorization-mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthorizationMode {
+    /// What node agents (`system:node:<name>` in `system:nodes`) may do: the objects
+    /// of the pods bound to them, their own Lease, and the `system:node` rules.
+    Node,
     /// Role-based access control from the `rbac.authorization.k8s.io` objects.
     Rbac,
     /// Every authenticated request is allowed.
@@ -29,8 +33,8 @@ pub enum AuthorizationMode {
 }
 
 impl AuthorizationMode {
-    /// Parses a comma-separated mode list as kube-apiserver spells it (`RBAC`,
-    /// `AlwaysAllow`, `AlwaysDeny`), refusing duplicates and an empty list.
+    /// Parses a comma-separated mode list as kube-apiserver spells it (`Node`,
+    /// `RBAC`, `AlwaysAllow`, `AlwaysDeny`), refusing duplicates and an empty list.
     pub fn parse_list(s: &str) -> Result<Vec<Self>, String> {
         let mut out = Vec::new();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -52,11 +56,12 @@ impl FromStr for AuthorizationMode {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
+            "Node" => Ok(Self::Node),
             "RBAC" => Ok(Self::Rbac),
             "AlwaysAllow" => Ok(Self::AlwaysAllow),
             "AlwaysDeny" => Ok(Self::AlwaysDeny),
             other => Err(format!(
-                "unknown authorization mode {other:?}; supported: RBAC, AlwaysAllow, AlwaysDeny"
+                "unknown authorization mode {other:?}; supported: Node, RBAC, AlwaysAllow, AlwaysDeny"
             )),
         }
     }
@@ -65,6 +70,7 @@ impl FromStr for AuthorizationMode {
 impl fmt::Display for AuthorizationMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            Self::Node => "Node",
             Self::Rbac => "RBAC",
             Self::AlwaysAllow => "AlwaysAllow",
             Self::AlwaysDeny => "AlwaysDeny",
@@ -310,6 +316,15 @@ impl Authorizer for AlwaysDeny {
     }
 }
 
+/// Has no opinion on anything (a mode whose authorizer was not built).
+struct NoOpinion;
+
+impl Authorizer for NoOpinion {
+    fn decide(&self, _attrs: &Attributes<'_>) -> Decision {
+        Decision::NoOpinion(String::new())
+    }
+}
+
 /// The authorizer kube-apiserver builds: the privileged group first, then the modes
 /// in order (a union: the first allow or deny decides).
 pub(crate) struct Chain {
@@ -317,12 +332,21 @@ pub(crate) struct Chain {
 }
 
 impl Chain {
-    /// The chain for `modes`, RBAC evaluated by `rbac`.
-    pub(crate) fn new(modes: &[AuthorizationMode], rbac: &RbacAuthorizer) -> Self {
+    /// The chain for `modes`, RBAC evaluated by `rbac` and Node by `node` (without
+    /// one, the Node mode has no opinion on anything).
+    pub(crate) fn new(
+        modes: &[AuthorizationMode],
+        rbac: &RbacAuthorizer,
+        node: Option<&NodeAuthorizer>,
+    ) -> Self {
         let modes = modes
             .iter()
             .map(|m| -> Box<dyn Authorizer> {
                 match m {
+                    AuthorizationMode::Node => match node {
+                        Some(n) => Box::new(n.clone()),
+                        None => Box::new(NoOpinion),
+                    },
                     AuthorizationMode::Rbac => Box::new(rbac.clone()),
                     AuthorizationMode::AlwaysAllow => Box::new(AlwaysAllow),
                     AuthorizationMode::AlwaysDeny => Box::new(AlwaysDeny),
@@ -445,6 +469,11 @@ mod tests {
                 AuthorizationMode::AlwaysAllow
             ])
         );
+        assert_eq!(
+            AuthorizationMode::parse_list("Node,RBAC"),
+            Ok(vec![AuthorizationMode::Node, AuthorizationMode::Rbac])
+        );
+        assert_eq!(AuthorizationMode::Node.to_string(), "Node");
         assert!(AuthorizationMode::parse_list("rbac").is_err());
         assert!(AuthorizationMode::parse_list("RBAC,RBAC").is_err());
         assert!(AuthorizationMode::parse_list("").is_err());

@@ -49,6 +49,48 @@ async fn ensure(
     }
 }
 
+/// Like [`ensure`], and an existing object whose `fields` differ is brought up to
+/// date (the `kubernetes` endpoints follow the advertised address, as
+/// kube-apiserver's endpoint reconciler keeps them).
+async fn ensure_current(
+    state: &State,
+    group: &str,
+    version: &str,
+    plural: &str,
+    obj: Value,
+    fields: &[&str],
+) -> Result<(), crate::Error> {
+    let res = lookup(state, group, version, plural)?;
+    let strategy = strategy::for_resource(&res);
+    let err =
+        |e: ApiError| crate::Error::Config(format!("updating default {plural}: {}", e.message));
+    match create_object(state, &res, strategy, obj.clone(), false).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.reason == "AlreadyExists" => {
+            let ns = crate::object::namespace(&obj);
+            let name = crate::object::name(&obj).unwrap_or_default();
+            let old = state.storage.get(&res, ns, name).await.map_err(err)?;
+            if fields.iter().all(|f| old.get(*f) == obj.get(*f)) {
+                return Ok(());
+            }
+            let mut new = old.clone();
+            for f in fields {
+                if let (Some(m), Some(v)) = (new.as_object_mut(), obj.get(*f)) {
+                    m.insert((*f).to_string(), v.clone());
+                }
+            }
+            crate::rest::write::update_object(state, &res, strategy, old, new, false, false)
+                .await
+                .map_err(err)?;
+            Ok(())
+        }
+        Err(e) => Err(crate::Error::Config(format!(
+            "creating default {plural}: {}",
+            e.message
+        ))),
+    }
+}
+
 fn api_error(e: ApiError) -> crate::Error {
     crate::Error::Config(e.message)
 }
@@ -115,9 +157,10 @@ pub(crate) async fn run(state: &State) -> Result<(), crate::Error> {
         .nth(1)
         .to_string();
     let port = state.config.port;
-    let endpoint_ip = match state.config.bind_address {
-        ip if ip.is_unspecified() => "127.0.0.1".to_string(),
-        ip => ip.to_string(),
+    let endpoint_ip = match (state.config.advertise_address, state.config.bind_address) {
+        (Some(ip), _) => ip.to_string(),
+        (None, ip) if ip.is_unspecified() => "127.0.0.1".to_string(),
+        (None, ip) => ip.to_string(),
     };
     ensure(
         state,
@@ -131,7 +174,7 @@ pub(crate) async fn run(state: &State) -> Result<(), crate::Error> {
         }),
     )
     .await?;
-    ensure(
+    ensure_current(
         state,
         "",
         "v1",
@@ -141,9 +184,10 @@ pub(crate) async fn run(state: &State) -> Result<(), crate::Error> {
             "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
             "subsets": [{"addresses": [{"ip": endpoint_ip}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
         }),
+        &["subsets"],
     )
     .await?;
-    ensure(
+    ensure_current(
         state,
         "discovery.k8s.io",
         "v1",
@@ -155,12 +199,16 @@ pub(crate) async fn run(state: &State) -> Result<(), crate::Error> {
             "endpoints": [{"addresses": [endpoint_ip], "conditions": {"ready": true}}],
             "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
         }),
+        &["endpoints", "ports"],
     )
     .await?;
 
     // The default roles and bindings (reconciled at every start), in the RBAC
     // index before the server reports ready.
     crate::rbac::ensure_defaults(state).await?;
+
+    // The stored CRDs' resources are served before the server reports ready.
+    state.registry.wait_synced().await;
 
     Ok(())
 }

@@ -34,6 +34,9 @@ pub struct ApiServerConfig {
     /// Authorizers asked in order after the privileged group `system:masters`
     /// (`--authorization-mode`).
     pub authorization_modes: Vec<crate::AuthorizationMode>,
+    /// The endpoint address of the `kubernetes` Service (kube-apiserver's
+    /// `--advertise-address`); none: the bind address, 127.0.0.1 when unspecified.
+    pub advertise_address: Option<IpAddr>,
 }
 
 /// One static bearer token.
@@ -108,7 +111,11 @@ impl Default for ApiServerConfig {
             max_requests_inflight: 800,
             compaction_interval_secs: 300,
             join_token: None,
-            authorization_modes: vec![crate::AuthorizationMode::Rbac],
+            authorization_modes: vec![
+                crate::AuthorizationMode::Node,
+                crate::AuthorizationMode::Rbac,
+            ],
+            advertise_address: None,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Non-resource endpoints: health, `/version`, legacy and aggregated discovery, OpenAPI.
 
-use api::resource::ResourceInfo;
+use api::resource::{Registry, ResourceInfo};
 use api::status::ApiError;
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -90,9 +90,9 @@ fn subresource_kind(res: &ResourceInfo, sub: &str) -> (String, String, String, V
     }
 }
 
-fn api_resource_list(state: &State, group: &str, version: &str) -> Option<Value> {
+fn api_resource_list(registry: &Registry, group: &str, version: &str) -> Option<Value> {
     let mut resources = Vec::new();
-    for r in state.registry.in_group_version(group, version) {
+    for r in registry.in_group_version(group, version) {
         resources.push(json!({
             "name": r.plural,
             "singularName": r.singular,
@@ -144,12 +144,11 @@ fn group_entry(group: &str, versions: &[String]) -> Value {
     json!({"name": group, "versions": vs, "preferredVersion": vs[0]})
 }
 
-fn aggregated_group(state: &State, group: &str, versions: &[String]) -> Value {
+fn aggregated_group(registry: &Registry, group: &str, versions: &[String]) -> Value {
     let vs: Vec<Value> = versions
         .iter()
         .map(|v| {
-            let resources: Vec<Value> = state
-                .registry
+            let resources: Vec<Value> = registry
                 .in_group_version(group, v)
                 .map(|r| {
                     let mut e = json!({
@@ -184,13 +183,12 @@ fn aggregated_group(state: &State, group: &str, versions: &[String]) -> Value {
     json!({"metadata": {"name": group, "creationTimestamp": null}, "versions": vs})
 }
 
-fn aggregated(state: &State, core: bool) -> Reply {
-    let items: Vec<Value> = state
-        .registry
+fn aggregated(registry: &Registry, core: bool) -> Reply {
+    let items: Vec<Value> = registry
         .groups()
         .into_iter()
         .filter(|(g, _)| g.is_empty() == core)
-        .map(|(g, vs)| aggregated_group(state, &g, &vs))
+        .map(|(g, vs)| aggregated_group(registry, &g, &vs))
         .collect();
     let body = json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items});
     Reply::Raw(
@@ -231,6 +229,8 @@ pub(crate) async fn non_resource(
     }
     let path = info.path.trim_end_matches('/');
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let snapshot = state.registry.snapshot();
+    let registry = &snapshot.registry;
     match segs.as_slice() {
         ["healthz" | "livez"] => Ok(Reply::Raw(
             200,
@@ -260,7 +260,7 @@ pub(crate) async fn non_resource(
         ["version"] => Ok(Reply::Json(200, version_info())),
         ["api"] => {
             if wants_aggregated(accept) {
-                return Ok(aggregated(state, true));
+                return Ok(aggregated(registry, true));
             }
             let addr = format!("{}:{}", state.config.bind_address, state.config.port);
             Ok(Reply::Json(
@@ -270,10 +270,9 @@ pub(crate) async fn non_resource(
         }
         ["apis"] => {
             if wants_aggregated(accept) {
-                return Ok(aggregated(state, false));
+                return Ok(aggregated(registry, false));
             }
-            let groups: Vec<Value> = state
-                .registry
+            let groups: Vec<Value> = registry
                 .groups()
                 .into_iter()
                 .filter(|(g, _)| !g.is_empty())
@@ -284,13 +283,12 @@ pub(crate) async fn non_resource(
                 json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}),
             ))
         }
-        ["api", version] => api_resource_list(state, "", version)
+        ["api", version] => api_resource_list(registry, "", version)
             .map(|v| Reply::Json(200, v))
             .ok_or_else(|| {
                 ApiError::not_found_message("the server could not find the requested resource")
             }),
-        ["apis", group] => state
-            .registry
+        ["apis", group] => registry
             .groups()
             .into_iter()
             .find(|(g, _)| g == group)
@@ -303,7 +301,7 @@ pub(crate) async fn non_resource(
             .ok_or_else(|| {
                 ApiError::not_found_message("the server could not find the requested resource")
             }),
-        ["apis", group, version] => api_resource_list(state, group, version)
+        ["apis", group, version] => api_resource_list(registry, group, version)
             .map(|v| Reply::Json(200, v))
             .ok_or_else(|| {
                 ApiError::not_found_message("the server could not find the requested resource")

@@ -206,10 +206,18 @@ async fn dispatch(
         Bytes::new()
     };
     if crate::review::handles(&info) {
-        let reply = crate::review::serve(state, &who, &info, content_type.as_deref(), &body)?;
+        let reply =
+            crate::review::serve(state, &who, &info, content_type.as_deref(), &body).await?;
         return Ok(respond(reply, output, &[]));
     }
-    let mut ctx = crate::rest::Ctx::new(state, &who, &info, output)?;
+    // Non-apply writes name their field manager after the client when
+    // `?fieldManager=` is not given.
+    let user_agent = parts
+        .headers
+        .get(header::USER_AGENT)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default();
+    let mut ctx = crate::rest::Ctx::new(state, &who, &info, output, &user_agent)?;
     let reply = ctx.serve(content_type.as_deref(), body).await?;
     crate::rbac::after_write(state, &info).await;
     Ok(respond(reply, output, &ctx.warnings))

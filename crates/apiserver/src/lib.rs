@@ -12,11 +12,13 @@ mod authz;
 mod bootstrap;
 mod config;
 mod conversion;
+mod crd;
 mod discovery;
 mod error;
 mod handler;
 pub mod join;
 mod negotiate;
+mod node_authz;
 mod object;
 mod openapi;
 mod pki;
@@ -40,6 +42,6 @@ pub use config::{ApiServerConfig, StaticToken};
 pub use error::Error;
 pub use pki::{
     CLUSTER_DNS_USER, CONTROLLER_MANAGER_USER, KUBELET_CLIENT_USER, Pki, PkiConfig, SCHEDULER_USER,
-    sign_client_cert, sign_serving_cert, write_kubeconfig,
+    kubeconfig_yaml, sign_client_cert, sign_serving_cert, sign_user_cert, write_kubeconfig,
 };
 pub use serve::{ApiServer, MetricsSource, Readiness, RunningApiServer};

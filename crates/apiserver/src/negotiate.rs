@@ -89,7 +89,9 @@ pub(crate) fn body_type(content_type: Option<&str>) -> Result<BodyType, ApiError
         "application/json-patch+json" => BodyType::JsonPatch,
         "application/merge-patch+json" => BodyType::MergePatch,
         "application/strategic-merge-patch+json" => BodyType::StrategicMergePatch,
-        "application/apply-patch+yaml" | "application/apply-patch+cbor" => BodyType::ApplyPatch,
+        // `application/apply-patch+cbor` is behind a feature gate that is off in
+        // Kubernetes 1.33: refused like any unknown type.
+        "application/apply-patch+yaml" => BodyType::ApplyPatch,
         _ => return Err(ApiError::unsupported_media_type(ct)),
     })
 }
@@ -119,6 +121,21 @@ pub(crate) fn decode_object(bytes: &[u8], ty: BodyType) -> Result<(Value, Vec<St
         )));
     }
     Ok((value, dups))
+}
+
+/// Decodes a server-side apply configuration (YAML, of which JSON is a part).
+/// An empty body is an empty configuration, as Kubernetes reads it.
+pub(crate) fn decode_apply(bytes: &[u8]) -> Result<Value, ApiError> {
+    let v: Value = serde_yaml::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+    match v {
+        Value::Object(_) => Ok(v),
+        Value::Null => Ok(Value::Object(Default::default())),
+        other => Err(ApiError::bad_request(format!(
+            "error decoding YAML: expected an object, got {}",
+            kind_of(&other)
+        ))),
+    }
 }
 
 fn kind_of(v: &Value) -> &'static str {
@@ -153,5 +170,24 @@ mod tests {
     fn unknown_content_type_is_415() {
         let e = body_type(Some("text/plain")).expect_err("refused");
         assert_eq!(e.code, 415);
+        let e = body_type(Some("application/apply-patch+cbor")).expect_err("refused");
+        assert_eq!(e.code, 415);
+    }
+
+    #[test]
+    fn apply_configurations_are_yaml_or_json_objects() {
+        let yaml =
+            decode_apply(b"apiVersion: v1\nkind: ConfigMap\ndata:\n  a: '1'\n").expect("yaml");
+        assert_eq!(yaml["data"]["a"], "1");
+        let json = decode_apply(br#"{"apiVersion":"v1","kind":"ConfigMap"}"#).expect("json");
+        assert_eq!(json["kind"], "ConfigMap");
+        assert_eq!(decode_apply(b"").expect("empty"), serde_json::json!({}));
+        let e = decode_apply(b"- a\n- b\n").expect_err("a list");
+        assert_eq!(e.code, 400);
+        assert!(
+            e.message.starts_with("error decoding YAML: "),
+            "{}",
+            e.message
+        );
     }
 }

@@ -10,6 +10,7 @@ use api::status::ApiError;
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
+use crate::crd::Snapshot;
 use crate::handler::Reply;
 use crate::serve::State;
 
@@ -100,6 +101,13 @@ const PATCH_TYPES: &[&str] = &[
     "application/apply-patch+yaml",
 ];
 
+/// Custom resources take no strategic merge patch (kubectl then sends a merge patch).
+const CUSTOM_PATCH_TYPES: &[&str] = &[
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/apply-patch+yaml",
+];
+
 struct Op<'a> {
     method: &'a str,
     action: &'a str,
@@ -163,7 +171,12 @@ fn operation(r: &ResourceInfo, op: &Op<'_>, gvk: &Value, v3: bool) -> Value {
     o
 }
 
-fn paths_for(r: &ResourceInfo, v3: bool, out: &mut Map<String, Value>) {
+fn paths_for(r: &ResourceInfo, custom: bool, v3: bool, out: &mut Map<String, Value>) {
+    let patch_types = if custom {
+        CUSTOM_PATCH_TYPES
+    } else {
+        PATCH_TYPES
+    };
     let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
     let base = gv_path(r);
     let coll = if r.namespaced {
@@ -246,7 +259,7 @@ fn paths_for(r: &ResourceInfo, v3: bool, out: &mut Map<String, Value>) {
             "patch",
             "patch",
             "patch",
-            Some(("io.k8s.apimachinery.pkg.apis.meta.v1.Patch", PATCH_TYPES)),
+            Some(("io.k8s.apimachinery.pkg.apis.meta.v1.Patch", patch_types)),
             true,
         ),
         ("delete", "delete", "delete", None, true),
@@ -295,7 +308,7 @@ fn paths_for(r: &ResourceInfo, v3: bool, out: &mut Map<String, Value>) {
                 "patch",
                 "patch",
                 "patch",
-                Some(("io.k8s.apimachinery.pkg.apis.meta.v1.Patch", PATCH_TYPES)),
+                Some(("io.k8s.apimachinery.pkg.apis.meta.v1.Patch", patch_types)),
                 true,
             ),
         ] {
@@ -316,13 +329,18 @@ fn paths_for(r: &ResourceInfo, v3: bool, out: &mut Map<String, Value>) {
 }
 
 /// Adds every definition reachable from `root` through `$ref`s.
-fn collect_refs(defs: &Map<String, Value>, v: &Value, prefix: &str, seen: &mut BTreeSet<String>) {
+fn collect_refs<'a>(
+    defs: &dyn Fn(&str) -> Option<&'a Value>,
+    v: &Value,
+    prefix: &str,
+    seen: &mut BTreeSet<String>,
+) {
     match v {
         Value::Object(m) => {
             if let Some(r) = m.get("$ref").and_then(Value::as_str)
                 && let Some(name) = r.strip_prefix(prefix)
                 && seen.insert(name.to_string())
-                && let Some(d) = defs.get(name)
+                && let Some(d) = defs(name)
             {
                 collect_refs(defs, d, prefix, seen);
             }
@@ -350,30 +368,46 @@ fn fnv(bytes: &[u8]) -> String {
 }
 
 impl OpenApiDocs {
-    /// Builds all documents for the registry.
-    pub(crate) fn build(registry: &api::resource::Registry) -> Self {
+    /// Builds all documents for what a snapshot serves.
+    pub(crate) fn build(snapshot: &Snapshot) -> Self {
+        let registry = &snapshot.registry;
+        let is_custom =
+            |r: &ResourceInfo| snapshot.custom(&r.group, &r.version, &r.plural).is_some();
+        let extra = |v3: bool| {
+            let mut m: Map<String, Value> = crate::crd::openapi::crd_definitions(v3).clone();
+            for c in snapshot.customs() {
+                m.extend(crate::crd::openapi::custom_definitions(c, v3));
+            }
+            m
+        };
+
         let mut paths = Map::new();
         for r in registry.all() {
-            paths_for(r, false, &mut paths);
+            paths_for(r, is_custom(r), false, &mut paths);
         }
-        let v2 = json!({"swagger": "2.0", "info": info(), "paths": paths, "definitions": api::schema::definitions()});
+        let mut definitions = api::schema::definitions().clone();
+        definitions.extend(extra(false));
+        let v2 =
+            json!({"swagger": "2.0", "info": info(), "paths": paths, "definitions": definitions});
         let v2 = Bytes::from(serde_json::to_vec(&v2).unwrap_or_default());
 
         let defs3 = api::schema::definitions_v3();
+        let extra3 = extra(true);
+        let lookup = |name: &str| defs3.get(name).or_else(|| extra3.get(name));
         let mut v3 = BTreeMap::new();
         let mut index = Map::new();
         for (group, versions) in registry.groups() {
             for version in versions {
                 let mut paths = Map::new();
                 for r in registry.in_group_version(&group, &version) {
-                    paths_for(r, true, &mut paths);
+                    paths_for(r, is_custom(r), true, &mut paths);
                 }
                 let mut seen = BTreeSet::new();
                 let paths_v = Value::Object(paths);
-                collect_refs(defs3, &paths_v, "#/components/schemas/", &mut seen);
+                collect_refs(&lookup, &paths_v, "#/components/schemas/", &mut seen);
                 let schemas: Map<String, Value> = seen
                     .iter()
-                    .filter_map(|n| defs3.get(n).map(|d| (n.clone(), d.clone())))
+                    .filter_map(|n| lookup(n).map(|d| (n.clone(), d.clone())))
                     .collect();
                 let doc = json!({"openapi": "3.0.0", "info": info(), "paths": paths_v, "components": {"schemas": schemas}});
                 let bytes = Bytes::from(serde_json::to_vec(&doc).unwrap_or_default());
@@ -405,21 +439,25 @@ pub(crate) fn v2(state: &State, accept: Option<&str>) -> Result<Reply, ApiError>
             "only application/json is served for /openapi/v2",
         ));
     }
+    let snapshot = state.registry.snapshot();
     Ok(Reply::Raw(
         200,
         "application/json",
-        state.openapi().v2.clone(),
+        snapshot.openapi().v2.clone(),
     ))
 }
 
 /// `/openapi/v3`.
 pub(crate) fn v3_index(state: &State) -> Reply {
-    Reply::Raw(200, "application/json", state.openapi().v3_index.clone())
+    let snapshot = state.registry.snapshot();
+    Reply::Raw(200, "application/json", snapshot.openapi().v3_index.clone())
 }
 
 /// `/openapi/v3/apis/{group}/{version}`.
 pub(crate) fn v3_group_version(state: &State, key: &str) -> Result<Reply, ApiError> {
     state
+        .registry
+        .snapshot()
         .openapi()
         .v3
         .get(key)
@@ -443,7 +481,7 @@ mod tests {
         let reg = api::resource::Registry::builtin();
         let r = reg.lookup("apps", "v1", "deployments").expect("served");
         let mut paths = Map::new();
-        paths_for(r, true, &mut paths);
+        paths_for(r, false, true, &mut paths);
         let patch = &paths["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
         assert_eq!(patch["operationId"], "patchAppsV1NamespacedDeployment");
         assert!(

@@ -16,6 +16,8 @@ use rcgen::{
 
 use crate::Error;
 
+mod client;
+
 /// The user the API server is when it calls node agents (kubeadm's convention).
 pub const KUBELET_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
 /// The user the scheduler is (Kubernetes' `system:kube-scheduler`).
@@ -112,19 +114,37 @@ pub(crate) fn pki_err(step: &'static str) -> impl Fn(rcgen::Error) -> Error {
     move |e| Error::Pki(format!("{step}: {e}"))
 }
 
-/// Signs a client certificate for `user` in `groups` with the cluster CA.
+/// Signs a client certificate (and makes its key) for `user` in `groups` with the
+/// cluster CA, valid until 2036 like the components' certificates.
 pub fn sign_client_cert(
     ca_cert: &str,
     ca_key: &str,
     user: &str,
     groups: &[&str],
 ) -> Result<(String, String), Error> {
-    let issuer = issuer(ca_cert, ca_key)?;
+    let until = std::time::UNIX_EPOCH + std::time::Duration::from_secs(2_082_758_400); // 2036-01-01
+    sign_user_cert(ca_cert, ca_key, user, groups, until)
+}
+
+/// Signs a client certificate (and makes its key) for `user` in `groups` — one
+/// `O` per group — with the cluster CA, valid until `not_after`.
+pub fn sign_user_cert(
+    ca_cert: &str,
+    ca_key: &str,
+    user: &str,
+    groups: &[&str],
+    not_after: std::time::SystemTime,
+) -> Result<(String, String), Error> {
     let key = KeyPair::generate().map_err(pki_err("generating client key"))?;
-    let cert = client_params(user, groups)
-        .signed_by(&key, &issuer)
-        .map_err(pki_err("signing client certificate"))?;
-    Ok((cert.pem(), key.serialize_pem()))
+    let cert = client::sign(
+        ca_cert,
+        ca_key,
+        user,
+        groups,
+        &key.public_key_pem(),
+        not_after,
+    )?;
+    Ok((cert, key.serialize_pem()))
 }
 
 /// The cluster CA as an issuer of certificates.
@@ -329,18 +349,11 @@ impl Pki {
     }
 }
 
-/// Writes a kubeconfig for `server` with the given client certificate, mode `mode`.
-pub fn write_kubeconfig(
-    path: &Path,
-    server: &str,
-    ca_cert: &str,
-    client_cert: &str,
-    client_key: &str,
-    mode: u32,
-) -> Result<(), Error> {
+/// A kubeconfig for `server` with the given client certificate (YAML text).
+pub fn kubeconfig_yaml(server: &str, ca_cert: &str, client_cert: &str, client_key: &str) -> String {
     use base64::Engine as _;
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
-    let body = format!(
+    format!(
         "apiVersion: v1
 kind: Config
 clusters:
@@ -364,7 +377,19 @@ users:
         ca = b64(ca_cert),
         cert = b64(client_cert),
         key = b64(client_key),
-    );
+    )
+}
+
+/// Writes a kubeconfig for `server` with the given client certificate, mode `mode`.
+pub fn write_kubeconfig(
+    path: &Path,
+    server: &str,
+    ca_cert: &str,
+    client_cert: &str,
+    client_key: &str,
+    mode: u32,
+) -> Result<(), Error> {
+    let body = kubeconfig_yaml(server, ca_cert, client_cert, client_key);
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(|e| Error::Io(parent.display().to_string(), e))?;
     }

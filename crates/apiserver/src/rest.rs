@@ -11,15 +11,17 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use crate::authn::Identity;
+use crate::crd::CustomResource;
 use crate::handler::Reply;
 use crate::negotiate::Output;
 use crate::request::RequestInfo;
 use crate::serve::State;
 use crate::storage::{ContinueToken, parse_rv};
-use crate::strategy::{self, Strategy};
+use crate::strategy::{self, Strategy, StrategyRef};
 
-mod meta;
-pub(crate) use meta::partial_metadata;
+pub(crate) mod meta;
+pub(crate) use meta::{partial_metadata, validate_object_meta};
+pub(crate) mod apply;
 pub(crate) mod delete;
 mod eviction;
 pub(crate) mod node_proxy;
@@ -33,10 +35,14 @@ pub(crate) struct Ctx<'a> {
     pub who: &'a Identity,
     pub info: &'a RequestInfo,
     pub res: Arc<ResourceInfo>,
-    pub strategy: &'static dyn Strategy,
+    pub strategy: StrategyRef,
+    /// The custom resource version addressed, if it is one.
+    pub custom: Option<Arc<CustomResource>>,
     pub output: Output,
     /// `Warning` headers to send.
     pub warnings: Vec<String>,
+    /// The request's `User-Agent` (the default field manager of non-apply writes).
+    pub user_agent: &'a str,
 }
 
 /// Selectors and paging of a list or watch.
@@ -51,8 +57,10 @@ impl<'a> Ctx<'a> {
         who: &'a Identity,
         info: &'a RequestInfo,
         output: Output,
+        user_agent: &'a str,
     ) -> Result<Self, ApiError> {
-        let res = state
+        let snapshot = state.registry.snapshot();
+        let res = snapshot
             .registry
             .lookup(&info.group, &info.version, &info.resource)
             .cloned()
@@ -64,15 +72,25 @@ impl<'a> Ctx<'a> {
                 "the server could not find the requested resource",
             ));
         }
-        let strategy = strategy::for_resource(&res);
+        let custom = snapshot
+            .custom(&res.group, &res.version, &res.plural)
+            .cloned();
+        let strategy = strategy::resolve(&res, custom.as_ref());
+        let warnings = custom
+            .as_ref()
+            .and_then(|c| c.warning.clone())
+            .into_iter()
+            .collect();
         Ok(Self {
             state,
             who,
             info,
             res,
             strategy,
+            custom,
             output,
-            warnings: Vec::new(),
+            warnings,
+            user_agent,
         })
     }
 
@@ -161,15 +179,26 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// A `Table` of objects of this resource.
+    pub(crate) fn table(&self, objects: &[Value], list_meta: Value) -> Value {
+        match &self.custom {
+            Some(c) => c.table(objects, self.include_object(), list_meta),
+            None => api::table::build_table(
+                &self.res.group,
+                &self.res.kind,
+                objects,
+                jiff::Timestamp::now(),
+                self.include_object(),
+                list_meta,
+            ),
+        }
+    }
+
     /// Renders one object as asked by `Accept`.
     pub(crate) fn render_object(&self, obj: Value) -> Value {
         match self.output {
-            Output::Table => api::table::build_table(
-                &self.res.group,
-                &self.res.kind,
+            Output::Table => self.table(
                 std::slice::from_ref(&obj),
-                jiff::Timestamp::now(),
-                self.include_object(),
                 json!({"resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)}),
             ),
             Output::PartialMetadata => meta::partial_metadata(&obj),
@@ -209,7 +238,7 @@ impl<'a> Ctx<'a> {
                 for field in f.fields() {
                     let ok = field == "metadata.name"
                         || (field == "metadata.namespace" && self.res.namespaced)
-                        || self.strategy.selectable_fields().contains(&field);
+                        || self.strategy.is_selectable(field);
                     if !ok {
                         return Err(ApiError::bad_request(format!(
                             "field label not supported: {field}"
@@ -225,7 +254,7 @@ impl<'a> Ctx<'a> {
 
     /// Whether an object matches the list query.
     pub(crate) fn matches(&self, q: &ListQuery, obj: &Value) -> bool {
-        matches_query(self.strategy, q, obj)
+        matches_query(&*self.strategy, q, obj)
     }
 
     pub(crate) fn list_prefix(&self) -> String {
@@ -315,14 +344,7 @@ impl<'a> Ctx<'a> {
             list_meta["continue"] = t.encode().into();
         }
         let body = match self.output {
-            Output::Table => api::table::build_table(
-                &self.res.group,
-                &self.res.kind,
-                &page.items,
-                jiff::Timestamp::now(),
-                self.include_object(),
-                list_meta,
-            ),
+            Output::Table => self.table(&page.items, list_meta),
             Output::PartialMetadata => json!({
                 "kind": "PartialObjectMetadataList",
                 "apiVersion": "meta.k8s.io/v1",

@@ -4,6 +4,8 @@
 //!   SubjectAccessReview, LocalSubjectAccessReview: would this user be allowed?
 //! - SelfSubjectRulesReview (`kubectl auth can-i --list`): what may I do here?
 //! - `authentication.k8s.io/v1` SelfSubjectReview (`kubectl auth whoami`): who am I?
+//! - TokenReview: whom does this bearer token name (for webhook authenticators and
+//!   aggregated servers)?
 //!
 //! They answer from the same authorizer that guards every request.
 
@@ -36,7 +38,10 @@ pub(crate) fn handles(info: &RequestInfo) -> bool {
                     | "localsubjectaccessreviews"
                     | "selfsubjectrulesreviews"
             ),
-            AUTHENTICATION => info.resource == "selfsubjectreviews",
+            AUTHENTICATION => matches!(
+                info.resource.as_str(),
+                "selfsubjectreviews" | "tokenreviews"
+            ),
             _ => false,
         }
 }
@@ -47,6 +52,7 @@ fn kind_of(resource: &str) -> &'static str {
         "subjectaccessreviews" => "SubjectAccessReview",
         "localsubjectaccessreviews" => "LocalSubjectAccessReview",
         "selfsubjectrulesreviews" => "SelfSubjectRulesReview",
+        "tokenreviews" => "TokenReview",
         _ => "SelfSubjectReview",
     }
 }
@@ -177,8 +183,62 @@ fn answer(info: &RequestInfo, mut obj: Value, status: Value) -> Reply {
     Reply::Json(201, obj)
 }
 
+/// TokenReview's status for `spec`: the token's user and the requested audiences
+/// it is valid for (the API server's own when none are asked for).
+async fn token_review(state: &State, spec: &Value) -> Result<Value, ApiError> {
+    let token = string(spec, "/token");
+    if token.is_empty() {
+        return Err(ApiError::bad_request(
+            "token is required for TokenReview in authentication",
+        ));
+    }
+    let requested: Vec<String> = spec
+        .get("audiences")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let header = format!("Bearer {token}");
+    let static_user = match state.tokens.authenticate(Some(&header)) {
+        Some(Ok(id)) => Some(id),
+        _ => None,
+    };
+    let (who, audiences, extra) = match static_user {
+        // Static tokens hold for any audience.
+        Some(id) => {
+            let audiences = if requested.is_empty() {
+                vec![state.token_issuer.issuer.clone()]
+            } else {
+                requested
+            };
+            (id, audiences, Map::new())
+        }
+        None => match crate::authn::service_account_token(state, &token, &requested).await {
+            Ok(found) => (found.identity, found.audiences, found.extra),
+            Err(why) => {
+                return Ok(json!({
+                    "authenticated": false,
+                    "user": {},
+                    "error": format!("[invalid bearer token, {why}]"),
+                }));
+            }
+        },
+    };
+    let mut user = json!({"username": who.user, "groups": who.groups});
+    if !who.uid.is_empty() {
+        user["uid"] = who.uid.clone().into();
+    }
+    if !extra.is_empty() {
+        user["extra"] = Value::Object(extra);
+    }
+    Ok(json!({"authenticated": true, "user": user, "audiences": audiences}))
+}
+
 /// Serves the create of a review.
-pub(crate) fn serve(
+pub(crate) async fn serve(
     state: &State,
     who: &Identity,
     info: &RequestInfo,
@@ -288,6 +348,10 @@ pub(crate) fn serve(
                 }
                 .into();
             }
+            Ok(answer(info, obj, status))
+        }
+        "tokenreviews" => {
+            let status = token_review(state, &spec).await?;
             Ok(answer(info, obj, status))
         }
         _ => {

@@ -3,11 +3,10 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use api::resource::Registry;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::pem::PemObject;
@@ -21,14 +20,14 @@ use tokio_rustls::TlsAcceptor;
 use crate::allocator::{Allocator, Cidr};
 use crate::authn::{Identity, TokenAuthenticator, identity_from_certificate};
 use crate::authz::{Authorizer, Chain};
-use crate::openapi::OpenApiDocs;
 use crate::storage::Storage;
 use crate::{ApiServerConfig, Error, Pki};
 
 /// Shared state of one API server.
 pub(crate) struct State {
     pub config: ApiServerConfig,
-    pub registry: Registry,
+    /// What is served: the built-in resources and those of established CRDs.
+    pub registry: Arc<crate::crd::ServedResources>,
     pub storage: Storage,
     pub allocator: Allocator,
     pub tokens: TokenAuthenticator,
@@ -45,7 +44,6 @@ pub(crate) struct State {
     pub join: crate::join::Joiner,
     ready: AtomicBool,
     requests: AtomicU64,
-    openapi: OnceLock<OpenApiDocs>,
     /// Metrics of components in the same process, appended to `/metrics`.
     extra_metrics: std::sync::RwLock<Vec<MetricsSource>>,
 }
@@ -56,11 +54,6 @@ pub type MetricsSource = Arc<dyn Fn() -> String + Send + Sync>;
 impl State {
     pub(crate) fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
-    }
-
-    pub(crate) fn openapi(&self) -> &OpenApiDocs {
-        self.openapi
-            .get_or_init(|| OpenApiDocs::build(&self.registry))
     }
 
     pub(crate) fn metrics_text(&self) -> String {
@@ -185,9 +178,25 @@ impl ApiServer {
         let rbac =
             crate::rbac::RbacCache::start(store.clone(), watch_cache.clone(), shutdown_rx.clone())
                 .await?;
+        let registry = Arc::new(crate::crd::ServedResources::new());
+        let node_authorizer = if config
+            .authorization_modes
+            .contains(&crate::AuthorizationMode::Node)
+        {
+            let graph = crate::node_authz::NodeGraph::start(
+                store.clone(),
+                watch_cache.clone(),
+                shutdown_rx.clone(),
+            )
+            .await?;
+            Some(crate::node_authz::NodeAuthorizer::new(graph))
+        } else {
+            None
+        };
         let authorizer = Chain::new(
             &config.authorization_modes,
             &crate::rbac::RbacAuthorizer::new(rbac.clone()),
+            node_authorizer.as_ref(),
         );
         let state = Arc::new(State {
             allocator: Allocator::new(cidr, config.node_port_range),
@@ -196,15 +205,17 @@ impl ApiServer {
             authorizer: Box::new(authorizer),
             rbac,
             inflight: Arc::new(Semaphore::new(config.max_requests_inflight)),
-            registry: Registry::builtin(),
-            storage: Storage { store },
+            storage: Storage {
+                store,
+                served: registry.clone(),
+            },
+            registry,
             shutdown: shutdown_rx,
             watch_cache,
             node_client,
             join: crate::join::Joiner::new(config.join_token.clone(), pki),
             ready: AtomicBool::new(false),
             requests: AtomicU64::new(0),
-            openapi: OnceLock::new(),
             extra_metrics: std::sync::RwLock::new(Vec::new()),
             config,
         });
@@ -275,6 +286,7 @@ impl ApiServer {
         });
         let compactor = tokio::spawn(compact_loop(state.clone()));
         let aggregator = tokio::spawn(crate::rbac::aggregate_cluster_roles(state.clone()));
+        let crds = tokio::spawn(crate::crd::controller::run(state.clone()));
         let mut conns = JoinSet::new();
         tokio::pin!(shutdown);
         let mut boot = Some(boot);
@@ -303,6 +315,7 @@ impl ApiServer {
         let _ = shutdown_tx.send(true);
         compactor.abort();
         aggregator.abort();
+        crds.abort();
         drop(listener);
         let drain = async { while conns.join_next().await.is_some() {} };
         if tokio::time::timeout(Duration::from_secs(5), drain)

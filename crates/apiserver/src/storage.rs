@@ -11,10 +11,14 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use store::{KeyValue, ListOptions, Revision, Store, StoreError};
 
+use crate::conversion::View;
+
 /// Object-level access to the store for one server.
 #[derive(Clone)]
 pub(crate) struct Storage {
     pub store: Arc<dyn Store>,
+    /// What is served (custom resources are converted on the way in and out).
+    pub served: Arc<crate::crd::ServedResources>,
 }
 
 /// Maps a store failure about one object to its Kubernetes error.
@@ -52,14 +56,9 @@ pub(crate) fn decode(kv: &KeyValue) -> Result<Value, ApiError> {
     Ok(v)
 }
 
-/// Decodes a stored object in the shape `info` serves.
-pub(crate) fn decode_as(info: &ResourceInfo, kv: &KeyValue) -> Result<Value, ApiError> {
-    decode(kv).map(|v| crate::conversion::from_storage(info, v))
-}
-
 /// Encodes an object for storage (without `resourceVersion`, which the store owns).
-pub(crate) fn encode(info: &ResourceInfo, obj: &Value) -> Bytes {
-    let mut obj = crate::conversion::to_storage(info, obj);
+fn encode(view: &View, obj: &Value) -> Bytes {
+    let mut obj = view.to_storage(obj);
     crate::object::meta_mut(&mut obj).remove("resourceVersion");
     Bytes::from(serde_json::to_vec(&obj).unwrap_or_default())
 }
@@ -109,6 +108,11 @@ pub(crate) struct Page {
 }
 
 impl Storage {
+    /// How objects of `info` look in storage and as served.
+    pub(crate) fn view(&self, info: &ResourceInfo) -> View {
+        View::of(&self.served, info)
+    }
+
     pub(crate) async fn get(
         &self,
         info: &ResourceInfo,
@@ -117,7 +121,7 @@ impl Storage {
     ) -> Result<Value, ApiError> {
         let key = info.key(ns, name);
         match self.store.get(&key).await {
-            Ok(Some(kv)) => decode_as(info, &kv),
+            Ok(Some(kv)) => self.view(info).decode(&kv),
             Ok(None) => Err(ApiError::not_found(&info.group, &info.plural, name)),
             Err(e) => Err(store_error(info, name, e)),
         }
@@ -130,12 +134,13 @@ impl Storage {
         name: &str,
         obj: &Value,
     ) -> Result<Value, ApiError> {
+        let view = self.view(info);
         let kv = self
             .store
-            .create(&info.key(ns, name), encode(info, obj))
+            .create(&info.key(ns, name), encode(&view, obj))
             .await
             .map_err(|e| store_error(info, name, e))?;
-        decode_as(info, &kv)
+        view.decode(&kv)
     }
 
     pub(crate) async fn update(
@@ -146,12 +151,13 @@ impl Storage {
         obj: &Value,
         expected: Revision,
     ) -> Result<Value, ApiError> {
+        let view = self.view(info);
         let kv = self
             .store
-            .update(&info.key(ns, name), encode(info, obj), expected)
+            .update(&info.key(ns, name), encode(&view, obj), expected)
             .await
             .map_err(|e| store_error(info, name, e))?;
-        decode_as(info, &kv)
+        view.decode(&kv)
     }
 
     pub(crate) async fn delete(
@@ -166,7 +172,7 @@ impl Storage {
             .delete(&info.key(ns, name), expected)
             .await
             .map_err(|e| store_error(info, name, e))?;
-        decode_as(info, &kv)
+        self.view(info).decode(&kv)
     }
 
     /// Lists objects, filtering with `keep`, until `limit` kept items are found (0 = all).
@@ -179,6 +185,7 @@ impl Storage {
         limit: usize,
         keep: &(dyn Fn(&Value) -> bool + Sync),
     ) -> Result<Page, ApiError> {
+        let view = self.view(info);
         let mut items = Vec::new();
         let mut start = start_after;
         let mut at = revision;
@@ -198,7 +205,7 @@ impl Storage {
             at = Some(res.revision);
             let last_key = res.items.last().map(|kv| kv.key.clone());
             for kv in &res.items {
-                let obj = decode_as(info, kv)?;
+                let obj = view.decode(kv)?;
                 if keep(&obj) {
                     items.push(obj);
                     if limit > 0 && items.len() == limit {

@@ -3,6 +3,8 @@
 //! layer applies the generic rules (metadata, status subresource split) and asks the
 //! strategy of the resource for the rest.
 
+use std::sync::Arc;
+
 use api::resource::ResourceInfo;
 use api::status::FieldError;
 use serde_json::Value;
@@ -33,6 +35,14 @@ pub(crate) trait Strategy: Send + Sync {
     fn default(&self, _obj: &mut Value) {}
     /// Adjusts a new object before it is stored (e.g. initial status).
     fn prepare_for_create(&self, _obj: &mut Value) {}
+    /// Adjusts an update of the main resource after the generic rules (status kept
+    /// from `old` when there is a status subresource).
+    fn prepare_for_update(&self, _new: &mut Value, _old: &Value) {}
+    /// Decoding a request body: returns the fields `definition` does not know (for
+    /// `fieldValidation`); custom resources are also pruned and defaulted here.
+    fn decode(&self, obj: &mut Value, definition: &str) -> Vec<String> {
+        api::schema::find_unknown_fields(obj, definition)
+    }
     /// Validates an object about to be created.
     fn validate(&self, _obj: &Value) -> Vec<FieldError> {
         Vec::new()
@@ -45,6 +55,11 @@ pub(crate) trait Strategy: Send + Sync {
     fn tracks_generation(&self) -> bool {
         false
     }
+    /// Whether changes to `status` bump `metadata.generation` too (custom resources
+    /// without a status subresource).
+    fn status_bumps_generation(&self) -> bool {
+        false
+    }
     /// Whether `status` is reset on create (resources with a status subresource).
     fn resets_status_on_create(&self) -> bool {
         true
@@ -52,6 +67,11 @@ pub(crate) trait Strategy: Send + Sync {
     /// Field selector labels supported besides metadata.name and metadata.namespace.
     fn selectable_fields(&self) -> &'static [&'static str] {
         &[]
+    }
+    /// Whether `field` may be used in a field selector (besides metadata.name and
+    /// metadata.namespace).
+    fn is_selectable(&self, field: &str) -> bool {
+        self.selectable_fields().contains(&field)
     }
     /// The value of a selectable field.
     fn field_value(&self, obj: &Value, field: &str) -> Option<String> {
@@ -79,9 +99,41 @@ impl Strategy for PathSegmentNames {
     }
 }
 
-/// The strategy of a resource.
+/// The strategy a request uses: a built-in one, or one made for a custom resource.
+#[derive(Clone)]
+pub(crate) enum StrategyRef {
+    /// A built-in resource's strategy.
+    Builtin(&'static dyn Strategy),
+    /// A custom resource's strategy.
+    Custom(Arc<dyn Strategy>),
+}
+
+impl std::ops::Deref for StrategyRef {
+    type Target = dyn Strategy;
+
+    fn deref(&self) -> &Self::Target {
+        match self {
+            StrategyRef::Builtin(s) => *s,
+            StrategyRef::Custom(s) => s.as_ref(),
+        }
+    }
+}
+
+/// The strategy of a resource, custom resources included.
+pub(crate) fn resolve(
+    info: &ResourceInfo,
+    custom: Option<&Arc<crate::crd::CustomResource>>,
+) -> StrategyRef {
+    match custom {
+        Some(c) => StrategyRef::Custom(Arc::new(crate::crd::CustomResourceStrategy(c.clone()))),
+        None => StrategyRef::Builtin(for_resource(info)),
+    }
+}
+
+/// The strategy of a built-in resource.
 pub(crate) fn for_resource(info: &ResourceInfo) -> &'static dyn Strategy {
     match (info.group.as_str(), info.plural.as_str()) {
+        (api::resource::APIEXTENSIONS, "customresourcedefinitions") => &crate::crd::CrdStrategy,
         ("", "pods") => &pod::PodStrategy,
         ("", "podtemplates") => &pod::PodTemplateStrategy,
         ("", "services") => &service::ServiceStrategy,

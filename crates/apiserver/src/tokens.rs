@@ -67,10 +67,16 @@ impl TokenIssuer {
     }
 
     /// Verifies signature, issuer, expiry and that one audience is `audience`.
+    #[cfg(test)]
     pub(crate) fn verify(&self, token: &str, audience: &str) -> Option<Claims> {
+        self.verify_any(token, &[audience])
+    }
+
+    /// Verifies signature, issuer, expiry and that the token holds one of `audiences`.
+    pub(crate) fn verify_any(&self, token: &str, audiences: &[impl ToString]) -> Option<Claims> {
         let mut v = Validation::new(Algorithm::ES256);
         v.set_issuer(&[&self.issuer]);
-        v.set_audience(&[audience]);
+        v.set_audience(audiences);
         v.leeway = 0;
         jsonwebtoken::decode::<Claims>(token, &self.decoding, &v)
             .ok()

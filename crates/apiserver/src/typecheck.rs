@@ -50,6 +50,7 @@ pub(crate) fn check(definition: &str, obj: &Value) -> Result<(), String> {
         "io.k8s.api.rbac.v1.RoleBinding" => api::rbac::v1::RoleBinding,
         "io.k8s.api.rbac.v1.ClusterRoleBinding" => api::rbac::v1::ClusterRoleBinding,
         "io.k8s.api.storage.v1.StorageClass" => api::storage::v1::StorageClass,
+        "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinition" => k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
     })
 }
 

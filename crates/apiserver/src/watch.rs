@@ -33,6 +33,8 @@ struct Encoder {
     api_version: String,
     headers_sent: bool,
     include: api::table::IncludeObject,
+    /// A custom resource prints its own columns.
+    custom: Option<Arc<crate::crd::CustomResource>>,
 }
 
 impl Encoder {
@@ -44,14 +46,18 @@ impl Encoder {
                     .pointer("/metadata/resourceVersion")
                     .cloned()
                     .unwrap_or(Value::Null);
-                let mut t = api::table::build_table(
-                    &self.group,
-                    &self.kind,
-                    std::slice::from_ref(&obj),
-                    jiff::Timestamp::now(),
-                    self.include,
-                    json!({"resourceVersion": rv}),
-                );
+                let list_meta = json!({"resourceVersion": rv});
+                let mut t = match &self.custom {
+                    Some(c) => c.table(std::slice::from_ref(&obj), self.include, list_meta),
+                    None => api::table::build_table(
+                        &self.group,
+                        &self.kind,
+                        std::slice::from_ref(&obj),
+                        jiff::Timestamp::now(),
+                        self.include,
+                        list_meta,
+                    ),
+                };
                 if self.headers_sent {
                     t["columnDefinitions"] = json!([]);
                 }
@@ -123,6 +129,7 @@ impl Ctx<'_> {
             api_version: self.res.api_version(),
             headers_sent: false,
             include: self.include_object(),
+            custom: self.custom.clone(),
         };
         let (tx, rx) = mpsc::channel::<Bytes>(64);
 
@@ -186,10 +193,10 @@ impl Ctx<'_> {
         let ctx_matches = {
             let labels = q.labels.clone();
             let fields = q.fields.clone();
-            let strategy = self.strategy;
+            let strategy = self.strategy.clone();
             move |obj: &Value| {
                 crate::rest::matches_query(
-                    strategy,
+                    &*strategy,
                     &ListQuery {
                         labels: labels.clone(),
                         fields: fields.clone(),
@@ -199,7 +206,7 @@ impl Ctx<'_> {
             }
         };
         let mut shutdown = self.state.shutdown.clone();
-        let res = self.res.clone();
+        let view = self.state.storage.view(&self.res);
         tokio::spawn(async move {
             let mut last_rv = from;
             if let Some(items) = initial {
@@ -243,11 +250,11 @@ impl Ctx<'_> {
                             continue;
                         }
                         last_rv = change.revision;
-                        let converted = res.group == "events.k8s.io";
-                        let view = |v: &Value| if converted { crate::conversion::from_storage(&res, v.clone()) } else { v.clone() };
+                        let converted = view.converts();
+                        let shown = |v: &Value| if converted { view.to_served(v.clone()) } else { v.clone() };
                         let obj_owned;
-                        let obj: &Value = if converted { obj_owned = view(&change.object); &obj_owned } else { &change.object };
-                        let prev = change.prev.as_ref().map(&view);
+                        let obj: &Value = if converted { obj_owned = shown(&change.object); &obj_owned } else { &change.object };
+                        let prev = change.prev.as_ref().map(&shown);
                         let now_matches = ctx_matches(obj);
                         let was_matching = prev.as_ref().map(&ctx_matches);
                         let ty = match (change.kind, was_matching, now_matches) {

@@ -1,6 +1,8 @@
 //! The garbagecollector controller (Kubernetes' `pkg/controller/garbagecollector`).
 //! Every resource the API serves with list, watch and delete (found through
-//! discovery, again every [`REDISCOVER`], so custom resources are covered) is watched
+//! discovery, again every [`REDISCOVER`], so custom resources are covered; a
+//! dependent whose owner's kind is not served yet is retried with backoff, and
+//! looked at again as soon as discovery finds the kind) is watched
 //! metadata-only into an owner -> dependents [`graph`]. Objects whose owners are all
 //! gone are deleted (background), references to gone owners are dropped while another
 //! owner remains, owners deleted in the foreground lose their `foregroundDeletion`
@@ -89,7 +91,15 @@ pub(crate) async fn run(ctx: Arc<Context>) -> Result<(), Error> {
                     q.add(uid);
                 }
             }
-            _ = rediscover.tick() => gc.rediscover().await,
+            _ = rediscover.tick() => {
+                // Dependents of newly served kinds (custom resources) are looked at
+                // again at once instead of at their next backoff.
+                for (group, kind) in gc.rediscover().await {
+                    for uid in gc.graph.with_owner_kind(&group, &kind) {
+                        q.add(uid);
+                    }
+                }
+            }
             Some(batch) = worker.next_batch() => {
                 deferred.extend(batch);
                 if !gc.unsynced.is_empty() && started.elapsed() < SYNC_WAIT {
@@ -116,15 +126,17 @@ pub(crate) async fn run(ctx: Arc<Context>) -> Result<(), Error> {
 }
 
 impl Collector {
-    /// Runs discovery; starts watches for new resources, stops those no longer served.
-    async fn rediscover(&mut self) {
+    /// Runs discovery; starts watches for new resources, stops those no longer
+    /// served. Returns the (group, kind) of the resources newly watched.
+    async fn rediscover(&mut self) -> Vec<(String, String)> {
         let served = match discovery::served(&self.client).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::debug!(error = %e, "discovery failed; keeping the current resources");
-                return;
+                return Vec::new();
             }
         };
+        let mut added = Vec::new();
         let wanted: Vec<Served> = served
             .into_iter()
             .filter(|s| s.supports(&[verbs::LIST, verbs::WATCH, verbs::DELETE]))
@@ -160,6 +172,7 @@ impl Collector {
             let key = s.key();
             if !self.watches.contains_key(&key) {
                 tracing::debug!(resource = %key, "watching resource");
+                added.push((s.resource.group.clone(), s.resource.kind.clone()));
                 self.unsynced.insert(key.clone());
                 self.watches.insert(
                     key.clone(),
@@ -168,6 +181,7 @@ impl Collector {
             }
             self.resources.by_key.insert(key, s);
         }
+        added
     }
 
     /// Applies a watch event to the graph; returns uids to look at.

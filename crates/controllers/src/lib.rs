@@ -37,6 +37,7 @@ mod podgc;
 mod queue;
 mod replicaset;
 mod resourcequota;
+mod rootcacertpublisher;
 mod serviceaccount;
 mod statefulset;
 mod storageprotection;
@@ -57,6 +58,9 @@ pub struct ControllerManagerConfig {
     pub node_eviction: EvictionLimits,
     /// Terminated pods kept before pod GC deletes the oldest.
     pub terminated_pod_gc_threshold: usize,
+    /// The cluster CA (PEM) published as `kube-root-ca.crt` in every namespace
+    /// (kube-controller-manager's `--root-ca-file`); none: nothing is published.
+    pub root_ca: Option<String>,
     /// Run under leader election.
     pub leader_elect: bool,
     /// This instance's identity for leader election.
@@ -72,6 +76,7 @@ impl Default for ControllerManagerConfig {
             node_monitor_grace_period: Duration::from_secs(40),
             node_eviction: EvictionLimits::default(),
             terminated_pod_gc_threshold: 12500,
+            root_ca: None,
             leader_elect: true,
             identity: format!("controller-manager-{}", uuid::Uuid::new_v4().simple()),
         }
@@ -92,6 +97,9 @@ type Starter = fn(Arc<Context>) -> tokio::task::JoinHandle<Result<(), Error>>;
 const REGISTRY: &[(&str, Starter)] = &[
     ("namespace", |c| tokio::spawn(namespace::run(c))),
     ("serviceaccount", |c| tokio::spawn(serviceaccount::run(c))),
+    ("root-ca-cert-publisher", |c| {
+        tokio::spawn(rootcacertpublisher::run(c))
+    }),
     ("garbagecollector", |c| {
         tokio::spawn(garbagecollector::run(c))
     }),

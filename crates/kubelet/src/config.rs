@@ -17,8 +17,6 @@ pub struct AgentConfig {
     pub runtime_endpoint: Option<PathBuf>,
     /// The node's InternalIP: where other nodes and the API server reach it.
     pub node_ip: IpAddr,
-    /// This node runs the control plane (`node-role.kubernetes.io/control-plane`).
-    pub control_plane: bool,
     /// The cluster's pod network (routes through the bridge gateway).
     pub cluster_cidr: String,
     /// The Service network (routes through the bridge gateway).
@@ -96,7 +94,6 @@ pub(crate) mod tests {
             dir: PathBuf::from("/var/lib/skiff/agent"),
             runtime_endpoint: None,
             node_ip: IpAddr::from([192, 168, 1, 10]),
-            control_plane: true,
             cluster_cidr: "10.42.0.0/16".into(),
             service_cidr: "10.43.0.0/16".into(),
             cluster_dns: IpAddr::from([10, 43, 0, 10]),

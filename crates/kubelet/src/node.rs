@@ -95,9 +95,11 @@ pub(crate) async fn register(
         .map_err(|e| Error::api(format!("reading node {}", config.node_name), e))
 }
 
-/// The Node's labels as the kubelet sets them.
+/// The Node's labels as the kubelet sets them. A node may not give itself a role
+/// (NodeRestriction): `skiff server` labels its own node
+/// `node-role.kubernetes.io/control-plane`.
 fn labels(config: &AgentConfig) -> BTreeMap<String, String> {
-    let mut labels = BTreeMap::from([
+    BTreeMap::from([
         (
             "kubernetes.io/hostname".to_owned(),
             config.node_name.clone(),
@@ -106,14 +108,7 @@ fn labels(config: &AgentConfig) -> BTreeMap<String, String> {
         ("kubernetes.io/arch".to_owned(), arch().to_owned()),
         ("beta.kubernetes.io/os".to_owned(), "linux".to_owned()),
         ("beta.kubernetes.io/arch".to_owned(), arch().to_owned()),
-    ]);
-    if config.control_plane {
-        labels.insert(
-            "node-role.kubernetes.io/control-plane".to_owned(),
-            String::new(),
-        );
-    }
-    labels
+    ])
 }
 
 /// Waits until the node IPAM controller gave the Node a pod CIDR; `None` on shutdown.

@@ -152,6 +152,17 @@ async fn kubectl_logs_exec_attach_and_port_forward_reach_the_container() {
         .await
         .expect("the node's status");
 
+    // No controller manager runs here: the account its serviceaccount controller
+    // would have made (pods are refused without it).
+    let accounts: kube::Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        kube::Api::namespaced(client.clone(), "default");
+    accounts
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "default"}})).expect("account"),
+        )
+        .await
+        .expect("the default service account");
     // The pod, bound to the node and Running, and its container in containerd.
     let pods: kube::Api<Pod> = kube::Api::namespaced(client.clone(), "default");
     for (name, node) in [
@@ -162,7 +173,9 @@ async fn kubectl_logs_exec_attach_and_port_forward_reach_the_container() {
     ] {
         let pod: Pod = serde_json::from_value(json!({
             "metadata": {"name": name},
-            "spec": {"nodeName": node, "containers": [{"name": "app", "image": "busybox"}]},
+            // No kube-root-ca.crt publisher either: no token volume.
+            "spec": {"nodeName": node, "automountServiceAccountToken": false,
+                     "containers": [{"name": "app", "image": "busybox"}]},
         }))
         .expect("pod");
         pods.create(&PostParams::default(), &pod)

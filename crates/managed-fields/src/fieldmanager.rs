@@ -6,15 +6,19 @@
 //! and the client-side-apply upgrade through the
 //! `kubectl.kubernetes.io/last-applied-configuration` annotation.
 
+use std::sync::LazyLock;
+
 use jiff::Timestamp;
 use serde_json::{Map, Value};
 
 use crate::conflict::Conflicts;
-use crate::managers::{Managed, ManagedFieldsEntry, ManagedFieldsError, ManagerKey, Operation};
+use crate::managers::{
+    Managed, ManagedFieldsEntry, ManagedFieldsError, ManagerKey, Operation, VersionedSet,
+};
 use crate::path::{FieldPath, write_go_json};
 use crate::schema::Schema;
 use crate::set::FieldSet;
-use crate::typed::{TypeErrors, compare, to_field_set, validate};
+use crate::typed::{Skip, TypeErrors, compare, to_field_set, validate};
 use crate::updater::Updater;
 
 /// The annotation client-side `kubectl apply` keeps its configuration in.
@@ -95,6 +99,8 @@ pub struct FieldManager {
     kind: String,
     subresource: String,
     reset_fields: FieldSet,
+    /// `reset_fields` and `metadata.managedFields`: what comparisons skip.
+    skipped: Skip,
 }
 
 impl FieldManager {
@@ -106,6 +112,7 @@ impl FieldManager {
             kind: kind.into(),
             subresource: String::new(),
             reset_fields: FieldSet::new(),
+            skipped: Skip::from_fields(&MANAGED_FIELDS),
         }
     }
 
@@ -131,6 +138,7 @@ impl FieldManager {
     /// everything but `status` on the status subresource): nobody gains
     /// ownership of them here.
     pub fn with_reset_fields(mut self, fields: FieldSet) -> Self {
+        self.skipped = Skip::from_fields(&fields.union(&MANAGED_FIELDS));
         self.reset_fields = fields;
         self
     }
@@ -139,6 +147,7 @@ impl FieldManager {
         Updater {
             root: self.schema.root(),
             ignored: &self.reset_fields,
+            skipped: &self.skipped,
         }
     }
 
@@ -147,26 +156,45 @@ impl FieldManager {
     /// result is that object with `metadata.managedFields` updated. It never
     /// fails: unreadable managed fields fall back to the live object's, as
     /// Kubernetes' `UpdateNoErrors` does.
+    ///
+    /// A write that changes nothing and sends no managed fields of its own
+    /// keeps the live object's `managedFields` as they are, without decoding
+    /// and encoding them again.
     pub fn update(
         &self,
         live: Option<&Value>,
-        new: &Value,
+        mut new: Value,
         manager: &str,
         now: Timestamp,
     ) -> Value {
-        let mut managed = self.decode_live_or_new(live, new);
-        let mut object = without_managed_fields(new);
-        let old = live
-            .map(without_managed_fields)
-            .unwrap_or_else(|| self.schema.zero_object());
-
+        let sent = take_managed_fields(&mut new);
+        if let Some(live) = live {
+            let live_mf = managed_fields_of(live);
+            let sent_ignored =
+                !self.subresource.is_empty() || sent.is_none() || sent.as_ref() == live_mf;
+            if sent_ignored && same_but_bookkeeping(live, &new) {
+                if let Some(mf) = live_mf {
+                    set_managed_fields(&mut new, mf.clone());
+                }
+                return new;
+            }
+        }
+        let (mut managed, decoded_from) = self.decode_live_or_new(live, sent.as_ref());
         // Objects that exist untracked stay untracked until their first apply.
         if managed.fields.is_empty() && live.is_some_and(has_uid) {
-            return object;
+            return new;
         }
-        self.record_update(&old, &object, &mut managed, manager, now);
-        encode(&mut object, &managed);
-        object
+        let zero;
+        let old = match live {
+            Some(live) => live,
+            None => {
+                zero = self.schema.zero_object();
+                &zero
+            }
+        };
+        self.record_update(old, &new, &mut managed, manager, now);
+        encode(&mut new, &managed, decoded_from);
+        new
     }
 
     fn record_update(
@@ -183,23 +211,37 @@ impl FieldManager {
             &self.api_version,
             &self.subresource,
         );
-        let current = self.updater().update(old, new, &mut managed.fields);
-        let current = current.difference(&strip_set());
-        if !current.is_empty() {
-            let set = match managed.fields.get(&key) {
-                Some(previous) => current.union(&previous.set),
-                None => current,
-            };
-            managed.fields.insert(
-                key.clone(),
-                crate::managers::VersionedSet {
-                    set,
-                    api_version: self.api_version.clone(),
-                    applied: false,
-                },
-            );
-            managed.times.insert(key, Some(now));
+        // The writer's own earlier entry is kept out of the ownership
+        // transfer and brought up to date below, so that an unchanged set
+        // keeps its decoded `fieldsV1` (an updater's key holds its version
+        // and never applied).
+        let previous = managed.fields.remove(&key);
+        let (changed, removed) = self.updater().update(old, new, &mut managed.fields);
+        let current = if removed.is_empty() {
+            changed.difference(&STRIP_SET)
+        } else {
+            changed.difference(&removed).difference(&STRIP_SET)
+        };
+        let wrote = !current.is_empty();
+        let entry = match previous {
+            Some(mut previous) => {
+                // As Kubernetes does it: the earlier set loses what this write
+                // changed or removed, then gains what it set.
+                let dropped = changed.union(&removed).difference(&current);
+                if !current.difference(&previous.set).is_empty()
+                    || !previous.set.intersection(&dropped).is_empty()
+                {
+                    let set = previous.set.difference(&dropped).union(&current);
+                    previous.replace_set(set);
+                }
+                previous
+            }
+            None => VersionedSet::new(current, self.api_version.clone(), false),
+        };
+        if wrote {
+            managed.times.insert(key.clone(), Some(now));
         }
+        managed.fields.insert(key, entry);
         managed.drop_empty();
         managed.cap_updaters(MAX_UPDATE_MANAGERS);
     }
@@ -256,6 +298,7 @@ impl FieldManager {
         now: Timestamp,
     ) -> Result<Applied, Error> {
         let zero = self.schema.zero_object();
+        let decoded_from = live.and_then(managed_fields_of);
         let live = live
             .map(without_managed_fields)
             .unwrap_or_else(|| zero.clone());
@@ -297,7 +340,8 @@ impl FieldManager {
             )
             .map_err(Error::Conflicts)?;
         if let Some(vs) = managed.fields.get_mut(&key) {
-            vs.set = vs.set.difference(&strip_set());
+            let stripped = vs.set.difference(&STRIP_SET);
+            vs.replace_set(stripped);
         }
         managed.drop_empty();
         let changed = merged.is_some();
@@ -308,7 +352,7 @@ impl FieldManager {
             }
             None => live,
         };
-        encode(&mut object, &managed);
+        encode(&mut object, &managed, decoded_from);
         Ok(Applied {
             object,
             managed_fields: managed.entries(),
@@ -348,20 +392,30 @@ impl FieldManager {
         )
     }
 
-    /// `decodeLiveOrNew`: managed fields sent with the request replace the
+    /// `decodeLiveOrNew`: managed fields `sent` with the request replace the
     /// live ones (`[]` or `[{}]` resets them), unless they are unreadable or
     /// empty, or the write is to a subresource.
-    fn decode_live_or_new(&self, live: Option<&Value>, new: &Value) -> Managed {
-        let from_live = || Managed::decode(live.and_then(managed_fields_of)).unwrap_or_default();
+    /// Also returns the list the result was decoded from.
+    fn decode_live_or_new<'v>(
+        &self,
+        live: Option<&'v Value>,
+        sent: Option<&'v Value>,
+    ) -> (Managed, Option<&'v Value>) {
+        let from_live = || {
+            let list = live.and_then(managed_fields_of);
+            match Managed::decode(list) {
+                Ok(m) => (m, list),
+                Err(_) => (Managed::default(), None),
+            }
+        };
         if !self.subresource.is_empty() {
             return from_live();
         }
-        let sent = managed_fields_of(new);
         if sent.is_some_and(is_reset) {
-            return Managed::default();
+            return (Managed::default(), None);
         }
         match Managed::decode(sent) {
-            Ok(m) if !m.fields.is_empty() => m,
+            Ok(m) if !m.fields.is_empty() => (m, sent),
             _ => from_live(),
         }
     }
@@ -394,7 +448,13 @@ impl FieldManager {
     }
 }
 
+/// `metadata.managedFields`, which no comparison needs to look at.
+static MANAGED_FIELDS: LazyLock<FieldSet> =
+    LazyLock::new(|| FieldSet::from_paths([FieldPath::fields(["metadata", "managedFields"])]));
+
 /// What `stripMetaManager` keeps out of every manager's set.
+static STRIP_SET: LazyLock<FieldSet> = LazyLock::new(strip_set);
+
 fn strip_set() -> FieldSet {
     let mut s = FieldSet::from_paths([
         FieldPath::fields(["apiVersion"]),
@@ -445,6 +505,47 @@ fn is_reset(mf: &Value) -> bool {
     }
 }
 
+/// Removes `metadata.managedFields` from `obj` and returns it.
+fn take_managed_fields(obj: &mut Value) -> Option<Value> {
+    obj.get_mut("metadata")?
+        .as_object_mut()?
+        .shift_remove("managedFields")
+}
+
+fn set_managed_fields(obj: &mut Value, mf: Value) {
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert("managedFields".to_owned(), mf);
+    }
+}
+
+/// Whether two objects differ at most in `metadata.managedFields` and
+/// `metadata.resourceVersion` (compared without copying either).
+fn same_but_bookkeeping(a: &Value, b: &Value) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a == b;
+    };
+    a.len() == b.len()
+        && a.iter().all(|(k, v)| match (k.as_str(), b.get(k)) {
+            ("metadata", Some(w)) => same_metadata(v, w),
+            (_, w) => w == Some(v),
+        })
+}
+
+fn same_metadata(a: &Value, b: &Value) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a == b;
+    };
+    let kept = |m: &'_ Map<String, Value>| {
+        m.iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "managedFields" | "resourceVersion"))
+            .count()
+    };
+    kept(a) == kept(b)
+        && a.iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "managedFields" | "resourceVersion"))
+            .all(|(k, v)| b.get(k) == Some(v))
+}
+
 fn without_managed_fields(obj: &Value) -> Value {
     let mut obj = obj.clone();
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -453,13 +554,13 @@ fn without_managed_fields(obj: &Value) -> Value {
     obj
 }
 
-/// Writes the entries into `metadata.managedFields` (removing it when none).
-fn encode(obj: &mut Value, managed: &Managed) {
-    let entries = managed.entries();
+/// Writes the entries into `metadata.managedFields` (removing it when
+/// none); `decoded_from` is the list `managed` was read from.
+fn encode(obj: &mut Value, managed: &Managed, decoded_from: Option<&Value>) {
     let Some(root) = obj.as_object_mut() else {
         return;
     };
-    if entries.is_empty() {
+    if managed.fields.is_empty() {
         if let Some(meta) = root.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.shift_remove("managedFields");
         }
@@ -469,10 +570,7 @@ fn encode(obj: &mut Value, managed: &Managed) {
         .entry("metadata")
         .or_insert_with(|| Value::Object(Map::new()));
     if let Some(meta) = meta.as_object_mut() {
-        meta.insert(
-            "managedFields".to_owned(),
-            crate::managers::encode_entries(&entries),
-        );
+        meta.insert("managedFields".to_owned(), managed.encode(decoded_from));
     }
 }
 

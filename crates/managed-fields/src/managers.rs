@@ -134,24 +134,43 @@ impl ManagedFieldsEntry {
 
     /// The entry as Kubernetes writes it (fields in Go's order, empty ones omitted).
     pub fn to_json(&self) -> Value {
-        let mut m = Map::new();
-        if !self.manager.is_empty() {
-            m.insert("manager".into(), self.manager.clone().into());
-        }
-        m.insert("operation".into(), self.operation.as_str().into());
-        if !self.api_version.is_empty() {
-            m.insert("apiVersion".into(), self.api_version.clone().into());
-        }
-        if let Some(t) = self.time {
-            m.insert("time".into(), format_time(t).into());
-        }
-        m.insert("fieldsType".into(), FIELDS_V1.into());
-        m.insert("fieldsV1".into(), fieldsv1::encode(&self.fields));
-        if !self.subresource.is_empty() {
-            m.insert("subresource".into(), self.subresource.clone().into());
-        }
-        Value::Object(m)
+        entry_json(
+            &self.manager,
+            self.operation,
+            &self.api_version,
+            self.time,
+            fieldsv1::encode(&self.fields),
+            &self.subresource,
+        )
     }
+}
+
+/// An entry's JSON from its parts, `fields_v1` already encoded.
+fn entry_json(
+    manager: &str,
+    operation: Operation,
+    api_version: &str,
+    time: Option<Timestamp>,
+    fields_v1: Value,
+    subresource: &str,
+) -> Value {
+    let mut m = Map::new();
+    if !manager.is_empty() {
+        m.insert("manager".into(), manager.into());
+    }
+    m.insert("operation".into(), operation.as_str().into());
+    if !api_version.is_empty() {
+        m.insert("apiVersion".into(), api_version.into());
+    }
+    if let Some(t) = time {
+        m.insert("time".into(), format_time(t).into());
+    }
+    m.insert("fieldsType".into(), FIELDS_V1.into());
+    m.insert("fieldsV1".into(), fields_v1);
+    if !subresource.is_empty() {
+        m.insert("subresource".into(), subresource.into());
+    }
+    Value::Object(m)
 }
 
 /// Reads a whole `metadata.managedFields` list.
@@ -230,11 +249,44 @@ impl ManagerKey {
 }
 
 /// The fields one manager owns, at a version.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub(crate) struct VersionedSet {
     pub(crate) set: FieldSet,
     pub(crate) api_version: String,
     pub(crate) applied: bool,
+    /// The index of the `managedFields` entry `set` was decoded from, as
+    /// long as `set` is unchanged: its `fieldsV1` is written back as it was
+    /// instead of being encoded again.
+    pub(crate) source: Option<usize>,
+}
+
+impl VersionedSet {
+    /// A set that was not decoded (or no longer is what was decoded).
+    pub(crate) fn new(set: FieldSet, api_version: String, applied: bool) -> Self {
+        VersionedSet {
+            set,
+            api_version,
+            applied,
+            source: None,
+        }
+    }
+
+    /// Replaces the set; the decoded `fieldsV1` no longer applies if it changed.
+    pub(crate) fn replace_set(&mut self, set: FieldSet) {
+        if set != self.set {
+            self.set = set;
+            self.source = None;
+        }
+    }
+}
+
+/// Equal sets, whether or not they were decoded.
+impl PartialEq for VersionedSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.set == other.set
+            && self.api_version == other.api_version
+            && self.applied == other.applied
+    }
 }
 
 /// All managers' sets and the times they last changed the object.
@@ -254,7 +306,7 @@ impl Managed {
         if list.is_null() {
             return Ok(managed);
         }
-        for entry in decode_entries(list)? {
+        for (index, entry) in decode_entries(list)?.into_iter().enumerate() {
             let key = ManagerKey::new(
                 &entry.manager,
                 entry.operation,
@@ -267,6 +319,7 @@ impl Managed {
                     set: entry.fields,
                     api_version: entry.api_version,
                     applied: entry.operation == Operation::Apply,
+                    source: Some(index),
                 },
             );
             managed.times.insert(key, entry.time);
@@ -274,35 +327,66 @@ impl Managed {
         Ok(managed)
     }
 
+    /// The managers in Kubernetes' order: Apply before Update, then by
+    /// time, manager, apiVersion, subresource.
+    fn sorted(&self) -> Vec<(&ManagerKey, &VersionedSet, Option<Timestamp>)> {
+        let mut out: Vec<_> = self
+            .fields
+            .iter()
+            .map(|(key, vs)| (key, vs, self.times.get(key).copied().flatten()))
+            .collect();
+        out.sort_by(|(pk, pv, pt), (qk, qv, qt)| {
+            operation_of(pk, pv)
+                .as_str()
+                .cmp(operation_of(qk, qv).as_str())
+                .then_with(|| seconds(*pt).cmp(&seconds(*qt)))
+                .then_with(|| pk.manager.cmp(&qk.manager))
+                .then_with(|| pv.api_version.cmp(&qv.api_version))
+                .then_with(|| pk.subresource.cmp(&qk.subresource))
+        });
+        out
+    }
+
+    /// The `metadata.managedFields` list. `decoded_from` is the list the
+    /// sets were decoded from: the `fieldsV1` of unchanged sets is copied
+    /// from it rather than encoded again.
+    pub(crate) fn encode(&self, decoded_from: Option<&Value>) -> Value {
+        let items = self
+            .sorted()
+            .into_iter()
+            .map(|(key, vs, time)| {
+                let fields_v1 = vs
+                    .source
+                    .and_then(|i| decoded_from?.get(i)?.get("fieldsV1"))
+                    .cloned()
+                    .unwrap_or_else(|| fieldsv1::encode(&vs.set));
+                entry_json(
+                    &key.manager,
+                    operation_of(key, vs),
+                    &vs.api_version,
+                    time,
+                    fields_v1,
+                    &key.subresource,
+                )
+            })
+            .collect();
+        Value::Array(items)
+    }
+
     /// The entries, sorted as Kubernetes sorts them: Apply before Update,
     /// then by time, manager, apiVersion, subresource.
     pub(crate) fn entries(&self) -> Vec<ManagedFieldsEntry> {
-        let mut out: Vec<ManagedFieldsEntry> = self
-            .fields
-            .iter()
-            .map(|(key, vs)| ManagedFieldsEntry {
+        self.sorted()
+            .into_iter()
+            .map(|(key, vs, time)| ManagedFieldsEntry {
                 manager: key.manager.clone(),
-                operation: if vs.applied {
-                    Operation::Apply
-                } else {
-                    key.operation
-                },
+                operation: operation_of(key, vs),
                 api_version: vs.api_version.clone(),
-                time: self.times.get(key).copied().flatten(),
+                time,
                 fields: vs.set.clone(),
                 subresource: key.subresource.clone(),
             })
-            .collect();
-        out.sort_by(|p, q| {
-            p.operation
-                .as_str()
-                .cmp(q.operation.as_str())
-                .then_with(|| seconds(p.time).cmp(&seconds(q.time)))
-                .then_with(|| p.manager.cmp(&q.manager))
-                .then_with(|| p.api_version.cmp(&q.api_version))
-                .then_with(|| p.subresource.cmp(&q.subresource))
-        });
-        out
+            .collect()
     }
 
     /// Drops managers that own nothing.
@@ -355,11 +439,7 @@ impl Managed {
                     };
                     self.fields.insert(
                         bucket.clone(),
-                        VersionedSet {
-                            set: merged,
-                            api_version: vs.api_version.clone(),
-                            applied: vs.applied,
-                        },
+                        VersionedSet::new(merged, vs.api_version.clone(), vs.applied),
                     );
                     self.fields.remove(&manager);
                     self.times.remove(&manager);
@@ -371,6 +451,14 @@ impl Managed {
                 }
             }
         }
+    }
+}
+
+fn operation_of(key: &ManagerKey, vs: &VersionedSet) -> Operation {
+    if vs.applied {
+        Operation::Apply
+    } else {
+        key.operation
     }
 }
 
@@ -432,11 +520,11 @@ mod tests {
             let key = ManagerKey::new(&format!("m{i:02}"), Operation::Update, "v1", "");
             m.fields.insert(
                 key.clone(),
-                VersionedSet {
-                    set: FieldSet::from_paths([crate::path::FieldPath::fields([format!("f{i}")])]),
-                    api_version: "v1".into(),
-                    applied: false,
-                },
+                VersionedSet::new(
+                    FieldSet::from_paths([crate::path::FieldPath::fields([format!("f{i}")])]),
+                    "v1".into(),
+                    false,
+                ),
             );
             m.times.insert(
                 key,

@@ -18,7 +18,7 @@ use serde_json::Value;
 use crate::path::{PathElement, values_equal};
 use crate::schema::{Atom, ListAtom, ListKind};
 
-pub(crate) use compare::{Comparison, compare};
+pub(crate) use compare::{Comparison, Skip, compare, compare_skipping};
 pub(crate) use fieldset::{ensure_named_fields_are_members, to_field_set};
 pub(crate) use merge::merge;
 pub(crate) use remove::remove_items;

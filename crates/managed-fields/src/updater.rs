@@ -11,7 +11,8 @@ use crate::managers::{ManagerKey, VersionedSet};
 use crate::schema::TypeRef;
 use crate::set::FieldSet;
 use crate::typed::{
-    Comparison, compare, ensure_named_fields_are_members, merge, remove_items, to_field_set,
+    Comparison, Skip, compare_skipping, ensure_named_fields_are_members, merge, remove_items,
+    to_field_set,
 };
 
 pub(crate) type Managers = BTreeMap<ManagerKey, VersionedSet>;
@@ -20,6 +21,8 @@ pub(crate) struct Updater<'a> {
     pub(crate) root: TypeRef<'a>,
     /// Fields nobody owns on this endpoint (the strategy's reset fields).
     pub(crate) ignored: &'a FieldSet,
+    /// `ignored` and `metadata.managedFields`: what comparisons do not walk.
+    pub(crate) skipped: &'a Skip,
 }
 
 impl Updater<'_> {
@@ -33,8 +36,8 @@ impl Updater<'_> {
         managers: &mut Managers,
         workflow: Option<&ManagerKey>,
         force: bool,
-    ) -> Result<Comparison, Conflicts> {
-        let comparison = compare(Some(old), Some(new), self.root).exclude(self.ignored);
+    ) -> Result<(Comparison, FieldSet), Conflicts> {
+        let comparison = compare_skipping(Some(old), Some(new), self.root, self.skipped);
         let changed = comparison.modified.union(&comparison.added);
         let mut conflicts: Vec<(ManagerKey, FieldSet)> = Vec::new();
         for (manager, vs) in managers.iter() {
@@ -51,32 +54,34 @@ impl Updater<'_> {
         }
         for (manager, contested) in &conflicts {
             if let Some(vs) = managers.get_mut(manager) {
-                vs.set = vs.set.difference(contested);
+                vs.replace_set(vs.set.difference(contested));
             }
         }
         if !comparison.removed.is_empty() {
             for (manager, vs) in managers.iter_mut() {
                 if Some(manager) != workflow {
-                    vs.set = vs.set.difference(&comparison.removed);
+                    vs.replace_set(vs.set.difference(&comparison.removed));
                 }
             }
         }
         managers.retain(|_, vs| !vs.set.is_empty());
-        Ok(comparison)
+        Ok((comparison, changed))
     }
 
-    /// A non-apply write from `old` to `new`: returns the fields the writer
-    /// set (changed or added, minus removed and ignored fields), after moving
-    /// them away from every other manager.
-    pub(crate) fn update(&self, old: &Value, new: &Value, managers: &mut Managers) -> FieldSet {
+    /// A non-apply write from `old` to `new`: takes the fields it changed
+    /// or added away from every manager in `managers`, and the fields it
+    /// removed; returns both (changed or added, removed), ignored fields
+    /// left out. `metadata.managedFields` of either side is not looked at.
+    pub(crate) fn update(
+        &self,
+        old: &Value,
+        new: &Value,
+        managers: &mut Managers,
+    ) -> (FieldSet, FieldSet) {
         match self.take_ownership(old, new, managers, None, true) {
-            Ok(c) => c
-                .modified
-                .union(&c.added)
-                .difference(&c.removed)
-                .recursive_difference(self.ignored),
+            Ok((c, changed)) => (changed, c.removed),
             // Forced: never conflicts.
-            Err(_) => FieldSet::new(),
+            Err(_) => (FieldSet::new(), FieldSet::new()),
         }
     }
 
@@ -97,11 +102,7 @@ impl Updater<'_> {
         let set = to_field_set(config, self.root).recursive_difference(self.ignored);
         managers.insert(
             manager.clone(),
-            VersionedSet {
-                set,
-                api_version: api_version.to_owned(),
-                applied: true,
-            },
+            VersionedSet::new(set, api_version.to_owned(), true),
         );
         if let Some(last) = last.filter(|l| !l.is_empty()) {
             merged = self.prune(&merged, managers, &last);

@@ -63,7 +63,7 @@ fn two_managers_conflict_on_replicas_until_one_forces() {
     // Client-side `kubectl apply` creates the object (an Update by its manager).
     let created = persisted(fm.update(
         None,
-        &deployment(2, nginx.clone()),
+        deployment(2, nginx.clone()),
         "kubectl-client-side-apply",
         t(0),
     ));
@@ -204,7 +204,7 @@ fn containers_merge_by_name_and_keep_other_managers_items() {
         .as_array_mut()
         .unwrap()
         .push(json!({"name": "proxy", "image": "envoy:1.30"}));
-    let injected = fm.update(Some(&v1.object), &injected, "injector", t(1));
+    let injected = fm.update(Some(&v1.object), injected.clone(), "injector", t(1));
 
     // Applying a new image for nginx keeps the sidecar.
     let v2 = fm
@@ -304,7 +304,12 @@ fn a_removed_container_disappears_but_fields_set_by_updaters_stay() {
     // The controller-manager sets a field nobody applied.
     let mut live = a.object.clone();
     live["spec"]["revisionHistoryLimit"] = json!(10);
-    let live = fm.update(Some(&a.object), &live, "kube-controller-manager", t(1));
+    let live = fm.update(
+        Some(&a.object),
+        live.clone(),
+        "kube-controller-manager",
+        t(1),
+    );
     let b = fm
         .apply(
             Some(&live),

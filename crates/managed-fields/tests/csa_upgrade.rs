@@ -44,7 +44,7 @@ fn client_side_apply_create(fm: &FieldManager, cfg: &Value) -> Value {
     let mut annotation = serde_json::to_string(cfg).unwrap();
     annotation.push('\n');
     obj["metadata"]["annotations"] = json!({ LAST_APPLIED_ANNOTATION: annotation });
-    let mut stored = fm.update(None, &obj, "kubectl-client-side-apply", t(0));
+    let mut stored = fm.update(None, obj.clone(), "kubectl-client-side-apply", t(0));
     stored["metadata"]["uid"] = json!("8f7f2a3c-0000-4000-8000-00000000000a");
     stored
 }
@@ -109,7 +109,7 @@ fn fields_changed_since_the_client_side_apply_still_conflict() {
     // last-applied one.
     let mut scaled = live.clone();
     scaled["spec"]["replicas"] = json!(7);
-    let scaled = fm.update(Some(&live), &scaled, "hpa-controller", t(5));
+    let scaled = fm.update(Some(&live), scaled.clone(), "hpa-controller", t(5));
 
     let err = fm
         .apply(

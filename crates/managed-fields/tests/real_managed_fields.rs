@@ -88,7 +88,7 @@ fn real_managed_fields_round_trip_byte_for_byte() {
 fn the_field_manager_records_the_same_create_entry() {
     let created = deployments().update(
         None,
-        &created_deployment(),
+        created_deployment(),
         "kubectl-create",
         "2024-05-01T10:00:00Z".parse().unwrap(),
     );

@@ -320,6 +320,8 @@ pub(crate) async fn start_server(extra: &[&str]) -> anyhow::Result<BenchServer> 
             "dns,proxy",
             "--https-listen-port",
             &port.to_string(),
+            "--bind-address",
+            "127.0.0.1",
         ])
         .args(extra)
         .arg("--data-dir")

@@ -36,6 +36,10 @@ pub struct ControllerManagerArgs {
     pub node_monitor_grace_period: u64,
     #[command(flatten)]
     pub eviction: EvictionArgs,
+    /// The cluster CA (PEM) to publish as `kube-root-ca.crt` in every namespace
+    /// (default: the CA of --kubeconfig's cluster).
+    #[arg(long)]
+    pub root_ca_file: Option<PathBuf>,
 }
 
 /// How fast pods are evicted from failed nodes (kube-controller-manager's flags).
@@ -118,11 +122,54 @@ fn controller_config(args: &ControllerManagerArgs) -> controllers::ControllerMan
     }
 }
 
+/// The CA `skiff controller-manager` publishes: `--root-ca-file`, else the one
+/// the kubeconfig trusts for its current cluster.
+fn root_ca(args: &ControllerManagerArgs) -> anyhow::Result<Option<String>> {
+    if let Some(path) = &args.root_ca_file {
+        let pem = std::fs::read_to_string(path)
+            .with_context(|| format!("reading --root-ca-file {}", path.display()))?;
+        return Ok(Some(pem));
+    }
+    let path = &args.client.kubeconfig;
+    let kc = kube::config::Kubeconfig::read_from(path)
+        .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+    let context = kc
+        .current_context
+        .as_ref()
+        .and_then(|name| kc.contexts.iter().find(|c| &c.name == name))
+        .and_then(|c| c.context.as_ref());
+    let cluster = context
+        .and_then(|c| kc.clusters.iter().find(|cl| cl.name == c.cluster))
+        .and_then(|c| c.cluster.as_ref());
+    let Some(cluster) = cluster else {
+        return Ok(None);
+    };
+    if let Some(data) = &cluster.certificate_authority_data {
+        use base64::Engine as _;
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .context("decoding the kubeconfig's certificate-authority-data")?;
+        return Ok(Some(
+            String::from_utf8(pem).context("the kubeconfig's CA is not PEM")?,
+        ));
+    }
+    match &cluster.certificate_authority {
+        Some(file) => Ok(Some(std::fs::read_to_string(file).with_context(|| {
+            format!("reading the kubeconfig's certificate-authority {file}")
+        })?)),
+        None => Ok(None),
+    }
+}
+
 /// Runs `skiff controller-manager`.
 pub async fn run_controller_manager(args: ControllerManagerArgs) -> anyhow::Result<()> {
     controllers::selected(&args.controllers)?;
     let client = client_from(&args.client.kubeconfig).await?;
-    controllers::run(client, controller_config(&args), shutdown_on_signal()).await?;
+    let config = controllers::ControllerManagerConfig {
+        root_ca: root_ca(&args)?,
+        ..controller_config(&args)
+    };
+    controllers::run(client, config, shutdown_on_signal()).await?;
     Ok(())
 }
 

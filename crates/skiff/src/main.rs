@@ -10,6 +10,7 @@ mod components;
 mod dns;
 mod image;
 mod killall;
+mod kubeconfig;
 mod pidlock;
 mod server;
 
@@ -34,6 +35,8 @@ enum Command {
     Killall(killall::KillallArgs),
     /// Import, list and remove the images of a data dir's node agent.
     Image(image::ImageArgs),
+    /// Make kubeconfigs for users, signed by a server's cluster CA.
+    Kubeconfig(kubeconfig::KubeconfigArgs),
     /// Run the scheduler against an API server (several may run; one leads).
     Scheduler(components::SchedulerArgs),
     /// Run the controller manager against an API server (several may run; one leads).
@@ -71,6 +74,7 @@ fn main() {
             Command::Agent(args) => agent::run(*args).await,
             Command::Killall(args) => killall::run(args).await,
             Command::Image(args) => image::run(args).await,
+            Command::Kubeconfig(args) => kubeconfig::run(args),
             Command::Scheduler(args) => components::run_scheduler(args).await,
             Command::ControllerManager(args) => components::run_controller_manager(args).await,
             Command::Bench(args) => bench::run(args).await,

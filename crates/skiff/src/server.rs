@@ -32,9 +32,15 @@ pub struct ServerArgs {
     /// HTTPS port of the API server.
     #[arg(long, default_value_t = 6443)]
     pub https_listen_port: u16,
-    /// Address the API server listens on.
-    #[arg(long, default_value = "127.0.0.1")]
+    /// Address the API server listens on (all interfaces by default, as
+    /// kube-apiserver and k3s do, so pods and other machines reach it).
+    #[arg(long, default_value = "0.0.0.0")]
     pub bind_address: IpAddr,
+    /// Address published as the endpoint of the `kubernetes` Service, which pods
+    /// reach the API through (default: the bind address, or the node IP when
+    /// listening on all interfaces).
+    #[arg(long)]
+    pub advertise_address: Option<IpAddr>,
     /// Where to write the admin kubeconfig (default <data-dir>/kubeconfig.yaml).
     #[arg(long)]
     pub write_kubeconfig: Option<PathBuf>,
@@ -86,9 +92,9 @@ pub struct ServerArgs {
     /// Seconds of store history kept for watches before compaction.
     #[arg(long, default_value_t = 300, hide = true)]
     pub compaction_interval: u64,
-    /// Authorizers asked in order, comma separated: RBAC, AlwaysAllow, AlwaysDeny
-    /// (system:masters is always allowed).
-    #[arg(long, default_value = "RBAC")]
+    /// Authorizers asked in order, comma separated: Node, RBAC, AlwaysAllow,
+    /// AlwaysDeny (system:masters is always allowed).
+    #[arg(long, default_value = "Node,RBAC")]
     pub authorization_mode: String,
 }
 
@@ -153,6 +159,62 @@ fn join_token(
     fs::set_permissions(path, fs::Permissions::from_mode(0o600))
         .with_context(|| format!("protecting {}", path.display()))?;
     Ok(token)
+}
+
+/// Labels node `name` `node-role.kubernetes.io/control-plane` once it exists (k3s's
+/// server does the same for its nodes).
+async fn label_control_plane(
+    kubeconfig: std::path::PathBuf,
+    name: String,
+    readiness: apiserver::Readiness,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    use k8s_openapi::api::core::v1::Node;
+    readiness.wait().await;
+    let client = match crate::components::client_from(&kubeconfig).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "cannot label the server's node");
+            return;
+        }
+    };
+    let nodes: kube::Api<Node> = kube::Api::all(client);
+    let patch =
+        serde_json::json!({"metadata": {"labels": {"node-role.kubernetes.io/control-plane": ""}}});
+    loop {
+        match nodes
+            .patch(
+                &name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(_) => {
+                tracing::debug!(node = %name, "labelled the server's node control-plane");
+                return;
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => tracing::debug!(error = %e, "labelling the server's node; retrying"),
+        }
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
+        }
+    }
+}
+
+/// Where pods reach the API server: `--advertise-address`, else the bind address,
+/// else (listening everywhere) the node's IP.
+fn advertise_address(args: &ServerArgs) -> IpAddr {
+    match args.advertise_address {
+        Some(ip) => ip,
+        None if args.bind_address.is_unspecified() => args
+            .node
+            .node_ip
+            .unwrap_or_else(crate::agent::default_node_ip),
+        None => args.bind_address,
+    }
 }
 
 fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<crate::pidlock::PidLock> {
@@ -316,6 +378,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         compaction_interval_secs: args.compaction_interval,
         join_token: Some(token.secret.clone()),
         authorization_modes,
+        advertise_address: Some(advertise_address(&args)),
         ..ApiServerConfig::default()
     };
     let server = ApiServer::build(config, store, &pki).await?;
@@ -402,6 +465,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 cluster_domain: args.cluster_domain.clone(),
                 node: args.node.clone(),
             })?;
+        // A node may not give itself a role (NodeRestriction): the server labels its
+        // own node, with the controller manager's identity, once it registered.
+        tokio::spawn(label_control_plane(
+            controller_kubeconfig.clone(),
+            agent_config.node_name.clone(),
+            readiness.clone(),
+            stop_rx.clone(),
+        ));
         let stop = stop_rx.clone();
         let ready = readiness.clone();
         // The proxy (with NodePorts on 127.0.0.1 unless switched off), or none.
@@ -452,6 +523,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         cluster_cidr: args.cluster_cidr.clone(),
         node_monitor_grace_period: std::time::Duration::from_secs(args.node_monitor_grace_period),
         node_eviction: args.eviction.limits(),
+        root_ca: Some(pki.ca_cert.clone()),
         ..Default::default()
     };
     let disabled = args.disable.clone();

@@ -63,7 +63,26 @@ async fn the_node_registers_ready_and_deployment_pods_answer_http_from_the_host(
         labels.get("kubernetes.io/hostname").map(String::as_str),
         Some(NODE)
     );
-    assert!(labels.contains_key("node-role.kubernetes.io/control-plane"));
+    // The server gives its own node the control-plane role (a node may not).
+    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
+    let deadline = Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let labels = nodes
+            .get(NODE)
+            .await
+            .expect("the node")
+            .metadata
+            .labels
+            .unwrap_or_default();
+        if labels.contains_key("node-role.kubernetes.io/control-plane") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no control-plane role: {labels:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     let capacity = status.capacity.unwrap_or_default();
     for key in ["cpu", "memory", "ephemeral-storage", "pods"] {
         assert!(capacity.contains_key(key), "capacity {key} missing");

@@ -104,7 +104,23 @@ fn applied_manifest_is_listed_with_kubernetes_columns() {
         wide.contains("80:3"),
         "node port shown as 80:3xxxx/TCP: {wide}"
     );
-    assert!(wide.contains("configmap/cfg   2"), "{wide}");
+    let fields = |name: &str| -> Vec<String> {
+        wide.lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(name))
+            .map(|l| l.split_whitespace().take(3).map(String::from).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        fields("configmap/cfg"),
+        ["demo", "configmap/cfg", "2"],
+        "{wide}"
+    );
+    // Every namespace gets the cluster CA, as in Kubernetes.
+    assert!(
+        wide.lines()
+            .any(|l| l.starts_with("demo ") && l.contains("configmap/kube-root-ca.crt")),
+        "{wide}"
+    );
 
     // Defaults Kubernetes users see.
     let strategy = s.kubectl_ok(&["get", "deploy", "-n", "demo", "web", "-o", "jsonpath={.spec.strategy.rollingUpdate.maxSurge} {.spec.revisionHistoryLimit} {.spec.template.spec.containers[0].terminationMessagePath} {.spec.template.spec.containers[0].imagePullPolicy}"]);

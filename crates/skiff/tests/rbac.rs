@@ -818,3 +818,196 @@ fn always_allow_mode_lets_every_authenticated_user_in() {
     ok(&s, &kim, &["get", "secrets", "-n", "kube-system"]);
     assert_eq!(can_i(&s, &kim, &["delete", "nodes"]), ("yes".into(), true));
 }
+
+#[test]
+fn skiff_kubeconfig_create_makes_a_user_that_rbac_grants_through_its_group() {
+    let s = TestServer::start();
+    let path = s.data_dir().join("carol.yaml");
+    let made = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args(["kubeconfig", "create", "--user", "carol"])
+        .args(["--group", "devs", "--group", "ops"])
+        .arg("--data-dir")
+        .arg(s.data_dir())
+        .arg("-o")
+        .arg(&path)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run skiff kubeconfig create");
+    assert!(made.status.success(), "{}", stderr(&made));
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&path)
+            .expect("the kubeconfig")
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "the kubeconfig holds a private key");
+
+    let out = ok(&s, &path, &["auth", "whoami", "-o", "json"]);
+    let review: Value = serde_json::from_str(&out).expect("a SelfSubjectReview");
+    assert_eq!(review["status"]["userInfo"]["username"], "carol");
+    assert_eq!(
+        review["status"]["userInfo"]["groups"],
+        serde_json::json!(["devs", "ops", "system:authenticated"])
+    );
+    let err = refused(&s, &path, &["get", "pods", "-n", "default"]);
+    assert!(err.contains("User \"carol\" cannot list"), "{err}");
+
+    s.kubectl_ok(&[
+        "create",
+        "clusterrolebinding",
+        "devs-view",
+        "--clusterrole=view",
+        "--group=devs",
+    ]);
+    eventually("carol may list pods", Duration::from_secs(10), || {
+        kubectl_as(&s, &path, &["get", "pods", "-n", "default"])
+            .status
+            .success()
+    });
+
+    // Printed to standard output when no file is named; bad input is one line.
+    let printed = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args(["kubeconfig", "create", "--user", "dave", "--data-dir"])
+        .arg(s.data_dir())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run skiff kubeconfig create");
+    assert!(printed.status.success(), "{}", stderr(&printed));
+    let yaml: serde_yaml::Value =
+        serde_yaml::from_slice(&printed.stdout).expect("a kubeconfig on stdout");
+    assert_eq!(
+        yaml["clusters"][0]["cluster"]["server"].as_str(),
+        Some(format!("https://127.0.0.1:{}", s.port).as_str())
+    );
+    let bad = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args(["kubeconfig", "create", "--user", " ", "--data-dir"])
+        .arg(s.data_dir())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run skiff kubeconfig create");
+    assert!(!bad.status.success());
+    assert_eq!(
+        stderr(&bad).trim(),
+        "error: --user must not be empty",
+        "one clear line"
+    );
+}
+
+#[test]
+fn token_review_names_the_service_account_behind_a_token_for_the_audiences_it_holds() {
+    let s = TestServer::start();
+    s.kubectl_ok(&["create", "serviceaccount", "reviewed"]);
+    let token = s.kubectl_ok(&["create", "token", "reviewed"]);
+    let vault_token = s.kubectl_ok(&["create", "token", "reviewed", "--audience", "vault"]);
+    let review = |token: &str, audiences: &[&str]| -> (bool, Value) {
+        let body = serde_json::json!({
+            "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+            "spec": {"token": token.trim(), "audiences": audiences},
+        });
+        let path = s.data_dir().join("review.json");
+        std::fs::write(&path, body.to_string()).expect("write the review");
+        let out = s.kubectl(&[
+            "create",
+            "--raw",
+            "/apis/authentication.k8s.io/v1/tokenreviews",
+            "-f",
+            path.to_str().expect("utf-8 path"),
+        ]);
+        let text = if out.status.success() {
+            stdout(&out)
+        } else {
+            stderr(&out)
+        };
+        (
+            out.status.success(),
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    };
+
+    let (ok, answer) = review(&token, &[]);
+    assert!(ok, "{answer}");
+    assert_eq!(answer["kind"], "TokenReview");
+    let status = &answer["status"];
+    assert_eq!(status["authenticated"], true, "{answer}");
+    assert_eq!(
+        status["user"]["username"],
+        "system:serviceaccount:default:reviewed"
+    );
+    let groups = status["user"]["groups"].as_array().expect("groups");
+    assert!(groups.contains(&Value::from("system:serviceaccounts:default")));
+
+    // A token for another audience is not one for the API server, and the other way.
+    let (_, wrong) = review(&vault_token, &[]);
+    assert_eq!(wrong["status"]["authenticated"], false, "{wrong}");
+    let (_, right) = review(&vault_token, &["vault"]);
+    assert_eq!(right["status"]["authenticated"], true, "{right}");
+    assert_eq!(right["status"]["audiences"], serde_json::json!(["vault"]));
+
+    let (_, garbage) = review("not-a-token", &[]);
+    assert_eq!(garbage["status"]["authenticated"], false);
+    assert!(
+        garbage["status"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("invalid bearer token")),
+        "{garbage}"
+    );
+    let (ok, empty) = review("", &[]);
+    assert!(!ok, "an empty token is a bad request");
+    assert!(empty.to_string().contains("token is required"), "{empty}");
+
+    // Deleting the account invalidates its tokens.
+    s.kubectl_ok(&["delete", "serviceaccount", "reviewed"]);
+    let (_, after) = review(&token, &[]);
+    assert_eq!(after["status"]["authenticated"], false, "{after}");
+}
+
+#[test]
+fn a_data_dir_from_before_the_node_authorizer_loses_the_blanket_node_grants() {
+    // What earlier versions stored: system:nodes bound to system:node, and a role
+    // letting nodes read every service account.
+    let mut s = TestServer::start_with(Options {
+        args: vec!["--authorization-mode".into(), "RBAC".into()],
+    });
+    s.kubectl_ok(&[
+        "patch",
+        "clusterrolebinding",
+        "system:node",
+        "--type=merge",
+        "-p",
+        r#"{"subjects":[{"apiGroup":"rbac.authorization.k8s.io","kind":"Group","name":"system:nodes"}]}"#,
+    ]);
+    s.apply(
+        r#"apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: system:skiff:node
+  labels: {kubernetes.io/bootstrapping: rbac-defaults}
+rules: [{apiGroups: [""], resources: [serviceaccounts], verbs: [get]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: system:skiff:node
+  labels: {kubernetes.io/bootstrapping: rbac-defaults}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: system:skiff:node}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: Group, name: system:nodes}]
+"#,
+    );
+    s.kill();
+    s.extra = Vec::new(); // the default: Node,RBAC
+    s.spawn_and_wait();
+    let subjects = s.kubectl_ok(&[
+        "get",
+        "clusterrolebinding",
+        "system:node",
+        "-o",
+        "jsonpath={.subjects}",
+    ]);
+    assert!(!subjects.contains("system:nodes"), "{subjects}");
+    for kind in ["clusterrole", "clusterrolebinding"] {
+        let err = s.kubectl_err(&["get", kind, "system:skiff:node"]);
+        assert!(
+            err.contains("NotFound") || err.contains("not found"),
+            "{err}"
+        );
+    }
+}

@@ -21,6 +21,7 @@ fn help_lists_the_k3s_style_flags() {
         "--data-dir",
         "--https-listen-port",
         "--bind-address",
+        "--advertise-address",
         "--write-kubeconfig",
         "--write-kubeconfig-mode",
         "--cluster-cidr",
@@ -89,4 +90,51 @@ fn bad_flags_are_one_line_errors() {
             "{flag}: {err}"
         );
     }
+}
+
+#[test]
+fn the_kubernetes_endpoints_follow_the_advertised_address_across_restarts() {
+    let mut s = TestServer::start_with(support::Options {
+        args: vec!["--advertise-address".into(), "127.0.0.7".into()],
+    });
+    let jsonpath = |res: &str, path: &str| {
+        s.kubectl_ok(&[
+            "get",
+            res,
+            "kubernetes",
+            "-n",
+            "default",
+            "-o",
+            &format!("jsonpath={path}"),
+        ])
+    };
+    assert_eq!(
+        jsonpath("endpoints", "{.subsets[0].addresses[0].ip}"),
+        "127.0.0.7"
+    );
+    s.kill();
+    s.extra = vec!["--advertise-address".into(), "127.0.0.8".into()];
+    s.spawn_and_wait();
+    let jsonpath = |res: &str, path: &str| {
+        s.kubectl_ok(&[
+            "get",
+            res,
+            "kubernetes",
+            "-n",
+            "default",
+            "-o",
+            &format!("jsonpath={path}"),
+        ])
+    };
+    assert_eq!(
+        jsonpath("endpoints", "{.subsets[0].addresses[0].ip}"),
+        "127.0.0.8"
+    );
+    assert_eq!(
+        jsonpath(
+            "endpointslices.discovery.k8s.io",
+            "{.endpoints[0].addresses[0]}"
+        ),
+        "127.0.0.8"
+    );
 }

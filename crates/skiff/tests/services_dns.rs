@@ -683,3 +683,128 @@ spec:
     );
     assert_eq!(failed, 0, "failed requests during the rolling update");
 }
+
+/// From inside a real pod: the `kube-api-access` volume holds the pod's bound token,
+/// the cluster CA and the namespace; in the pod's network namespace, the API answers
+/// at `https://kubernetes.default.svc` (the `kubernetes` Service's ClusterIP) with a
+/// certificate the pod's CA verifies, and with the pod's token refuses until a
+/// RoleBinding lets the pod's service account list pods.
+///
+/// The request is curl's (OpenSSL), run in the pod's network namespace with the
+/// files the pod sees: busybox's built-in TLS sends no signature_algorithms extension,
+/// which rustls requires (Go's TLS does not).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pod_reaches_the_api_through_the_kubernetes_service_with_its_own_token() {
+    let c = Cluster::start().await;
+    // A command line no other test's process has, to find the container's process.
+    let marker = format!("{}", 3_600_000 + rand::random::<u32>() % 1_000_000);
+    c.server.apply(&format!(
+        r#"apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: reader}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: api-client}}
+spec:
+  serviceAccountName: reader
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: busybox
+    command: [sleep, '{marker}']
+"#
+    ));
+    let dir = "/var/run/secrets/kubernetes.io/serviceaccount";
+    let namespace = eventually(Duration::from_secs(120), "api-client running", || async {
+        c.exec("api-client", &["cat", &format!("{dir}/namespace")])
+            .ok()
+    })
+    .await;
+    assert_eq!(namespace, "default");
+    let ca = c
+        .exec("api-client", &["cat", &format!("{dir}/ca.crt")])
+        .expect("the CA in the pod");
+    let server_ca = std::fs::read_to_string(c.server.dir.path().join("server/tls/ca.crt"))
+        .expect("the server's CA");
+    assert_eq!(ca, server_ca, "kube-root-ca.crt holds the cluster CA");
+    let token = c
+        .exec("api-client", &["cat", &format!("{dir}/token")])
+        .expect("the token in the pod");
+    let claims = token.split('.').nth(1).expect("a JWT");
+    use base64::Engine as _;
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(claims)
+            .expect("base64url claims"),
+    )
+    .expect("JSON claims");
+    assert_eq!(claims["sub"], "system:serviceaccount:default:reader");
+    assert_eq!(claims["kubernetes.io"]["pod"]["name"], "api-client");
+
+    let pgrep = std::process::Command::new("pgrep")
+        .args(["-f", &format!("^sleep {marker}$")])
+        .output()
+        .expect("pgrep");
+    let pid = String::from_utf8_lossy(&pgrep.stdout)
+        .lines()
+        .next()
+        .expect("the container's process")
+        .trim()
+        .to_string();
+    let root = format!("/proc/{pid}/root{dir}");
+    let api_ip = c.cluster_ip("kubernetes").await;
+    let list_pods = || {
+        let token = std::fs::read_to_string(format!("{root}/token")).expect("the pod's token");
+        let out = std::process::Command::new("nsenter")
+            .args(["-t", &pid, "-n", "curl", "-sS", "--max-time", "10"])
+            .args(["--cacert", &format!("{root}/ca.crt")])
+            .args(["--resolve", &format!("kubernetes.default.svc:443:{api_ip}")])
+            .args(["-H", &format!("Authorization: Bearer {}", token.trim())])
+            .args(["-w", "\n%{http_code}"])
+            .arg("https://kubernetes.default.svc/api/v1/namespaces/default/pods")
+            .output()
+            .expect("curl in the pod's network");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or((&text, ""));
+        (
+            code.trim().to_string(),
+            format!("{body}{}", String::from_utf8_lossy(&out.stderr)),
+        )
+    };
+    let (code, refused) = list_pods();
+    assert_eq!(code, "403", "{refused}");
+    let status: serde_json::Value = serde_json::from_str(&refused).expect("a Status");
+    assert_eq!(
+        status["message"],
+        "pods is forbidden: User \"system:serviceaccount:default:reader\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\""
+    );
+
+    let out = c.server.kubectl(&[
+        "create",
+        "rolebinding",
+        "reader-view",
+        "--clusterrole=view",
+        "--serviceaccount=default:reader",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pods = eventually(Duration::from_secs(20), "the pod lists pods", || async {
+        let (code, body) = list_pods();
+        (code == "200").then_some(body)
+    })
+    .await;
+    let list: serde_json::Value = serde_json::from_str(&pods).expect("a PodList");
+    assert_eq!(list["kind"], "PodList");
+    assert!(
+        list["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .any(|p| p["metadata"]["name"] == "api-client"),
+        "{pods}"
+    );
+}

@@ -10,6 +10,7 @@
 //! (apimachinery `runtime.NewStrictDecodingError`); a `Warn` request carries
 //! each problem as its own `Warning` header.
 
+use std::collections::HashSet;
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -135,7 +136,8 @@ fn walk_raw(raw: &Raw, node: Option<Node<'_>>, path: &mut String, out: &mut Vec<
             if matches!(members, Some(Members::Any)) {
                 return;
             }
-            let mut seen: Vec<&str> = Vec::new();
+            // A set, not a list: a 3 MiB body of distinct keys took minutes to check.
+            let mut seen: HashSet<&str> = HashSet::new();
             for (key, child) in entries {
                 let len = push_key(path, key);
                 if let Some(Members::Properties(props)) = &members
@@ -145,10 +147,8 @@ fn walk_raw(raw: &Raw, node: Option<Node<'_>>, path: &mut String, out: &mut Vec<
                     path.truncate(len);
                     continue;
                 }
-                if seen.contains(&key.as_str()) {
+                if !seen.insert(key.as_str()) {
                     record(out, StrictError::DuplicateField(path.clone()));
-                } else {
-                    seen.push(key);
                 }
                 walk_raw(child, node.map(|n| n.member(key)), path, out);
                 path.truncate(len);
@@ -274,5 +274,27 @@ impl<'de> Visitor<'de> for RawVisitor {
             entries.push((k, v));
         }
         Ok(Raw::Object(entries))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn many_distinct_keys_are_checked_for_duplicates_in_linear_time() {
+        // Found while fuzzing: each key was compared with every earlier one, so
+        // 100,000 keys (a 1.2 MB body) took minutes to decode.
+        let keys: Vec<String> = (0..100_000).map(|i| format!("\"k{i}\":\"\"")).collect();
+        let body = format!("{{\"data\":{{{},\"k7\":\"again\"}}}}", keys.join(","));
+        let start = std::time::Instant::now();
+        let (value, duplicates) = parse_json_detect_duplicates(body.as_bytes()).unwrap();
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(duplicates, vec![r#"duplicate field "data.k7""#.to_owned()]);
+        assert_eq!(value["data"]["k7"], "again");
     }
 }

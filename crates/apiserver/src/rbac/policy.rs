@@ -10,14 +10,12 @@
 //! - the cluster DNS runs in the server as `system:kube-dns`: it reads Services,
 //!   EndpointSlices and Namespaces (`system:skiff:kube-dns`, CoreDNS's rules) and
 //!   publishes `kube-system/kube-dns` (a Role of the same name in `kube-system`);
-//! - there is no Node authorizer yet, so `system:node` is bound to the group
-//!   `system:nodes` as Kubernetes did before it had one;
+//! - nodes are authorized by the Node authorizer (`crate::node_authz`), which
+//!   evaluates the `system:node` rules itself: as in Kubernetes since 1.8, the
+//!   `system:node` binding exists with no subjects;
 //! - the service proxy and the local-path provisioner run inside every agent with
-//!   the node's identity, so `system:nodes` is also bound to `system:node-proxier`
-//!   and `system:persistent-volume-provisioner`;
-//! - the agent reads a pod's ServiceAccount for its imagePullSecrets
-//!   (`system:skiff:node`), which Kubernetes' ServiceAccount admission would have
-//!   copied into the pod.
+//!   the node's identity, so `system:nodes` is bound to `system:node-proxier` and
+//!   `system:persistent-volume-provisioner`.
 //!
 //! Every object carries `kubernetes.io/bootstrapping: rbac-defaults` and
 //! `rbac.authorization.kubernetes.io/autoupdate: "true"`.
@@ -370,7 +368,10 @@ pub(crate) fn default_roles() -> Vec<DefaultRole> {
                     .resources(&["persistentvolumeclaims"]),
             ],
         ),
-        role("system:node", rules::node()),
+        role(
+            "system:node",
+            crate::node_authz::node_rules().into_iter().map(R).collect(),
+        ),
         role(
             "system:node-proxier",
             vec![
@@ -418,16 +419,6 @@ pub(crate) fn default_roles() -> Vec<DefaultRole> {
         role(
             "system:skiff:controller-manager",
             rules::skiff_controller_manager(),
-        ),
-        role(
-            "system:skiff:node",
-            vec![
-                // A pod's ServiceAccount, for its imagePullSecrets (Kubernetes'
-                // ServiceAccount admission copies them into the pod instead).
-                rule(&["get"])
-                    .groups(&[CORE])
-                    .resources(&["serviceaccounts"]),
-            ],
         ),
         role(
             "system:skiff:kube-dns",
@@ -537,7 +528,8 @@ pub(crate) fn default_bindings() -> Vec<DefaultBinding> {
             "system:service-account-issuer-discovery",
             vec![group("system:serviceaccounts")],
         ),
-        bind("system:node", "system:node", vec![group(NODES_GROUP)]),
+        // Nodes are the Node authorizer's; an administrator may still add subjects.
+        bind("system:node", "system:node", vec![]),
         bind(
             "system:skiff:controller-manager",
             "system:skiff:controller-manager",
@@ -559,11 +551,6 @@ pub(crate) fn default_bindings() -> Vec<DefaultBinding> {
             vec![user(CLUSTER_DNS_USER)],
         )
         .in_namespace("kube-system"),
-        bind(
-            "system:skiff:node",
-            "system:skiff:node",
-            vec![group(NODES_GROUP)],
-        ),
         bind(
             "system:skiff:local-path-provisioner",
             "system:persistent-volume-provisioner",
@@ -590,6 +577,35 @@ mod tests {
                 b.role
             );
         }
+    }
+
+    #[test]
+    fn nodes_get_the_system_node_rules_from_the_node_authorizer_not_from_a_binding() {
+        let roles = default_roles();
+        let node = roles
+            .iter()
+            .find(|r| r.name == "system:node")
+            .expect("system:node");
+        assert_eq!(node.rules, crate::node_authz::node_rules());
+        let bindings = default_bindings();
+        let binding = bindings
+            .iter()
+            .find(|b| b.name == "system:node")
+            .expect("the system:node binding");
+        assert!(binding.subjects.is_empty());
+        // What the agent's service proxy and provisioner need stays bound.
+        let to_nodes: Vec<&str> = bindings
+            .iter()
+            .filter(|b| b.subjects.iter().any(|s| s.name == NODES_GROUP))
+            .map(|b| b.role)
+            .collect();
+        assert_eq!(
+            to_nodes,
+            [
+                "system:node-proxier",
+                "system:persistent-volume-provisioner"
+            ]
+        );
     }
 
     #[test]

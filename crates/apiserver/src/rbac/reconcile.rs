@@ -194,6 +194,80 @@ async fn reconcile_binding(
 
 /// Creates or reconciles every default role and binding, then waits until the RBAC
 /// index holds them, so that components starting at readiness are authorized.
+/// What the defaults granted before the Node authorizer existed, taken back from
+/// data dirs made by earlier versions: the `system:nodes` group in the
+/// `system:node` binding (Kubernetes removes it the same way when Node
+/// authorization is on) and the `system:skiff:node` role and binding.
+async fn retire_superseded(
+    state: &State,
+    cluster_roles: &ResourceInfo,
+    cluster_bindings: &ResourceInfo,
+) -> Result<(), crate::Error> {
+    if !state
+        .config
+        .authorization_modes
+        .contains(&crate::AuthorizationMode::Node)
+    {
+        return Ok(());
+    }
+    if let Ok(old) = state
+        .storage
+        .get(cluster_bindings, None, "system:node")
+        .await
+    {
+        let is_nodes = |s: &Value| s["kind"] == "Group" && s["name"] == "system:nodes";
+        let autoupdate = old
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(AUTOUPDATE))
+            .and_then(Value::as_str)
+            != Some("false");
+        if autoupdate
+            && old["subjects"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(is_nodes))
+        {
+            let mut new = old.clone();
+            if let Some(subjects) = new["subjects"].as_array_mut() {
+                subjects.retain(|s| !is_nodes(s));
+            }
+            update_object(
+                state,
+                cluster_bindings,
+                strategy::for_resource(cluster_bindings),
+                old,
+                new,
+                false,
+                false,
+            )
+            .await
+            .map_err(failed("clusterrolebinding", "system:node"))?;
+        }
+    }
+    for res in [cluster_bindings, cluster_roles] {
+        let ours = state
+            .storage
+            .get(res, None, "system:skiff:node")
+            .await
+            .ok()
+            .is_some_and(|o| {
+                o.pointer("/metadata/labels/kubernetes.io~1bootstrapping")
+                    .and_then(Value::as_str)
+                    == Some("rbac-defaults")
+            });
+        if ours {
+            let opts = crate::rest::delete::DeleteOptions::default();
+            match crate::rest::delete::delete_object(state, res, None, "system:skiff:node", &opts)
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if e.code == 404 => {}
+                Err(e) => return Err(failed(&res.plural, "system:skiff:node")(e)),
+            }
+        }
+    }
+    Ok(())
+}
+
 pub(crate) async fn ensure_defaults(state: &State) -> Result<(), crate::Error> {
     let (cluster_roles, roles) = (resource(state, "clusterroles")?, resource(state, "roles")?);
     for role in policy::default_roles() {
@@ -214,6 +288,7 @@ pub(crate) async fn ensure_defaults(state: &State) -> Result<(), crate::Error> {
         };
         reconcile_binding(state, res, &binding).await?;
     }
+    retire_superseded(state, &cluster_roles, &cluster_bindings).await?;
     let revision = state
         .storage
         .current_revision()

@@ -82,9 +82,34 @@ impl DeleteOptions {
 }
 
 impl Ctx<'_> {
+    /// NodeRestriction on deletes: a node deletes only pods bound to it.
+    async fn admit_delete(&mut self, name: &str) -> Result<(), ApiError> {
+        if crate::admission::node_restriction::node_name(self.who).is_none() {
+            return Ok(());
+        }
+        let ns = self.namespace().map(String::from);
+        let old = self
+            .state
+            .storage
+            .get(&self.res, ns.as_deref(), name)
+            .await?;
+        let write = crate::admission::Write {
+            who: self.who,
+            operation: crate::admission::node_restriction::Operation::Delete,
+            res: &self.res,
+            subresource: &self.info.subresource,
+            namespace: ns.as_deref().unwrap_or_default(),
+            name,
+            object: None,
+            old: Some(&old),
+        };
+        crate::admission::validate(self.state, &write, &mut self.warnings).await
+    }
+
     pub(super) async fn delete(&mut self, body: Bytes) -> Result<Reply, ApiError> {
         let opts = DeleteOptions::parse(self, &body)?;
         let name = self.name().to_string();
+        self.admit_delete(&name).await?;
         let (obj, deleted) =
             delete_object(self.state, &self.res, self.namespace(), &name, &opts).await?;
         let returns_object = matches!(self.res.plural.as_str(), "pods" | "services" | "namespaces")
@@ -112,6 +137,7 @@ impl Ctx<'_> {
         for o in page.items {
             let name = object::name(&o).unwrap_or_default().to_string();
             let ns = object::namespace(&o).map(String::from);
+            self.admit_delete(&name).await?;
             match delete_object(self.state, &self.res, ns.as_deref(), &name, &opts).await {
                 Ok((obj, _)) => items.push(obj),
                 Err(e) if e.code == 404 => {}
@@ -171,6 +197,14 @@ pub(crate) async fn delete_object(
         let mut new = old.clone();
         let mut keep = false;
         let mut finalizers = object::finalizers(&old);
+        if crate::crd::controller::is_crd(res)
+            && old
+                .pointer("/metadata/deletionTimestamp")
+                .is_none_or(Value::is_null)
+        {
+            // Kubernetes' CRD storage: the custom resources go first.
+            crate::crd::controller::mark_for_deletion(&mut new, &mut finalizers);
+        }
         match opts.propagation.as_deref() {
             Some("Orphan") if !finalizers.iter().any(|f| f == "orphan") => {
                 finalizers.push("orphan".into());

@@ -55,6 +55,17 @@ impl Ctx<'_> {
         let (eviction, _) = negotiate::decode_object(&body, ty)?;
         let ns = self.namespace().unwrap_or_default().to_string();
         let name = self.name().to_string();
+        let write = crate::admission::Write {
+            who: self.who,
+            operation: crate::admission::node_restriction::Operation::Create,
+            res: &self.res,
+            subresource: &self.info.subresource,
+            namespace: &ns,
+            name: &name,
+            object: Some(&eviction),
+            old: None,
+        };
+        crate::admission::validate(self.state, &write, &mut self.warnings).await?;
         let mut opts = DeleteOptions {
             dry_run: self.dry_run()?,
             ..Default::default()

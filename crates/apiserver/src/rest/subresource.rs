@@ -7,7 +7,6 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::Ctx;
-use super::write::update_object;
 use crate::handler::Reply;
 use crate::negotiate;
 use crate::object;
@@ -247,16 +246,30 @@ fn scale_of(res: &ResourceInfo, obj: &Value) -> Value {
 }
 
 impl Ctx<'_> {
+    /// The `Scale` of an object (custom resources: from their scale paths).
+    fn scale(&self, obj: &Value) -> Result<Value, ApiError> {
+        match &self.custom {
+            Some(c) => c.scale_of(obj),
+            None => Ok(scale_of(&self.res, obj)),
+        }
+    }
+
     pub(super) async fn get_scale(&mut self) -> Result<Reply, ApiError> {
         let obj = self
             .state
             .storage
             .get(&self.res, self.namespace(), self.name())
             .await?;
-        Ok(Reply::Json(200, scale_of(&self.res, &obj)))
+        Ok(Reply::Json(200, self.scale(&obj)?))
     }
 
-    async fn set_replicas(&mut self, scale: Value, old: Value) -> Result<Reply, ApiError> {
+    /// Writes the replicas of `scale` into `old` for field manager `manager`.
+    async fn set_replicas(
+        &mut self,
+        scale: Value,
+        old: Value,
+        manager: &str,
+    ) -> Result<Reply, ApiError> {
         let dry_run = self.dry_run()?;
         let replicas = match scale.pointer("/spec/replicas") {
             Some(Value::Number(n)) if n.as_i64().is_some() => n.as_i64().unwrap_or_default(),
@@ -280,7 +293,10 @@ impl Ctx<'_> {
             ));
         }
         let mut new = old.clone();
-        crate::object::set(&mut new, "spec.replicas", replicas.into());
+        match &self.custom {
+            Some(c) => c.set_replicas(&mut new, replicas),
+            None => crate::object::set(&mut new, "spec.replicas", replicas.into()),
+        }
         if let Some(rv) = scale
             .pointer("/metadata/resourceVersion")
             .and_then(Value::as_str)
@@ -288,17 +304,24 @@ impl Ctx<'_> {
         {
             object::meta_mut(&mut new).insert("resourceVersion".into(), rv.into());
         }
-        let (code, out) = update_object(
+        let mut by = crate::rest::write::Requester {
+            who: self.who,
+            subresource: &self.info.subresource,
+            warnings: &mut self.warnings,
+            owner: crate::rest::apply::FieldOwner::Update(manager),
+        };
+        let (code, out) = crate::rest::write::update_object_by(
             self.state,
             &self.res,
-            self.strategy,
+            &*self.strategy,
             old,
             new,
             false,
             dry_run,
+            Some(&mut by),
         )
         .await?;
-        Ok(Reply::Json(code, scale_of(&self.res, &out)))
+        Ok(Reply::Json(code, self.scale(&out)?))
     }
 
     pub(super) async fn update_scale(
@@ -306,6 +329,7 @@ impl Ctx<'_> {
         content_type: Option<&str>,
         body: Bytes,
     ) -> Result<Reply, ApiError> {
+        let manager = self.update_manager("UpdateOptions")?;
         let ty = negotiate::body_type(content_type)?;
         let (scale, _) = negotiate::decode_object(&body, ty)?;
         let old = self
@@ -313,7 +337,7 @@ impl Ctx<'_> {
             .storage
             .get(&self.res, self.namespace(), self.name())
             .await?;
-        self.set_replicas(scale, old).await
+        self.set_replicas(scale, old, &manager).await
     }
 
     pub(super) async fn patch_scale(
@@ -322,12 +346,19 @@ impl Ctx<'_> {
         body: Bytes,
     ) -> Result<Reply, ApiError> {
         let ty = negotiate::body_type(content_type)?;
+        if ty == negotiate::BodyType::ApplyPatch {
+            // Server-side apply of a Scale is not served (yet).
+            return Err(ApiError::unsupported_media_type(
+                content_type.unwrap_or_default(),
+            ));
+        }
+        let manager = self.update_manager("PatchOptions")?;
         let old = self
             .state
             .storage
             .get(&self.res, self.namespace(), self.name())
             .await?;
-        let current = scale_of(&self.res, &old);
+        let current = self.scale(&old)?;
         let patched = match ty {
             negotiate::BodyType::JsonPatch => api::patch::json_patch(&current, &body),
             negotiate::BodyType::MergePatch | negotiate::BodyType::StrategicMergePatch => {
@@ -340,7 +371,7 @@ impl Ctx<'_> {
             }
         }
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-        self.set_replicas(patched, old).await
+        self.set_replicas(patched, old, &manager).await
     }
 
     /// `POST pods/{name}/binding`: assigns the pod to a node once.

@@ -31,6 +31,17 @@ impl Ctx<'_> {
         }
         let ns = self.namespace().unwrap_or_default().to_string();
         let name = self.name().to_string();
+        let write = crate::admission::Write {
+            who: self.who,
+            operation: crate::admission::node_restriction::Operation::Create,
+            res: &self.res,
+            subresource: &self.info.subresource,
+            namespace: &ns,
+            name: &name,
+            object: Some(&req),
+            old: None,
+        };
+        crate::admission::validate(self.state, &write, &mut self.warnings).await?;
         let sa = self.state.storage.get(&self.res, Some(&ns), &name).await?;
         let sa_uid = crate::object::meta_str(&sa, "uid")
             .unwrap_or_default()

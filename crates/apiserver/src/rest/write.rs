@@ -4,8 +4,9 @@
 use api::resource::ResourceInfo;
 use api::status::{ApiError, FieldError};
 use bytes::Bytes;
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use super::apply::{self, API_SERVER_MANAGER, FieldOwner};
 use super::{Ctx, meta};
 use crate::handler::Reply;
 use crate::negotiate::{self, BodyType};
@@ -15,17 +16,32 @@ use crate::storage::parse_rv;
 use crate::strategy::Strategy;
 
 /// Attempts of a read-modify-write before giving up with 409.
-const RETRIES: usize = 8;
+pub(super) const RETRIES: usize = 8;
 
+/// Whether an update changes nothing (its managed fields included: a change
+/// of ownership alone is written, as Kubernetes writes it). Compared in
+/// place: objects are not copied.
 fn same_ignoring_rv(a: &Value, b: &Value) -> bool {
-    let strip = |v: &Value| {
-        let mut v = v.clone();
-        let m = meta_mut(&mut v);
-        m.remove("resourceVersion");
-        m.remove("managedFields");
-        v
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a == b;
     };
-    strip(a) == strip(b)
+    let meta_same = |x: &Value, y: &Value| {
+        let (Some(x), Some(y)) = (x.as_object(), y.as_object()) else {
+            return x == y;
+        };
+        let kept = |m: &serde_json::Map<String, Value>| {
+            m.keys().filter(|k| *k != "resourceVersion").count()
+        };
+        kept(x) == kept(y)
+            && x.iter()
+                .filter(|(k, _)| *k != "resourceVersion")
+                .all(|(k, v)| y.get(k) == Some(v))
+    };
+    a.len() == b.len()
+        && a.iter().all(|(k, v)| match (k.as_str(), b.get(k)) {
+            ("metadata", Some(w)) => meta_same(v, w),
+            (_, w) => w == Some(v),
+        })
 }
 
 /// Everything but metadata and status, for generation bumps.
@@ -86,13 +102,13 @@ impl Ctx<'_> {
         if body.is_empty() {
             return Err(ApiError::bad_request("the body of the request was empty"));
         }
-        let (obj, dups) = negotiate::decode_object(body, ty)?;
+        let (mut obj, dups) = negotiate::decode_object(body, ty)?;
         self.check_kind(&obj)?;
-        self.field_validation(&obj, dups)?;
+        self.field_validation(&mut obj, dups)?;
         Ok(obj)
     }
 
-    fn check_kind(&self, obj: &Value) -> Result<(), ApiError> {
+    pub(super) fn check_kind(&self, obj: &Value) -> Result<(), ApiError> {
         let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default();
         let api_version = obj
             .get("apiVersion")
@@ -124,7 +140,12 @@ impl Ctx<'_> {
     }
 
     /// Unknown/duplicate fields per `fieldValidation` (default Warn), and type errors.
-    fn field_validation(&mut self, obj: &Value, duplicates: Vec<String>) -> Result<(), ApiError> {
+    /// Custom resources are pruned and defaulted here, as Kubernetes decodes them.
+    pub(super) fn field_validation(
+        &mut self,
+        obj: &mut Value,
+        duplicates: Vec<String>,
+    ) -> Result<(), ApiError> {
         let mode = self.info.param("fieldValidation").unwrap_or("Warn");
         if !["Strict", "Warn", "Ignore"].contains(&mode) {
             return Err(ApiError::bad_request(format!(
@@ -138,15 +159,12 @@ impl Ctx<'_> {
         if let Err(e) = crate::typecheck::check(&self.res.definition, obj) {
             return Err(ApiError::bad_request(format!("{prefix}: {e}")));
         }
+        let unknown = self.strategy.decode(obj, &self.res.definition);
         if mode == "Ignore" {
             return Ok(());
         }
         let mut problems: Vec<String> = duplicates;
-        problems.extend(
-            api::schema::find_unknown_fields(obj, &self.res.definition)
-                .into_iter()
-                .map(|p| format!("unknown field {p:?}")),
-        );
+        problems.extend(unknown.into_iter().map(|p| format!("unknown field {p:?}")));
         if problems.is_empty() {
             return Ok(());
         }
@@ -160,12 +178,33 @@ impl Ctx<'_> {
         Ok(())
     }
 
+    /// 405 while the CRD of the custom resource addressed is being deleted.
+    pub(super) fn refuse_create_while_terminating(&self) -> Result<(), ApiError> {
+        if self.custom.as_ref().is_some_and(|c| c.terminating) {
+            return Err(ApiError {
+                code: 405,
+                reason: "MethodNotAllowed",
+                message: "create not allowed while custom resource definition is terminating"
+                    .into(),
+                details: Some(api::status::StatusDetails {
+                    group: Some(self.res.group.clone()),
+                    kind: Some(self.res.plural.clone()),
+                    ..Default::default()
+                }),
+                retry_after_seconds: None,
+            });
+        }
+        Ok(())
+    }
+
     pub(super) async fn create(
         &mut self,
         content_type: Option<&str>,
         body: Bytes,
     ) -> Result<Reply, ApiError> {
         let dry_run = self.dry_run()?;
+        let manager = self.update_manager("CreateOptions")?;
+        self.refuse_create_while_terminating()?;
         let mut obj = self.decode_body(content_type, &body)?;
         let path_ns = self.namespace().map(String::from);
         if self.res.namespaced {
@@ -184,7 +223,21 @@ impl Ctx<'_> {
             meta_mut(&mut obj).remove("namespace");
         }
         crate::rbac::escalation::check(self, &obj, None)?;
-        let created = create_object(self.state, &self.res, self.strategy, obj, dry_run).await?;
+        let mut by = Requester {
+            who: self.who,
+            subresource: &self.info.subresource,
+            warnings: &mut self.warnings,
+            owner: FieldOwner::Update(&manager),
+        };
+        let created = create_object_by(
+            self.state,
+            &self.res,
+            &*self.strategy,
+            obj,
+            dry_run,
+            Some(&mut by),
+        )
+        .await?;
         Ok(Reply::Json(201, self.render_object(created)))
     }
 
@@ -195,6 +248,7 @@ impl Ctx<'_> {
         status_only: bool,
     ) -> Result<Reply, ApiError> {
         let dry_run = self.dry_run()?;
+        let manager = self.update_manager("UpdateOptions")?;
         let new = self.decode_body(content_type, &body)?;
         let name = self.name().to_string();
         match object::name(&new) {
@@ -223,14 +277,21 @@ impl Ctx<'_> {
             .get(&self.res, self.namespace(), &name)
             .await?;
         crate::rbac::escalation::check(self, &new, Some(&old))?;
-        let (code, out) = update_object(
+        let mut by = Requester {
+            who: self.who,
+            subresource: &self.info.subresource,
+            warnings: &mut self.warnings,
+            owner: FieldOwner::Update(&manager),
+        };
+        let (code, out) = update_object_by(
             self.state,
             &self.res,
-            self.strategy,
+            &*self.strategy,
             old,
             new,
             status_only,
             dry_run,
+            Some(&mut by),
         )
         .await?;
         Ok(Reply::Json(code, self.render_object(out)))
@@ -242,8 +303,12 @@ impl Ctx<'_> {
         body: Bytes,
         status_only: bool,
     ) -> Result<Reply, ApiError> {
-        let dry_run = self.dry_run()?;
         let ty = negotiate::body_type(content_type)?;
+        if ty == BodyType::ApplyPatch {
+            return self.server_side_apply(&body, status_only).await;
+        }
+        let manager = self.update_manager("PatchOptions")?;
+        let dry_run = self.dry_run()?;
         let name = self.name().to_string();
         let mut last_err = None;
         for _ in 0..RETRIES {
@@ -259,19 +324,27 @@ impl Ctx<'_> {
                     object::name(&patched).unwrap_or_default()
                 )));
             }
+            let mut patched = patched;
             self.check_kind(&patched)?;
-            self.field_validation(&patched, Vec::new())?;
+            self.field_validation(&mut patched, Vec::new())?;
             let pinned = object::meta_str(&patched, "resourceVersion")
                 != object::meta_str(&old, "resourceVersion");
             crate::rbac::escalation::check(self, &patched, Some(&old))?;
-            match update_object(
+            let mut by = Requester {
+                who: self.who,
+                subresource: &self.info.subresource,
+                warnings: &mut self.warnings,
+                owner: FieldOwner::Update(&manager),
+            };
+            match update_object_by(
                 self.state,
                 &self.res,
-                self.strategy,
+                &*self.strategy,
                 old,
                 patched,
                 status_only,
                 dry_run,
+                Some(&mut by),
             )
             .await
             {
@@ -307,13 +380,26 @@ impl Ctx<'_> {
         match ty {
             BodyType::JsonPatch => api::patch::json_patch(old, body).map_err(to_api),
             BodyType::MergePatch => api::patch::merge_patch_bytes(old, body).map_err(to_api),
+            BodyType::StrategicMergePatch if self.custom.is_some() => Err(ApiError {
+                code: 415,
+                reason: "UnsupportedMediaType",
+                message: "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml".into(),
+                details: None,
+                retry_after_seconds: None,
+            }),
+            BodyType::StrategicMergePatch if crate::crd::controller::is_crd(&self.res) => {
+                let p: Value = serde_json::from_slice(body)
+                    .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+                Ok(crate::crd::strategy::strategic_merge_crd(old, &p))
+            }
             BodyType::StrategicMergePatch => {
                 let p: Value = serde_json::from_slice(body)
                     .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
                 api::patch::strategic_merge(old, &p, &self.res.definition).map_err(to_api)
             }
+            // Served by `Ctx::server_side_apply`, never patched onto an object.
             BodyType::ApplyPatch => Err(ApiError::unsupported_media_type(
-                "application/apply-patch+yaml (server-side apply is not supported yet)",
+                "application/apply-patch+yaml",
             )),
             BodyType::Json | BodyType::Yaml | BodyType::Protobuf => {
                 Err(ApiError::unsupported_media_type(match ty {
@@ -326,14 +412,59 @@ impl Ctx<'_> {
     }
 }
 
-/// Creates a decoded object (namespace already set): metadata, defaults,
-/// validation, admission, allocation, store.
+/// Who asks for a write, for the validating admission plugins (NodeRestriction,
+/// PodSecurity), and where their warnings go. Writes the API server makes itself
+/// (bootstrap, RBAC reconciliation) have none.
+pub(crate) struct Requester<'a> {
+    pub who: &'a crate::authn::Identity,
+    /// The subresource written ("" for the object itself).
+    pub subresource: &'a str,
+    pub warnings: &'a mut Vec<String>,
+    /// How the write is recorded in `metadata.managedFields`.
+    pub owner: FieldOwner<'a>,
+}
+
+/// Records a non-apply write in `metadata.managedFields` (apply has already
+/// done so); writes without a requester are the API server's own.
+fn record_write(
+    state: &State,
+    res: &ResourceInfo,
+    by: Option<&Requester<'_>>,
+    status_only: bool,
+    old: Option<&Value>,
+    new: Value,
+) -> Value {
+    let (subresource, manager) = match by {
+        Some(by) => match by.owner {
+            FieldOwner::Update(m) => (by.subresource, m),
+            FieldOwner::Applied => return new,
+        },
+        None if status_only => ("status", API_SERVER_MANAGER),
+        None => ("", API_SERVER_MANAGER),
+    };
+    apply::record_update(state, res, subresource, old, new, manager)
+}
+
+/// Creates a decoded object (namespace already set) as the API server itself.
 pub(crate) async fn create_object(
+    state: &State,
+    res: &ResourceInfo,
+    strategy: &dyn Strategy,
+    obj: Value,
+    dry_run: bool,
+) -> Result<Value, ApiError> {
+    create_object_by(state, res, strategy, obj, dry_run, None).await
+}
+
+/// Creates a decoded object (namespace already set): metadata, defaults,
+/// mutating admission, validation, validating admission, allocation, store.
+pub(crate) async fn create_object_by(
     state: &State,
     res: &ResourceInfo,
     strategy: &dyn Strategy,
     mut obj: Value,
     dry_run: bool,
+    by: Option<&mut Requester<'_>>,
 ) -> Result<Value, ApiError> {
     let ns = object::namespace(&obj).map(String::from);
     {
@@ -375,7 +506,6 @@ pub(crate) async fn create_object(
             "deletionTimestamp",
             "deletionGracePeriodSeconds",
             "selfLink",
-            "managedFields",
         ] {
             m.remove(f);
         }
@@ -392,6 +522,9 @@ pub(crate) async fn create_object(
         m.remove("status");
     }
     strategy.default(&mut obj);
+    // Kubernetes records the decoded, defaulted object's fields for the
+    // manager before admission: what admission sets belongs to nobody.
+    let mut obj = record_write(state, res, by.as_deref(), false, None, obj);
     // Kubernetes' order: defaults, admission (which may set fields), then the
     // strategy's own preparation and validation.
     crate::admission::admit_create(state, res, &mut obj).await?;
@@ -402,6 +535,19 @@ pub(crate) async fn create_object(
     errs.extend(strategy.validate(&obj));
     if !errs.is_empty() {
         return Err(invalid(res, &name, errs));
+    }
+    if let Some(by) = by {
+        let write = crate::admission::Write {
+            who: by.who,
+            operation: crate::admission::node_restriction::Operation::Create,
+            res,
+            subresource: by.subresource,
+            namespace: ns.as_deref().unwrap_or_default(),
+            name: &name,
+            object: Some(&obj),
+            old: None,
+        };
+        crate::admission::validate(state, &write, by.warnings).await?;
     }
     if res.group.is_empty() && res.plural == "services" {
         // Report an existing Service as AlreadyExists, not as a taken cluster IP.
@@ -430,8 +576,23 @@ pub(crate) async fn create_object(
     }
 }
 
-/// Updates `old` (as stored, with its resourceVersion) to `new`.
+/// Updates `old` (as stored, with its resourceVersion) to `new`, as the API server
+/// itself.
 pub(crate) async fn update_object(
+    state: &State,
+    res: &ResourceInfo,
+    strategy: &dyn Strategy,
+    old: Value,
+    new: Value,
+    status_only: bool,
+    dry_run: bool,
+) -> Result<(u16, Value), ApiError> {
+    update_object_by(state, res, strategy, old, new, status_only, dry_run, None).await
+}
+
+/// Updates `old` (as stored, with its resourceVersion) to `new` for `by`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn update_object_by(
     state: &State,
     res: &ResourceInfo,
     strategy: &dyn Strategy,
@@ -439,6 +600,7 @@ pub(crate) async fn update_object(
     mut new: Value,
     status_only: bool,
     dry_run: bool,
+    by: Option<&mut Requester<'_>>,
 ) -> Result<(u16, Value), ApiError> {
     let name = object::name(&old).unwrap_or_default().to_string();
     let ns = object::namespace(&old).map(String::from);
@@ -463,10 +625,15 @@ pub(crate) async fn update_object(
                 }
             }
         }
+        // The managed fields an apply to the status computed go along (an
+        // update's are recomputed from the live ones below).
+        if let Some(mf) = new.pointer("/metadata/managedFields") {
+            meta_mut(&mut merged).insert("managedFields".into(), mf.clone());
+        }
         new = merged;
     } else {
         {
-            let om = old.get("metadata").cloned().unwrap_or_else(|| json!({}));
+            let om = old.get("metadata");
             let m = meta_mut(&mut new);
             for f in [
                 "uid",
@@ -476,7 +643,7 @@ pub(crate) async fn update_object(
                 "namespace",
                 "generation",
             ] {
-                match om.get(f) {
+                match om.and_then(|om| om.get(f)) {
                     Some(v) => {
                         m.insert(f.into(), v.clone());
                     }
@@ -498,7 +665,10 @@ pub(crate) async fn update_object(
             }
         }
         strategy.default(&mut new);
+        strategy.prepare_for_update(&mut new, &old);
     }
+    // Before prune_empty_metadata: `managedFields: []` resets them.
+    let mut new = record_write(state, res, by.as_deref(), status_only, Some(&old), new);
     prune_empty_metadata(&mut new);
     meta_mut(&mut new).insert("resourceVersion".into(), old_rv.clone().into());
     let mut errs = meta::validate_object_meta(&new);
@@ -506,16 +676,37 @@ pub(crate) async fn update_object(
     if !errs.is_empty() {
         return Err(invalid(res, &name, errs));
     }
+    if let Some(by) = by {
+        let write = crate::admission::Write {
+            who: by.who,
+            operation: crate::admission::node_restriction::Operation::Update,
+            res,
+            subresource: by.subresource,
+            namespace: ns.as_deref().unwrap_or_default(),
+            name: &name,
+            object: Some(&new),
+            old: Some(&old),
+        };
+        crate::admission::validate(state, &write, by.warnings).await?;
+    }
     if strategy.tracks_generation() && !status_only {
         let g = old
             .pointer("/metadata/generation")
             .and_then(Value::as_i64)
             .unwrap_or(1);
-        let g = if spec_part(&new) != spec_part(&old) {
-            g + 1
+        let changed = if strategy.status_bumps_generation() {
+            let outside_metadata = |v: &Value| {
+                let mut v = v.clone();
+                if let Some(m) = v.as_object_mut() {
+                    m.remove("metadata");
+                }
+                v
+            };
+            outside_metadata(&new) != outside_metadata(&old)
         } else {
-            g
+            spec_part(&new) != spec_part(&old)
         };
+        let g = if changed { g + 1 } else { g };
         meta_mut(&mut new).insert("generation".into(), g.into());
     }
     let allocated = if status_only {

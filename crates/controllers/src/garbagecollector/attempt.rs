@@ -114,8 +114,12 @@ async fn owner_state(
         });
     }
     let Some(served) = res.of_ref(r) else {
-        tracing::debug!(kind = %r.kind, api_version = %r.api_version, "owner kind is not served; keeping the dependent");
-        return Ok(Owner::Solid);
+        // Likely a custom resource discovery has not picked up yet: look again
+        // later, as Kubernetes does on a REST mapping error.
+        return Err(Error::Invalid(format!(
+            "the owner's kind {} {} is not served (yet); retrying",
+            r.api_version, r.kind
+        )));
     };
     let api: Api<PartialObjectMeta<DynamicObject>> = if served.namespaced() {
         let Some(ns) = dependent.namespace.as_deref() else {

@@ -89,6 +89,19 @@ impl Graph {
             .collect()
     }
 
+    /// Uids of the objects with an owner of `group`/`kind`.
+    pub(crate) fn with_owner_kind(&self, group: &str, kind: &str) -> Vec<String> {
+        self.nodes
+            .values()
+            .filter(|n| {
+                n.owners.iter().any(|o| {
+                    o.kind == kind && o.api_version.rsplit_once('/').map_or("", |(g, _)| g) == group
+                })
+            })
+            .map(|n| n.uid.clone())
+            .collect()
+    }
+
     /// Uids of the objects of `resource`.
     pub(crate) fn uids_of(&self, resource: &str) -> Vec<String> {
         self.nodes
@@ -203,6 +216,25 @@ mod tests {
         assert_eq!(g.upsert(node("dep", &["owner"])), vec!["dep".to_string()]);
         assert_eq!(g.dependents("owner").len(), 1);
         assert_eq!(g.remove("owner"), vec!["dep".to_string()]);
+    }
+
+    #[test]
+    fn dependents_are_found_by_their_owners_kind() {
+        let mut g = Graph::default();
+        let mut dep = node("dep", &["owner"]);
+        dep.owners[0].api_version = "stable.example.com/v1".into();
+        dep.owners[0].kind = "CronTab".into();
+        g.upsert(dep);
+        g.upsert(node("other", &["x"]));
+        assert_eq!(
+            g.with_owner_kind("stable.example.com", "CronTab"),
+            vec!["dep".to_string()]
+        );
+        assert_eq!(
+            g.with_owner_kind("", "ConfigMap"),
+            vec!["other".to_string()]
+        );
+        assert!(g.with_owner_kind("other.example.com", "CronTab").is_empty());
     }
 
     #[test]

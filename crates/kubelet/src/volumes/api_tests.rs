@@ -65,6 +65,7 @@ impl Server {
                 .arg("--data-dir")
                 .arg(dir.path())
                 .args(["--https-listen-port", &port.to_string(), "--disable-agent"])
+                .args(["--bind-address", "127.0.0.1"])
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()
@@ -344,6 +345,8 @@ async fn projected_volume_has_a_pod_bound_token_renewed_near_expiry() {
             "metadata": {"name": "tok", "labels": {"a": "b"}},
             "spec": {
                 "serviceAccountName": "builder",
+                // Its own projected token volume instead of the automatic one.
+                "automountServiceAccountToken": false,
                 "containers": [{"name": "app", "image": "busybox"}],
                 "volumes": [{"name": "kube-api-access", "projected": {"sources": [
                     {"serviceAccountToken": {"path": "token", "audience": "vault"}},

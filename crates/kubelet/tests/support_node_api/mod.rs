@@ -154,7 +154,6 @@ impl Harness {
             dir: self.dir.join("agent"),
             runtime_endpoint: Some(self.containerd.as_ref().expect("running").config().socket()),
             node_ip: "127.0.0.1".parse().expect("an IP"),
-            control_plane: false,
             cluster_cidr: "10.244.0.0/16".into(),
             service_cidr: "10.43.0.0/16".into(),
             cluster_dns: "10.43.0.10".parse().expect("an IP"),

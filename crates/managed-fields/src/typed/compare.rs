@@ -18,6 +18,7 @@ pub(crate) struct Comparison {
 
 impl Comparison {
     /// Drops `fields` and everything below them from all three sets.
+    #[cfg(test)]
     pub(crate) fn exclude(mut self, fields: &FieldSet) -> Self {
         if !fields.is_empty() {
             self.added = self.added.recursive_difference(fields);
@@ -33,15 +34,95 @@ impl Comparison {
 /// lists and maps, empty containers) present on both sides are modified when
 /// their values differ.
 pub(crate) fn compare(lhs: Option<&Value>, rhs: Option<&Value>, t: TypeRef<'_>) -> Comparison {
+    compare_skipping(lhs, rhs, t, &Skip::default())
+}
+
+/// Field paths a comparison does not walk (reset fields,
+/// `metadata.managedFields`), as a tree of field names: built once, looked
+/// up by `&str` without allocating.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Skip {
+    members: Vec<String>,
+    children: Vec<(String, Skip)>,
+}
+
+impl Skip {
+    /// The field paths of `set` (paths through list items or map keys
+    /// other than fields are not skipped).
+    pub(crate) fn from_fields(set: &FieldSet) -> Skip {
+        let mut skip = Skip::default();
+        for pe in set.members() {
+            if let PathElement::Field(name) = pe {
+                skip.members.push(name.clone());
+            }
+        }
+        for (pe, child) in set.children() {
+            if let PathElement::Field(name) = pe {
+                let below = Skip::from_fields(child);
+                if !below.is_empty() {
+                    skip.children.push((name.clone(), below));
+                }
+            }
+        }
+        skip
+    }
+
+    fn is_empty(&self) -> bool {
+        self.members.is_empty() && self.children.is_empty()
+    }
+
+    fn skips(&self, key: &str) -> bool {
+        self.members.iter().any(|m| m == key)
+    }
+
+    fn below(&self, key: &str) -> Option<&Skip> {
+        self.children
+            .iter()
+            .find(|(name, _)| name == key)
+            .map(|(_, s)| s)
+    }
+}
+
+/// [`compare`] without looking at `skip` and what is below it: the result
+/// is `compare(..).exclude(skip)`, without walking the skipped values.
+pub(crate) fn compare_skipping(
+    lhs: Option<&Value>,
+    rhs: Option<&Value>,
+    t: TypeRef<'_>,
+    skip: &Skip,
+) -> Comparison {
     let mut c = Comparison::default();
-    walk(lhs, rhs, t, &mut Vec::new(), &mut c);
+    let skip = (!skip.is_empty()).then_some(skip);
+    walk(lhs, rhs, t, skip, &mut Vec::new(), &mut c);
     c
+}
+
+/// `l == r` but for the skipped fields.
+fn equal_skipping(l: &Value, r: &Value, skip: Option<&Skip>) -> bool {
+    match (skip, l, r) {
+        (Some(s), Value::Object(a), Value::Object(b)) => {
+            let mut kept = 0;
+            for (k, v) in a {
+                if s.skips(k) {
+                    continue;
+                }
+                kept += 1;
+                match b.get(k) {
+                    Some(w) if equal_skipping(v, w, s.below(k)) => {}
+                    _ => return false,
+                }
+            }
+            kept == b.keys().filter(|k| !s.skips(k)).count()
+        }
+        _ => l == r,
+    }
 }
 
 fn walk(
     lhs: Option<&Value>,
     rhs: Option<&Value>,
     t: TypeRef<'_>,
+    skip: Option<&Skip>,
     path: &mut Vec<PathElement>,
     c: &mut Comparison,
 ) {
@@ -49,7 +130,7 @@ fn walk(
         return;
     }
     if let (Some(l), Some(r)) = (lhs, rhs)
-        && l == r
+        && equal_skipping(l, r, skip)
     {
         return;
     }
@@ -75,7 +156,7 @@ fn walk(
                     leaf(lhs, rhs, path, c);
                     true
                 } else {
-                    list_items(&list, lhs, rhs, path, c);
+                    list_items(&list, lhs, rhs, skip, path, c);
                     false
                 }
             }
@@ -84,7 +165,7 @@ fn walk(
                     leaf(lhs, rhs, path, c);
                     true
                 } else {
-                    map_items(&map, lhs, rhs, path, c);
+                    map_items(&map, lhs, rhs, skip, path, c);
                     false
                 }
             }
@@ -115,6 +196,7 @@ fn map_items(
     map: &MapAtom<'_>,
     lhs: Option<&Value>,
     rhs: Option<&Value>,
+    skip: Option<&Skip>,
     path: &mut Vec<PathElement>,
     c: &mut Comparison,
 ) {
@@ -129,9 +211,20 @@ fn map_items(
     };
     let keys = l.keys().chain(r.keys().filter(|k| !l.contains_key(*k)));
     for key in keys {
+        if skip.is_some_and(|s| s.skips(key)) {
+            continue;
+        }
+        let below = skip.and_then(|s| s.below(key));
+        let (lv, rv) = (l.get(key), r.get(key));
+        if let (Some(a), Some(b)) = (lv, rv)
+            && equal_skipping(a, b, below)
+        {
+            // Unchanged: nothing to type or record.
+            continue;
+        }
         let t = map.member(key).map(|(t, _)| t).unwrap_or(TypeRef::Deduced);
         path.push(PathElement::Field(key.clone()));
-        walk(l.get(key), r.get(key), t, path, c);
+        walk(lv, rv, t, below, path, c);
         path.pop();
     }
 }
@@ -140,6 +233,8 @@ fn list_items(
     list: &ListAtom<'_>,
     lhs: Option<&Value>,
     rhs: Option<&Value>,
+    // Field-name skips do not reach into list items.
+    _skip: Option<&Skip>,
     path: &mut Vec<PathElement>,
     c: &mut Comparison,
 ) {
@@ -147,13 +242,14 @@ fn list_items(
     let r = IndexedItems::new(list, rhs);
     let mut all: Vec<&PathElement> = l.distinct().iter().collect();
     all.extend(r.distinct().iter().filter(|pe| l.get(pe).1 == 0));
+    let below: Option<&Skip> = None;
     for pe in all {
         let (l_first, l_count) = l.get(pe);
         let (r_first, r_count) = r.get(pe);
         path.push(pe.clone());
         match (l_count, r_count) {
             // The usual case: at most one item on each side.
-            (0..=1, 0..=1) => walk(l_first, r_first, list.element, path, c),
+            (0..=1, 0..=1) => walk(l_first, r_first, list.element, below, path, c),
             // Duplicates on both sides: compared as one atomic value.
             (2.., 2..) => {
                 let (la, ra) = (l.all(pe), r.all(pe));
@@ -166,14 +262,14 @@ fn list_items(
             // Duplicates resolved: the duplicate marker goes, a single item comes.
             (2.., _) => {
                 if r_count != 0 {
-                    walk(None, r_first, list.element, path, c);
+                    walk(None, r_first, list.element, below, path, c);
                 }
                 c.removed.insert(path);
             }
             // New duplicates: the single item goes, the duplicate marker comes.
             (_, _) => {
                 if l_count != 0 {
-                    walk(l_first, None, list.element, path, c);
+                    walk(l_first, None, list.element, below, path, c);
                 }
                 c.added.insert(path);
             }
@@ -190,6 +286,29 @@ mod tests {
 
     fn printed(set: &FieldSet) -> Vec<String> {
         set.paths().iter().map(|p| p.to_string()).collect()
+    }
+
+    #[test]
+    fn skipped_fields_are_not_compared() {
+        let s = Schema::for_kind("apps", "v1", "Deployment").unwrap();
+        let old = json!({"metadata": {"labels": {"a": "1"}, "managedFields": [{"manager": "x"}]},
+                         "spec": {"replicas": 1, "paused": true}, "status": {"replicas": 1}});
+        let new = json!({"metadata": {"labels": {"a": "2"}},
+                         "spec": {"replicas": 2}, "status": {"replicas": 3, "readyReplicas": 1}});
+        let skip = FieldSet::from_paths([
+            crate::path::FieldPath::fields(["metadata", "managedFields"]),
+            crate::path::FieldPath::fields(["status"]),
+        ]);
+        let skipped = compare_skipping(Some(&old), Some(&new), s.root(), &Skip::from_fields(&skip));
+        assert_eq!(
+            skipped,
+            compare(Some(&old), Some(&new), s.root()).exclude(&skip)
+        );
+        assert_eq!(
+            printed(&skipped.modified),
+            [".metadata.labels.a", ".spec.replicas"]
+        );
+        assert_eq!(printed(&skipped.removed), [".spec.paused"]);
     }
 
     #[test]

@@ -113,6 +113,7 @@ impl AgentServer {
                 .arg("--data-dir")
                 .arg(&self.dir)
                 .args(["--https-listen-port", &port.to_string()])
+                .args(["--bind-address", "127.0.0.1"])
                 .args(["--node-ip", "127.0.0.1"])
                 .args(["--node-name", "skiff-test-node"])
                 .args(["--cluster-cidr", &self.cluster_cidr])

@@ -194,7 +194,10 @@ impl Server {
                     // Tests never forward DNS queries off the machine.
                     .args(Server::DNS_FLAGS)
                     .args(extra)
-                    .env("SKIFF_LOG", "info")
+                    .env(
+                        "SKIFF_LOG",
+                        std::env::var("SKIFF_TEST_SERVER_LOG").unwrap_or_else(|_| "info".into()),
+                    )
                     .stdout(Stdio::null())
                     .stderr(log)
                     .spawn()

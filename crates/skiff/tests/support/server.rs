@@ -12,7 +12,7 @@ pub struct TestServer {
     pub dir: tempfile::TempDir,
     pub child: Option<Child>,
     pub port: u16,
-    extra: Vec<String>,
+    pub extra: Vec<String>,
 }
 
 /// Extra flags for a server start.
@@ -76,6 +76,7 @@ impl TestServer {
                 .arg(self.dir.path())
                 .arg("--https-listen-port")
                 .arg(port.to_string())
+                .args(["--bind-address", "127.0.0.1"])
                 .arg("--disable-agent")
                 // No agent, so no pod could use the cluster DNS.
                 .args(["--disable", "dns"])

@@ -241,67 +241,6 @@ pub(super) fn kube_scheduler() -> Vec<R> {
     ]
 }
 
-pub(super) fn node() -> Vec<R> {
-    vec![
-        rule(&["create"])
-            .groups(&[AUTHENTICATION])
-            .resources(&["tokenreviews"]),
-        rule(&["create"])
-            .groups(&[AUTHORIZATION])
-            .resources(&["localsubjectaccessreviews", "subjectaccessreviews"]),
-        rule(READ).groups(&[CORE]).resources(&["services"]),
-        rule(&["create", "get", "list", "watch"])
-            .groups(&[CORE])
-            .resources(&["nodes"]),
-        rule(&["patch", "update"])
-            .groups(&[CORE])
-            .resources(&["nodes/status"]),
-        rule(&["patch", "update"])
-            .groups(&[CORE])
-            .resources(&["nodes"]),
-        rule(EVENT_WRITE).groups(&[CORE]).resources(&["events"]),
-        rule(READ).groups(&[CORE]).resources(&["pods"]),
-        rule(&["create", "delete"])
-            .groups(&[CORE])
-            .resources(&["pods"]),
-        rule(&["patch", "update"])
-            .groups(&[CORE])
-            .resources(&["pods/status"]),
-        rule(&["create"])
-            .groups(&[CORE])
-            .resources(&["pods/eviction"]),
-        rule(READ)
-            .groups(&[CORE])
-            .resources(&["configmaps", "secrets"]),
-        rule(&["get"])
-            .groups(&[CORE])
-            .resources(&["persistentvolumeclaims", "persistentvolumes"]),
-        rule(&["get"]).groups(&[CORE]).resources(&["endpoints"]),
-        rule(&["create", "get", "list", "watch"])
-            .groups(&["certificates.k8s.io"])
-            .resources(&["certificatesigningrequests"]),
-        rule(&["create", "delete", "get", "patch", "update"])
-            .groups(&[COORDINATION])
-            .resources(&["leases"]),
-        rule(&["get"])
-            .groups(&[STORAGE])
-            .resources(&["volumeattachments"]),
-        rule(&["create"])
-            .groups(&[CORE])
-            .resources(&["serviceaccounts/token"]),
-        rule(&["get", "patch", "update"])
-            .groups(&[CORE])
-            .resources(&["persistentvolumeclaims/status"]),
-        rule(READ).groups(&[STORAGE]).resources(&["csidrivers"]),
-        rule(&["create", "delete", "get", "patch", "update"])
-            .groups(&[STORAGE])
-            .resources(&["csinodes"]),
-        rule(READ)
-            .groups(&["node.k8s.io"])
-            .resources(&["runtimeclasses"]),
-    ]
-}
-
 /// The `system:controller:*` roles of the controllers Skiff's controller manager runs
 /// (Kubernetes' rules for each, in one role), and the service load balancer status
 /// (the service controller's role).
@@ -328,6 +267,10 @@ pub(super) fn skiff_controller_manager() -> Vec<R> {
         rule(&["create"])
             .groups(&[CORE])
             .resources(&["serviceaccounts"]),
+        // root-ca-cert-publisher
+        rule(&["create", "update"])
+            .groups(&[CORE])
+            .resources(&["configmaps"]),
         // replicaset-controller, replication-controller, deployment-controller
         rule(&["get", "list", "update", "watch"])
             .groups(&[APPS, EXTENSIONS])

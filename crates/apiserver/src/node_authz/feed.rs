@@ -1,0 +1,303 @@
+//! Keeps the [`Graph`] in step with the store: pods, PersistentVolumes and
+//! VolumeAttachments are listed once, then followed through the API server's watch
+//! cache (Kubernetes feeds its graph from informers the same way). No polling, and
+//! no store reads per request; a relist happens only when the watch cache was reset
+//! or this follower fell behind it.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde_json::Value;
+use store::{EventKind, ListOptions, Revision, Store};
+use tokio::sync::{broadcast, watch};
+
+use super::graph::Graph;
+use super::refs;
+use crate::watch_cache::{Change, WatchCache};
+
+/// Store key prefixes of the objects the graph is built from.
+const PODS: &str = "/registry/core/pods/";
+const VOLUMES: &str = "/registry/core/persistentvolumes/";
+const ATTACHMENTS: &str = "/registry/storage.k8s.io/volumeattachments/";
+
+/// The graph, shared by the authorizer (reads) and its follower (writes).
+pub(crate) struct NodeGraph {
+    graph: RwLock<Graph>,
+    /// The last store revision the graph has seen (of any object).
+    revision: watch::Sender<Revision>,
+}
+
+/// Applies one object (`None`: deleted) stored under `key`; false when the key is
+/// not one the graph follows.
+fn apply(graph: &mut Graph, key: &str, object: Option<&Value>) -> bool {
+    if let Some(rest) = key.strip_prefix(PODS) {
+        let Some((ns, name)) = rest.split_once('/') else {
+            return false;
+        };
+        graph.set_pod(ns, name, object.and_then(|p| refs::pod_refs(name, p)));
+    } else if let Some(name) = key.strip_prefix(VOLUMES) {
+        graph.set_volume(name, object.map(refs::pv_refs));
+    } else if let Some(name) = key.strip_prefix(ATTACHMENTS) {
+        let node = object.map(|va| {
+            va.pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        });
+        graph.set_attachment(name, node);
+    } else {
+        return false;
+    }
+    true
+}
+
+/// Lists every followed object at one revision.
+async fn list_all(store: &dyn Store) -> Result<(Graph, Revision), store::StoreError> {
+    let mut graph = Graph::default();
+    let mut at = None;
+    for prefix in [PODS, VOLUMES, ATTACHMENTS] {
+        let res = store
+            .list(&ListOptions {
+                prefix: prefix.into(),
+                revision: at,
+                ..Default::default()
+            })
+            .await?;
+        at = Some(res.revision);
+        for kv in &res.items {
+            if let Ok(obj) = crate::storage::decode(kv) {
+                apply(&mut graph, &kv.key, Some(&obj));
+            }
+        }
+    }
+    Ok((graph, at.unwrap_or_default()))
+}
+
+impl NodeGraph {
+    /// Lists the objects, then follows `watch_cache` until `shutdown`.
+    pub(crate) async fn start(
+        store: Arc<dyn Store>,
+        watch_cache: Arc<WatchCache>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Arc<Self>, crate::Error> {
+        let (graph, revision) = list_all(store.as_ref()).await?;
+        tracing::debug!(
+            vertices = graph.len(),
+            revision,
+            "node authorizer graph listed"
+        );
+        let shared = Arc::new(Self {
+            graph: RwLock::new(graph),
+            revision: watch::channel(revision).0,
+        });
+        tokio::spawn(
+            shared
+                .clone()
+                .follow(store, watch_cache, revision, shutdown),
+        );
+        Ok(shared)
+    }
+
+    /// A graph that follows nothing (unit tests of decisions).
+    #[cfg(test)]
+    pub(crate) fn fixed(graph: Graph) -> Arc<Self> {
+        Arc::new(Self {
+            graph: RwLock::new(graph),
+            revision: watch::channel(0).0,
+        })
+    }
+
+    /// Runs `f` on the current graph.
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&Graph) -> T) -> T {
+        f(&self.graph.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Waits (at most `within`) until the graph has seen `revision`; false on timeout.
+    #[cfg(test)]
+    pub(crate) async fn wait_for(&self, revision: Revision, within: Duration) -> bool {
+        let mut rx = self.revision.subscribe();
+        tokio::time::timeout(within, rx.wait_for(|r| *r >= revision))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    fn note_revision(&self, revision: Revision) {
+        self.revision.send_if_modified(|r| {
+            let newer = revision > *r;
+            if newer {
+                *r = revision;
+            }
+            newer
+        });
+    }
+
+    async fn follow(
+        self: Arc<Self>,
+        store: Arc<dyn Store>,
+        watch_cache: Arc<WatchCache>,
+        mut applied: Revision,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        loop {
+            match watch_cache.subscribe(applied) {
+                Some(sub) => {
+                    self.take(&mut applied, &sub.backlog);
+                    self.run_live(&mut applied, sub.live, &mut shutdown).await;
+                    if *shutdown.borrow() {
+                        return;
+                    }
+                }
+                None => tracing::debug!(
+                    revision = applied,
+                    "node authorizer graph fell behind the watch cache"
+                ),
+            }
+            // Relist: the watch cache was reset or we fell behind.
+            loop {
+                match list_all(store.as_ref()).await {
+                    Ok((graph, revision)) => {
+                        *self.graph.write().unwrap_or_else(|e| e.into_inner()) = graph;
+                        applied = revision;
+                        self.note_revision(applied);
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "listing pods and volumes for the node authorizer failed; retrying");
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            _ = shutdown.changed() => return,
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies live changes, a burst at a time, until the subscription ends (lagged
+    /// or reset) or shutdown.
+    async fn run_live(
+        &self,
+        applied: &mut Revision,
+        mut live: broadcast::Receiver<Arc<Change>>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) {
+        loop {
+            let first = tokio::select! {
+                r = live.recv() => r,
+                _ = shutdown.changed() => return,
+            };
+            let Ok(first) = first else {
+                return;
+            };
+            let mut burst = vec![first];
+            let mut ended = false;
+            loop {
+                match live.try_recv() {
+                    Ok(c) => burst.push(c),
+                    Err(broadcast::error::TryRecvError::Empty) => break,
+                    Err(_) => {
+                        ended = true;
+                        break;
+                    }
+                }
+            }
+            self.take(applied, &burst);
+            if ended {
+                return;
+            }
+        }
+    }
+
+    /// Applies the changes newer than `applied` under one write lock.
+    fn take(&self, applied: &mut Revision, changes: &[Arc<Change>]) {
+        let relevant = |c: &Change| {
+            c.revision > *applied
+                && (c.key.starts_with(PODS)
+                    || c.key.starts_with(VOLUMES)
+                    || c.key.starts_with(ATTACHMENTS))
+        };
+        if changes.iter().any(|c| relevant(c)) {
+            let mut graph = self.graph.write().unwrap_or_else(|e| e.into_inner());
+            for c in changes.iter().filter(|c| relevant(c)) {
+                let object = (c.kind != EventKind::Deleted).then_some(&c.object);
+                apply(&mut graph, &c.key, object);
+            }
+        }
+        if let Some(last) = changes.iter().map(|c| c.revision).max()
+            && last > *applied
+        {
+            *applied = last;
+        }
+        self.note_revision(*applied);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node_authz::graph::Kind;
+    use bytes::Bytes;
+    use serde_json::json;
+
+    async fn put(store: &dyn Store, key: &str, obj: Value) -> Revision {
+        store
+            .create(key, Bytes::from(obj.to_string()))
+            .await
+            .expect("create")
+            .mod_revision
+    }
+
+    fn pod(node: &str, secret: &str) -> Value {
+        json!({"metadata": {"name": "p"}, "spec": {"nodeName": node,
+               "volumes": [{"name": "s", "secret": {"secretName": secret}}]}})
+    }
+
+    #[tokio::test]
+    async fn the_graph_is_listed_then_follows_pods_and_volumes_through_the_watch_cache() {
+        let store: Arc<dyn Store> = Arc::new(store::MemoryStore::new());
+        // One pod exists before the graph starts: it is listed.
+        put(
+            store.as_ref(),
+            "/registry/core/pods/ns/before",
+            pod("a", "s1"),
+        )
+        .await;
+        let from = store.current_revision().await.expect("revision");
+        let (_stop, shutdown) = watch::channel(false);
+        let watch_cache = WatchCache::start(store.clone(), from, shutdown.clone());
+        let graph = NodeGraph::start(store.clone(), watch_cache, shutdown)
+            .await
+            .expect("the graph starts");
+        let related = |g: &NodeGraph, node: &str, kind: Kind, ns: &str, name: &str| {
+            g.read(|g| g.has_path(node, kind, ns, name))
+        };
+        assert!(related(&graph, "a", Kind::Secret, "ns", "s1"));
+
+        let key = "/registry/core/pods/ns/after";
+        let rev = put(store.as_ref(), key, pod("b", "s2")).await;
+        assert!(graph.wait_for(rev, Duration::from_secs(5)).await);
+        assert!(related(&graph, "b", Kind::Secret, "ns", "s2"));
+        assert!(!related(&graph, "a", Kind::Secret, "ns", "s2"));
+
+        let rev = put(
+            store.as_ref(),
+            "/registry/core/persistentvolumes/pv1",
+            json!({"spec": {"claimRef": {"namespace": "ns", "name": "c"}}}),
+        )
+        .await;
+        assert!(graph.wait_for(rev, Duration::from_secs(5)).await);
+        assert!(!related(&graph, "b", Kind::Volume, "", "pv1"));
+
+        let rev = store.delete(key, None).await.expect("delete").mod_revision;
+        assert!(graph.wait_for(rev, Duration::from_secs(5)).await);
+        assert!(!related(&graph, "b", Kind::Secret, "ns", "s2"));
+        // Other objects move the revision on without touching the graph.
+        let rev = put(
+            store.as_ref(),
+            "/registry/core/configmaps/ns/x",
+            json!({"metadata": {"name": "x"}}),
+        )
+        .await;
+        assert!(graph.wait_for(rev, Duration::from_secs(5)).await);
+    }
+}
