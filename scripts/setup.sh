@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(protobuf-compiler etcd-server containerd runc containernetworking-plugins iptables
-          busybox-static catatonit iproute2 curl openssl ca-certificates docker-registry skopeo apache2-utils)
+          busybox-static catatonit iproute2 curl openssl ca-certificates docker-registry skopeo apache2-utils
+          nftables)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
