@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(protobuf-compiler etcd-server containerd runc containernetworking-plugins iptables
           busybox-static catatonit iproute2 curl openssl ca-certificates docker-registry skopeo apache2-utils
-          nftables)
+          nftables g++)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -26,6 +26,8 @@ if ! command -v cargo-nextest >/dev/null 2>&1 && ! cargo nextest --version >/dev
   echo "==> installing cargo-nextest"
   cargo install --locked cargo-nextest
 fi
+# cargo-fuzz for scripts/fuzz.sh (stable toolchain; libFuzzer builds with the system g++).
+scripts/fuzz.sh --install-only
 
 [ "${1:-}" = "--deps-only" ] && exit 0
 

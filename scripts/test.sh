@@ -14,3 +14,5 @@ echo "==> building tests"
 cargo nextest run --workspace --locked --no-run
 echo "==> running tests"
 cargo nextest run --workspace --locked --no-fail-fast "$@"
+# Every fuzz target for a bounded time (SKIFF_FUZZ_SECONDS each, default 20).
+scripts/fuzz.sh "${SKIFF_FUZZ_SECONDS:-20}"

@@ -1,0 +1,4 @@
+//! Fuzz target: see `skiff_fuzz::json_body`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| skiff_fuzz::json_body(data));
