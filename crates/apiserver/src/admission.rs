@@ -679,7 +679,8 @@ pub(crate) async fn reserve_quota(
             let exceeded: Vec<&(String, i64, String)> = costs
                 .iter()
                 .filter(|(n, inc, limit)| {
-                    api::quantity::milli_value(limit).is_some_and(|l| used_of(n) + inc > l)
+                    api::quantity::milli_value(limit)
+                        .is_some_and(|l| used_of(n).saturating_add(*inc) > l)
                 })
                 .collect();
             if !exceeded.is_empty() {
@@ -704,7 +705,7 @@ pub(crate) async fn reserve_quota(
                 .and_then(Value::as_object_mut)
             {
                 for (n, inc, _) in &costs {
-                    m.insert(n.clone(), json!(fmt(n, used_of(n) + inc)));
+                    m.insert(n.clone(), json!(fmt(n, used_of(n).saturating_add(*inc))));
                 }
             }
             let rv = crate::storage::parse_rv(

@@ -318,7 +318,7 @@ impl Ctx<'_> {
             }
             m.remove("resourceVersion");
         }
-        self.field_validation(&mut obj, Vec::new())?;
+        self.validate_patched(&mut obj, None)?;
         crate::rbac::escalation::check(self, &obj, None)?;
         let mut by = Requester {
             who: self.who,
@@ -347,7 +347,7 @@ impl Ctx<'_> {
         dry_run: bool,
     ) -> Result<Reply, ApiError> {
         self.check_applied_identity(&obj)?;
-        self.field_validation(&mut obj, Vec::new())?;
+        self.validate_patched(&mut obj, None)?;
         crate::rbac::escalation::check(self, &obj, Some(&live))?;
         let mut by = Requester {
             who: self.who,

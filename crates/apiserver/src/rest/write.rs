@@ -197,6 +197,36 @@ impl Ctx<'_> {
         Ok(())
     }
 
+    /// [`Ctx::field_validation`] of a patched or applied object, without
+    /// walking `metadata.managedFields` the server wrote itself: those of
+    /// `stored` when the patch left them as they were, or (no `stored`)
+    /// those an apply computed.
+    pub(super) fn validate_patched(
+        &mut self,
+        obj: &mut Value,
+        stored: Option<&Value>,
+    ) -> Result<(), ApiError> {
+        let own = obj.pointer("/metadata/managedFields").is_some_and(|mf| {
+            stored.is_none_or(|s| s.pointer("/metadata/managedFields") == Some(mf))
+        });
+        // Set aside and put back in place (metadata keeps its order).
+        let set_aside = if own {
+            let m = meta_mut(obj);
+            let at = m.keys().position(|k| k == "managedFields");
+            at.zip(m.shift_remove("managedFields"))
+        } else {
+            None
+        };
+        let result = self.field_validation(obj, Vec::new());
+        if let Some((at, mf)) = set_aside {
+            let m = meta_mut(obj);
+            // (Validation may have pruned metadata.)
+            let at = at.min(m.len());
+            m.shift_insert(at, "managedFields".into(), mf);
+        }
+        result
+    }
+
     pub(super) async fn create(
         &mut self,
         content_type: Option<&str>,
@@ -326,7 +356,7 @@ impl Ctx<'_> {
             }
             let mut patched = patched;
             self.check_kind(&patched)?;
-            self.field_validation(&mut patched, Vec::new())?;
+            self.validate_patched(&mut patched, Some(&old))?;
             let pinned = object::meta_str(&patched, "resourceVersion")
                 != object::meta_str(&old, "resourceVersion");
             crate::rbac::escalation::check(self, &patched, Some(&old))?;
