@@ -20,6 +20,10 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 [ "${1:-}" = "--install-only" ] && exit 0
 
+# The fuzz workspace builds into its own target dir, whatever the caller's
+# CARGO_TARGET_DIR says (the main workspace's debug artifacts are of no use here).
+export CARGO_TARGET_DIR="$PWD/fuzz/target"
+
 SECONDS_PER_TARGET="${1:-20}"
 shift || true
 case "$SECONDS_PER_TARGET" in
