@@ -9,7 +9,7 @@
 mod support;
 
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use serde_json::Value;
 use support::TestServer;
@@ -148,43 +148,14 @@ spec:
     );
 }
 
-/// A kubeconfig for node `name` (`system:node:<name>` in `system:nodes`).
+/// A kubeconfig for node `name` (`system:node:<name>` in `system:nodes`), signed
+/// with the server's CA.
 fn node_kubeconfig(s: &TestServer, name: &str) -> PathBuf {
-    let tls = s.data_dir().join("server/tls");
-    let read = |f: &str| std::fs::read_to_string(tls.join(f)).expect("the cluster CA");
-    let (ca_cert, ca_key) = (read("ca.crt"), read("ca.key"));
-    let (cert, key) = apiserver::sign_client_cert(
-        &ca_cert,
-        &ca_key,
+    s.signed_kubeconfig(
+        &format!("node-{name}.yaml"),
         &format!("system:node:{name}"),
         &["system:nodes"],
     )
-    .expect("a node certificate");
-    std::fs::write(s.data_dir().join(format!("node-{name}.crt")), &cert).expect("cert file");
-    std::fs::write(s.data_dir().join(format!("node-{name}.key")), &key).expect("key file");
-    let path = s.data_dir().join(format!("node-{name}.yaml"));
-    apiserver::write_kubeconfig(
-        &path,
-        &format!("https://127.0.0.1:{}", s.port),
-        &ca_cert,
-        &cert,
-        &key,
-        0o600,
-    )
-    .expect("write the node's kubeconfig");
-    path
-}
-
-fn kubectl_as(s: &TestServer, kubeconfig: &PathBuf, args: &[&str]) -> Output {
-    Command::new("/usr/bin/kubectl")
-        .env("KUBECONFIG", kubeconfig)
-        .env("HOME", s.data_dir())
-        .arg("--cache-dir")
-        .arg(kubeconfig.with_extension("cache"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run kubectl")
 }
 
 #[test]
@@ -202,9 +173,9 @@ fn node_restriction_lets_a_node_write_only_its_own_node_and_pods() {
     }
     let a = node_kubeconfig(&s, "nr-a");
 
-    let own = kubectl_as(&s, &a, &["label", "node", "nr-a", "example.com/rack=r1"]);
+    let own = s.kubectl_as(&a, &["label", "node", "nr-a", "example.com/rack=r1"]);
     assert!(own.status.success(), "{}", stderr(&own));
-    let other = kubectl_as(&s, &a, &["label", "node", "nr-b", "example.com/rack=r1"]);
+    let other = s.kubectl_as(&a, &["label", "node", "nr-b", "example.com/rack=r1"]);
     assert!(!other.status.success());
     assert!(
         stderr(&other).contains(
@@ -213,8 +184,7 @@ fn node_restriction_lets_a_node_write_only_its_own_node_and_pods() {
         "{}",
         stderr(&other)
     );
-    let role = kubectl_as(
-        &s,
+    let role = s.kubectl_as(
         &a,
         &[
             "label",
@@ -230,7 +200,7 @@ fn node_restriction_lets_a_node_write_only_its_own_node_and_pods() {
         "{}",
         stderr(&role)
     );
-    let taint = kubectl_as(&s, &a, &["taint", "node", "nr-a", "k=v:NoSchedule"]);
+    let taint = s.kubectl_as(&a, &["taint", "node", "nr-a", "k=v:NoSchedule"]);
     assert!(!taint.status.success(), "a node changed its taints");
     assert!(
         stderr(&taint).contains("node \"nr-a\" is not allowed to modify taints"),

@@ -12,8 +12,7 @@ mod cluster;
 #[path = "support/server.rs"]
 mod support;
 
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -24,40 +23,11 @@ use support::TestServer;
 /// A kubeconfig for node `name` (`system:node:<name>` in `system:nodes`), signed
 /// with the server's CA.
 fn node_kubeconfig(s: &TestServer, name: &str) -> PathBuf {
-    let tls = s.data_dir().join("server/tls");
-    let read = |f: &str| std::fs::read_to_string(tls.join(f)).expect("the cluster CA");
-    let (ca_cert, ca_key) = (read("ca.crt"), read("ca.key"));
-    let (cert, key) = apiserver::sign_client_cert(
-        &ca_cert,
-        &ca_key,
+    s.signed_kubeconfig(
+        &format!("node-{name}.yaml"),
         &format!("system:node:{name}"),
         &["system:nodes"],
     )
-    .expect("a node certificate");
-    let path = s.data_dir().join(format!("node-{name}.yaml"));
-    apiserver::write_kubeconfig(
-        &path,
-        &format!("https://127.0.0.1:{}", s.port),
-        &ca_cert,
-        &cert,
-        &key,
-        0o600,
-    )
-    .expect("write the node's kubeconfig");
-    path
-}
-
-/// kubectl with `kubeconfig` and a discovery cache of its own.
-fn kubectl_as(s: &TestServer, kubeconfig: &PathBuf, args: &[&str]) -> Output {
-    Command::new("/usr/bin/kubectl")
-        .env("KUBECONFIG", kubeconfig)
-        .env("HOME", s.data_dir())
-        .arg("--cache-dir")
-        .arg(kubeconfig.with_extension("cache"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run kubectl")
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -66,10 +36,10 @@ fn text(bytes: &[u8]) -> String {
 
 /// Runs kubectl as `kubeconfig` until it succeeds (the authorizer's graph follows
 /// the store a moment after a write), then returns its output.
-fn eventually_ok(s: &TestServer, kubeconfig: &PathBuf, args: &[&str]) -> String {
+fn eventually_ok(s: &TestServer, kubeconfig: &Path, args: &[&str]) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let o = kubectl_as(s, kubeconfig, args);
+        let o = s.kubectl_as(kubeconfig, args);
         if o.status.success() {
             return text(&o.stdout);
         }
@@ -83,10 +53,10 @@ fn eventually_ok(s: &TestServer, kubeconfig: &PathBuf, args: &[&str]) -> String 
 }
 
 /// Runs kubectl as `kubeconfig` until it is refused; returns its stderr.
-fn eventually_refused(s: &TestServer, kubeconfig: &PathBuf, args: &[&str]) -> String {
+fn eventually_refused(s: &TestServer, kubeconfig: &Path, args: &[&str]) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let o = kubectl_as(s, kubeconfig, args);
+        let o = s.kubectl_as(kubeconfig, args);
         if !o.status.success() {
             return text(&o.stderr);
         }
@@ -99,8 +69,8 @@ fn eventually_refused(s: &TestServer, kubeconfig: &PathBuf, args: &[&str]) -> St
     }
 }
 
-fn refused(s: &TestServer, kubeconfig: &PathBuf, args: &[&str]) -> String {
-    let o = kubectl_as(s, kubeconfig, args);
+fn refused(s: &TestServer, kubeconfig: &Path, args: &[&str]) -> String {
+    let o = s.kubectl_as(kubeconfig, args);
     assert!(
         !o.status.success(),
         "kubectl {args:?} should be refused:\n{}",

@@ -11,7 +11,7 @@ mod cluster;
 #[path = "support/server.rs"]
 mod support;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -21,24 +21,11 @@ use support::{Options, TestServer};
 /// A kubeconfig for `user` in `groups` with a client certificate signed by the
 /// server's CA, as an administrator would make one.
 fn user_kubeconfig(s: &TestServer, user: &str, groups: &[&str]) -> PathBuf {
-    let tls = s.data_dir().join("server/tls");
-    let read = |f: &str| std::fs::read_to_string(tls.join(f)).expect("the cluster CA");
-    let (ca_cert, ca_key) = (read("ca.crt"), read("ca.key"));
-    let (cert, key) =
-        apiserver::sign_client_cert(&ca_cert, &ca_key, user, groups).expect("a user certificate");
-    let path = s
-        .data_dir()
-        .join(format!("user-{}.yaml", user.replace(':', "-")));
-    apiserver::write_kubeconfig(
-        &path,
-        &format!("https://127.0.0.1:{}", s.port),
-        &ca_cert,
-        &cert,
-        &key,
-        0o600,
+    s.signed_kubeconfig(
+        &format!("user-{}.yaml", user.replace(':', "-")),
+        user,
+        groups,
     )
-    .expect("write the user's kubeconfig");
-    path
 }
 
 /// A kubeconfig with only the cluster CA and a bearer token.
@@ -57,20 +44,6 @@ fn token_kubeconfig(s: &TestServer, name: &str, token: &str) -> PathBuf {
     path
 }
 
-/// kubectl with `kubeconfig`, its own discovery cache, no stdin.
-fn kubectl_as(s: &TestServer, kubeconfig: &PathBuf, args: &[&str]) -> Output {
-    let cache = kubeconfig.with_extension("cache");
-    Command::new("/usr/bin/kubectl")
-        .env("KUBECONFIG", kubeconfig)
-        .env("HOME", s.data_dir())
-        .arg("--cache-dir")
-        .arg(cache)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run kubectl")
-}
-
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -79,8 +52,8 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-fn ok(s: &TestServer, kubeconfig: &PathBuf, args: &[&str]) -> String {
-    let o = kubectl_as(s, kubeconfig, args);
+fn ok(s: &TestServer, kubeconfig: &Path, args: &[&str]) -> String {
+    let o = s.kubectl_as(kubeconfig, args);
     assert!(
         o.status.success(),
         "kubectl {args:?} failed:\n{}{}",
@@ -90,8 +63,8 @@ fn ok(s: &TestServer, kubeconfig: &PathBuf, args: &[&str]) -> String {
     stdout(&o)
 }
 
-fn refused(s: &TestServer, kubeconfig: &PathBuf, args: &[&str]) -> String {
-    let o = kubectl_as(s, kubeconfig, args);
+fn refused(s: &TestServer, kubeconfig: &Path, args: &[&str]) -> String {
+    let o = s.kubectl_as(kubeconfig, args);
     assert!(
         !o.status.success(),
         "kubectl {args:?} should be refused:\n{}",
@@ -101,10 +74,10 @@ fn refused(s: &TestServer, kubeconfig: &PathBuf, args: &[&str]) -> String {
 }
 
 /// `kubectl auth can-i ARGS` as `kubeconfig`: (the answer, whether it exited 0).
-fn can_i(s: &TestServer, kubeconfig: &PathBuf, args: &[&str]) -> (String, bool) {
+fn can_i(s: &TestServer, kubeconfig: &Path, args: &[&str]) -> (String, bool) {
     let mut all = vec!["auth", "can-i"];
     all.extend_from_slice(args);
-    let o = kubectl_as(s, kubeconfig, &all);
+    let o = s.kubectl_as(kubeconfig, &all);
     (stdout(&o).trim().to_string(), o.status.success())
 }
 
@@ -714,7 +687,7 @@ fn the_control_plane_components_run_with_their_own_least_privileged_identities()
         ("dns.kubeconfig", "system:kube-dns"),
     ] {
         let path = cred.join(file);
-        let out = kubectl_as(&s, &path, &["auth", "whoami", "-o", "json"]);
+        let out = s.kubectl_as(&path, &["auth", "whoami", "-o", "json"]);
         let who: Value =
             serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", stderr(&out)));
         assert_eq!(who["status"]["userInfo"]["username"], user, "{file}");
@@ -859,7 +832,7 @@ fn skiff_kubeconfig_create_makes_a_user_that_rbac_grants_through_its_group() {
         "--group=devs",
     ]);
     eventually("carol may list pods", Duration::from_secs(10), || {
-        kubectl_as(&s, &path, &["get", "pods", "-n", "default"])
+        s.kubectl_as(&path, &["get", "pods", "-n", "default"])
             .status
             .success()
     });

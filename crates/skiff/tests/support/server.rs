@@ -240,6 +240,43 @@ impl TestServer {
         kube::Client::try_from(cfg).expect("kube client")
     }
 
+    /// A kubeconfig named `file` in the data dir for `user` in `groups`, with a client
+    /// certificate signed by the server's CA as an administrator would make one; the
+    /// certificate and key are also written beside it (`<file>.crt`, `<file>.key`).
+    pub fn signed_kubeconfig(&self, file: &str, user: &str, groups: &[&str]) -> PathBuf {
+        let tls = self.data_dir().join("server/tls");
+        let read = |f: &str| std::fs::read_to_string(tls.join(f)).expect("the cluster CA");
+        let (ca_cert, ca_key) = (read("ca.crt"), read("ca.key"));
+        let (cert, key) = apiserver::sign_client_cert(&ca_cert, &ca_key, user, groups)
+            .expect("a client certificate");
+        let path = self.data_dir().join(file);
+        std::fs::write(path.with_extension("crt"), &cert).expect("write the certificate");
+        std::fs::write(path.with_extension("key"), &key).expect("write the key");
+        apiserver::write_kubeconfig(
+            &path,
+            &format!("https://127.0.0.1:{}", self.port),
+            &ca_cert,
+            &cert,
+            &key,
+            0o600,
+        )
+        .expect("write the kubeconfig");
+        path
+    }
+
+    /// kubectl as `kubeconfig`, with a discovery cache of its own and no stdin.
+    pub fn kubectl_as(&self, kubeconfig: &Path, args: &[&str]) -> Output {
+        Command::new("/usr/bin/kubectl")
+            .env("KUBECONFIG", kubeconfig)
+            .env("HOME", self.data_dir())
+            .arg("--cache-dir")
+            .arg(kubeconfig.with_extension("cache"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run kubectl")
+    }
+
     /// `curl` against the server with extra args; returns (status code, body).
     pub fn curl(&self, path: &str, extra: &[&str]) -> (u16, String) {
         let out = Command::new("curl")
