@@ -13,7 +13,9 @@ use serde_json::{Value, json};
 use crate::serve::State;
 
 pub(crate) mod node_restriction;
+mod policy;
 mod service_account;
+mod webhook;
 
 /// Built-in PriorityClasses Kubernetes creates at start.
 pub(crate) const SYSTEM_PRIORITY_CLASSES: &[(&str, i64, &str)] = &[
@@ -65,6 +67,8 @@ pub(crate) struct Write<'a> {
     pub object: Option<&'a Value>,
     /// The stored object (update, delete).
     pub old: Option<&'a Value>,
+    /// `?dryRun=All`: nothing is stored (webhooks without side effects only).
+    pub dry_run: bool,
 }
 
 /// Runs the validating plugins on a write; `warnings` collects PodSecurity's.
@@ -74,7 +78,9 @@ pub(crate) async fn validate(
     warnings: &mut Vec<String>,
 ) -> Result<(), ApiError> {
     node_restriction(state, w).await?;
-    pod_security(state, w, warnings).await
+    pod_security(state, w, warnings).await?;
+    policy::validate(state, w, warnings).await?;
+    webhook::validate(state, w, warnings).await
 }
 
 /// `<resource> "<name>" is forbidden: <why>` (Kubernetes' `admission.NewForbidden`).

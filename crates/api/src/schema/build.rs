@@ -4,11 +4,12 @@
 //! extensions, and the `int-or-string` formats.
 
 use k8s_openapi::api::{
-    apps::v1 as apps, authentication::v1 as authentication, authorization::v1 as authorization,
+    admissionregistration::v1 as admissionregistration, apps::v1 as apps,
+    authentication::v1 as authentication, authorization::v1 as authorization,
     autoscaling::v1 as autoscaling_v1, autoscaling::v2 as autoscaling_v2, batch::v1 as batch,
-    coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
-    events::v1 as events, policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling,
-    storage::v1 as storage,
+    certificates::v1 as certificates, coordination::v1 as coordination, core::v1 as core,
+    discovery::v1 as discovery, events::v1 as events, flowcontrol::v1 as flowcontrol,
+    policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling, storage::v1 as storage,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use schemars::generate::{SchemaGenerator, SchemaSettings};
@@ -242,6 +243,55 @@ const ROOTS: &[Root] = &[
         true,
     ),
     root(
+        "admissionregistration.k8s.io",
+        "v1",
+        "MutatingWebhookConfiguration",
+        "io.k8s.api.admissionregistration.v1.MutatingWebhookConfiguration",
+        true,
+    ),
+    root(
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingWebhookConfiguration",
+        "io.k8s.api.admissionregistration.v1.ValidatingWebhookConfiguration",
+        true,
+    ),
+    root(
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingAdmissionPolicy",
+        "io.k8s.api.admissionregistration.v1.ValidatingAdmissionPolicy",
+        true,
+    ),
+    root(
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingAdmissionPolicyBinding",
+        "io.k8s.api.admissionregistration.v1.ValidatingAdmissionPolicyBinding",
+        true,
+    ),
+    root(
+        "certificates.k8s.io",
+        "v1",
+        "CertificateSigningRequest",
+        "io.k8s.api.certificates.v1.CertificateSigningRequest",
+        true,
+    ),
+    root(
+        "flowcontrol.apiserver.k8s.io",
+        "v1",
+        "FlowSchema",
+        "io.k8s.api.flowcontrol.v1.FlowSchema",
+        true,
+    ),
+    root(
+        "flowcontrol.apiserver.k8s.io",
+        "v1",
+        "PriorityLevelConfiguration",
+        "io.k8s.api.flowcontrol.v1.PriorityLevelConfiguration",
+        true,
+    ),
+    root(
         "authentication.k8s.io",
         "v1",
         "SelfSubjectReview",
@@ -429,6 +479,13 @@ fn add_root_types(g: &mut SchemaGenerator) {
         rbac::RoleBinding,
         rbac::ClusterRoleBinding,
         storage::StorageClass,
+        admissionregistration::MutatingWebhookConfiguration,
+        admissionregistration::ValidatingWebhookConfiguration,
+        admissionregistration::ValidatingAdmissionPolicy,
+        admissionregistration::ValidatingAdmissionPolicyBinding,
+        certificates::CertificateSigningRequest,
+        flowcontrol::FlowSchema,
+        flowcontrol::PriorityLevelConfiguration,
         authentication::SelfSubjectReview,
         authorization::LocalSubjectAccessReview,
         authorization::SelfSubjectAccessReview,

@@ -102,6 +102,7 @@ impl Ctx<'_> {
             name,
             object: None,
             old: Some(&old),
+            dry_run: self.dry_run()?,
         };
         crate::admission::validate(self.state, &write, &mut self.warnings).await
     }

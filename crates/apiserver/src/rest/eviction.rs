@@ -64,6 +64,7 @@ impl Ctx<'_> {
             name: &name,
             object: Some(&eviction),
             old: None,
+            dry_run: self.dry_run()?,
         };
         crate::admission::validate(self.state, &write, &mut self.warnings).await?;
         let mut opts = DeleteOptions {

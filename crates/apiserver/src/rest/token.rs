@@ -40,6 +40,7 @@ impl Ctx<'_> {
             name: &name,
             object: Some(&req),
             old: None,
+            dry_run: self.dry_run()?,
         };
         crate::admission::validate(self.state, &write, &mut self.warnings).await?;
         let sa = self.state.storage.get(&self.res, Some(&ns), &name).await?;
