@@ -576,7 +576,7 @@ pub(crate) async fn create_object_by(
             name: &name,
             object: Some(&obj),
             old: None,
-            dry_run: dry_run,
+            dry_run,
         };
         crate::admission::validate(state, &write, by.warnings).await?;
     }
@@ -717,7 +717,7 @@ pub(crate) async fn update_object_by(
             name: &name,
             object: Some(&new),
             old: Some(&old),
-            dry_run: dry_run,
+            dry_run,
         };
         crate::admission::validate(state, &write, by.warnings).await?;
     }
