@@ -1,7 +1,7 @@
 //! Authentication: who sent a request. Client certificates (CN = user, O = groups)
 //! verified by the TLS layer against the cluster CA, and static bearer tokens.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::config::StaticToken;
 
@@ -11,6 +11,8 @@ pub(crate) struct Identity {
     pub user: String,
     pub uid: String,
     pub groups: Vec<String>,
+    /// Extra attributes (`authentication.kubernetes.io/pod-name`, impersonated extras).
+    pub extra: BTreeMap<String, Vec<String>>,
 }
 
 impl Identity {
@@ -19,6 +21,7 @@ impl Identity {
             user: "system:anonymous".into(),
             uid: String::new(),
             groups: vec!["system:unauthenticated".into()],
+            extra: BTreeMap::new(),
         }
     }
 
@@ -30,7 +33,12 @@ impl Identity {
         if !groups.iter().any(|g| g == "system:authenticated") {
             groups.push("system:authenticated".into());
         }
-        Self { user, uid, groups }
+        Self {
+            user,
+            uid,
+            groups,
+            extra: BTreeMap::new(),
+        }
     }
 }
 
@@ -136,15 +144,30 @@ pub(crate) async fn service_account_token(
         .filter(|a| claims.aud.contains(a))
         .cloned()
         .collect();
+    let mut identity = Identity::authenticated(
+        claims.sub.clone(),
+        k.serviceaccount.uid.clone(),
+        vec![
+            "system:serviceaccounts".into(),
+            format!("system:serviceaccounts:{}", k.namespace),
+        ],
+    );
+    identity.extra = extra
+        .iter()
+        .map(|(key, values)| {
+            let values = values
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (key.clone(), values)
+        })
+        .collect();
     Ok(ServiceAccountToken {
-        identity: Identity::authenticated(
-            claims.sub.clone(),
-            k.serviceaccount.uid.clone(),
-            vec![
-                "system:serviceaccounts".into(),
-                format!("system:serviceaccounts:{}", k.namespace),
-            ],
-        ),
+        identity,
         audiences,
         extra,
     })

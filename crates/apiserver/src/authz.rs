@@ -402,6 +402,7 @@ mod tests {
             user: "bob".into(),
             uid: String::new(),
             groups: vec!["system:authenticated".into()],
+            extra: Default::default(),
         }
     }
 

@@ -147,6 +147,13 @@ async fn dispatch(
             .await
             .map(|r| respond(r, Output::Json, &[]));
     }
+    // Impersonation headers switch the user once the requester may act as it.
+    let who = match who {
+        Ok(id) if !id.is_anonymous() => {
+            Ok(crate::impersonation::resolve(state, id, req.headers())?)
+        }
+        other => other,
+    };
     if let Some(target) = crate::rest::node_proxy::target(req.uri().path()) {
         // Logs, exec, attach, port-forward and node proxy: served by the node agent.
         let who = match who {

@@ -16,6 +16,7 @@ mod crd;
 mod discovery;
 mod error;
 mod handler;
+mod impersonation;
 pub mod join;
 mod negotiate;
 mod node_authz;

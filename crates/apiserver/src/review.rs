@@ -301,6 +301,7 @@ pub(crate) async fn serve(
                 user,
                 uid: string(&spec, "/uid"),
                 groups,
+                extra: Default::default(),
             };
             let decision = state.authorizer.decide(&spec_attributes(&subject, &spec));
             Ok(answer(info, obj, access_status(&decision)))
@@ -359,6 +360,9 @@ pub(crate) async fn serve(
             if !who.uid.is_empty() {
                 user["uid"] = who.uid.clone().into();
             }
+            if !who.extra.is_empty() {
+                user["extra"] = json!(who.extra);
+            }
             let mut obj = obj;
             crate::object::meta_mut(&mut obj).insert(
                 "creationTimestamp".into(),
@@ -404,6 +408,7 @@ mod tests {
             user: "u".into(),
             uid: String::new(),
             groups: vec![],
+            extra: Default::default(),
         };
         let spec =
             json!({"resourceAttributes": {"verb": "get", "resource": "pods", "namespace": "ns"}});

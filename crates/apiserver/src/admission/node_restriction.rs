@@ -482,6 +482,7 @@ mod tests {
             user: "system:node:n1".into(),
             uid: String::new(),
             groups: vec!["system:nodes".into(), "system:authenticated".into()],
+            extra: Default::default(),
         };
         assert_eq!(node_name(&node), Some("n1"));
         let pretender = Identity {

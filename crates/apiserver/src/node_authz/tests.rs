@@ -18,6 +18,7 @@ fn node(name: &str) -> Identity {
         user: format!("system:node:{name}"),
         uid: String::new(),
         groups: vec![NODES_GROUP.into(), "system:authenticated".into()],
+        extra: Default::default(),
     }
 }
 
@@ -306,6 +307,7 @@ fn only_members_of_system_nodes_with_a_node_name_are_judged() {
         user: "alice".into(),
         uid: String::new(),
         groups: vec![NODES_GROUP.into()],
+        extra: Default::default(),
     };
     assert_eq!(get(&z, &user, path), Decision::NoOpinion(String::new()));
     assert_eq!(

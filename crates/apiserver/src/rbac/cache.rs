@@ -275,6 +275,7 @@ mod tests {
             user: "bob".into(),
             uid: String::new(),
             groups: vec![],
+            extra: Default::default(),
         };
         let allowed = |c: &RbacCache| {
             c.snapshot()

@@ -215,6 +215,7 @@ mod tests {
             user: user.into(),
             uid: String::new(),
             groups: groups.iter().map(|g| g.to_string()).collect(),
+            extra: Default::default(),
         }
     }
 

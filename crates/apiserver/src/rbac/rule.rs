@@ -258,6 +258,7 @@ mod tests {
             user: "u".into(),
             uid: String::new(),
             groups: vec![],
+            extra: Default::default(),
         }
     }
 
