@@ -261,6 +261,13 @@ fn printer(group: &str, kind: &str) -> Option<Printer> {
         | ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration") => {
             (cluster::webhook_columns, cluster::webhook_cells)
         }
+        ("flowcontrol.apiserver.k8s.io", "FlowSchema") => {
+            (cluster::flow_schema_columns, cluster::flow_schema_cells)
+        }
+        ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration") => (
+            cluster::priority_level_columns,
+            cluster::priority_level_cells,
+        ),
         ("certificates.k8s.io", "CertificateSigningRequest") => {
             (cluster::csr_columns, cluster::csr_cells)
         }

@@ -13,9 +13,9 @@ use serde_json::{Value, json};
 use crate::serve::State;
 
 pub(crate) mod node_restriction;
-mod policy;
+pub(crate) mod policy;
 mod service_account;
-mod webhook;
+pub(crate) mod webhook;
 
 /// Built-in PriorityClasses Kubernetes creates at start.
 pub(crate) const SYSTEM_PRIORITY_CLASSES: &[(&str, i64, &str)] = &[

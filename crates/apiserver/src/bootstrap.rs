@@ -91,6 +91,39 @@ async fn ensure_current(
     }
 }
 
+/// Creates a default flow-control object; an existing one whose
+/// `apf.kubernetes.io/autoupdate-spec` annotation is still `"true"` gets the
+/// current default spec, as kube-apiserver's configuration bootstrap does.
+async fn ensure_auto_updated(state: &State, plural: &str, obj: Value) -> Result<(), crate::Error> {
+    let res = lookup(state, "flowcontrol.apiserver.k8s.io", "v1", plural)?;
+    let strategy = strategy::for_resource(&res);
+    let err = |e: ApiError| crate::Error::Config(format!("default {plural}: {}", e.message));
+    match create_object(state, &res, strategy, obj.clone(), false).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.reason == "AlreadyExists" => {
+            let name = crate::object::name(&obj).unwrap_or_default();
+            let old = state.storage.get(&res, None, name).await.map_err(err)?;
+            let auto = old
+                .pointer("/metadata/annotations")
+                .and_then(|a| a.get(crate::flowcontrol::AUTO_UPDATE))
+                .and_then(Value::as_str)
+                == Some("true");
+            if !auto || old.get("spec") == obj.get("spec") {
+                return Ok(());
+            }
+            let mut new = old.clone();
+            if let (Some(m), Some(spec)) = (new.as_object_mut(), obj.get("spec")) {
+                m.insert("spec".into(), spec.clone());
+            }
+            crate::rest::write::update_object(state, &res, strategy, old, new, false, false)
+                .await
+                .map_err(err)?;
+            Ok(())
+        }
+        Err(e) => Err(err(e)),
+    }
+}
+
 fn api_error(e: ApiError) -> crate::Error {
     crate::Error::Config(e.message)
 }
@@ -202,6 +235,22 @@ pub(crate) async fn run(state: &State) -> Result<(), crate::Error> {
         &["endpoints", "ports"],
     )
     .await?;
+
+    // API Priority and Fairness: Kubernetes' priority levels and flow schemas.
+    if state.flow_control.is_some() {
+        let defaults = [
+            (
+                "prioritylevelconfigurations",
+                crate::flowcontrol::default_levels(),
+            ),
+            ("flowschemas", crate::flowcontrol::default_schemas()),
+        ];
+        for (plural, objects) in defaults {
+            for obj in objects {
+                ensure_auto_updated(state, plural, obj).await?;
+            }
+        }
+    }
 
     // The default roles and bindings (reconciled at every start), in the RBAC
     // index before the server reports ready.

@@ -24,7 +24,8 @@ pub struct ApiServerConfig {
     pub static_tokens: Vec<StaticToken>,
     /// Largest accepted request body in bytes (3 MiB like kube-apiserver).
     pub max_request_bytes: usize,
-    /// Concurrent non-long-running requests before answering 429.
+    /// Seats for concurrent non-long-running requests (kube-apiserver's
+    /// max-requests-inflight plus max-mutating-requests-inflight).
     pub max_requests_inflight: usize,
     /// Compact the store history older than this many seconds.
     pub compaction_interval_secs: u64,
@@ -34,9 +35,16 @@ pub struct ApiServerConfig {
     /// Authorizers asked in order after the privileged group `system:masters`
     /// (`--authorization-mode`).
     pub authorization_modes: Vec<crate::AuthorizationMode>,
+    /// API Priority and Fairness (`--enable-priority-and-fairness`): requests are
+    /// classified by FlowSchemas and queued fairly per priority level, sharing
+    /// `max_requests_inflight` seats; off, that many requests run at once and the
+    /// rest get 429 at once.
+    pub enable_priority_and_fairness: bool,
     /// The endpoint address of the `kubernetes` Service (kube-apiserver's
     /// `--advertise-address`); none: the bind address, 127.0.0.1 when unspecified.
     pub advertise_address: Option<IpAddr>,
+    /// The audit policy and log (`--audit-*`); off by default.
+    pub audit: crate::AuditConfig,
 }
 
 /// One static bearer token.
@@ -108,14 +116,16 @@ impl Default for ApiServerConfig {
             cluster_domain: "cluster.local".into(),
             static_tokens: Vec::new(),
             max_request_bytes: 3 * 1024 * 1024,
-            max_requests_inflight: 800,
+            max_requests_inflight: 600,
             compaction_interval_secs: 300,
             join_token: None,
             authorization_modes: vec![
                 crate::AuthorizationMode::Node,
                 crate::AuthorizationMode::Rbac,
             ],
+            enable_priority_and_fairness: true,
             advertise_address: None,
+            audit: crate::AuditConfig::default(),
         }
     }
 }

@@ -83,17 +83,19 @@ fn respond(reply: Reply, output: Output, warnings: &[String]) -> Response<Body> 
             r
         }
     };
+    add_warnings(&mut resp, warnings);
+    // `handle` sets `Audit-Id` on every response, the ID its audit events carry.
+    resp
+}
+
+/// Adds `Warning: 299 - "..."` headers, as kube-apiserver sends warnings.
+fn add_warnings(resp: &mut Response<Body>, warnings: &[String]) {
     for w in warnings {
         let v = format!("299 - {}", serde_json::to_string(w).unwrap_or_default());
         if let Ok(h) = HeaderValue::from_str(&v) {
             resp.headers_mut().append("Warning", h);
         }
     }
-    resp.headers_mut().insert(
-        "Audit-Id",
-        HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).expect("uuid is ASCII"),
-    );
-    resp
 }
 
 /// Renders an error as a Status response.
@@ -109,20 +111,49 @@ pub(crate) fn error_response(e: &ApiError) -> Response<Body> {
 
 const PUBLIC_PATHS: &[&str] = &["/healthz", "/livez", "/readyz", "/version"];
 
-/// Handles one request end to end.
+/// Handles one request end to end, from `peer`, and records it in the audit log
+/// when the policy asks for it.
 pub(crate) async fn handle(
     state: Arc<State>,
     who: Result<Identity, ()>,
+    peer: std::net::IpAddr,
     req: Request<Incoming>,
 ) -> Response<Body> {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let result = dispatch(&state, who, req).await;
-    let resp = match result {
-        Ok(r) => r,
-        Err(e) => error_response(&e),
+    let audit_id = crate::audit::audit_id(req.headers());
+    let recording = state
+        .audit
+        .as_ref()
+        .and_then(|a| a.begin(&audit_id, &who, peer, &req));
+    let mut notes = crate::audit::Notes::default();
+    let mut extras = Extras::default();
+    let work = dispatch(&state, who, req, &mut notes, &mut extras);
+    let result = match &recording {
+        None => work.await,
+        Some(rec) => {
+            use futures::FutureExt as _;
+            match std::panic::AssertUnwindSafe(work).catch_unwind().await {
+                Ok(result) => result,
+                Err(panic) => {
+                    rec.panicked(panic.as_ref());
+                    std::panic::resume_unwind(panic)
+                }
+            }
+        }
     };
+    let (mut resp, error) = match result {
+        Ok(r) => (r, None),
+        Err(e) => (error_response(&e), Some(e)),
+    };
+    extras.apply(&mut resp, error.is_some());
+    if let Ok(id) = HeaderValue::from_str(&audit_id) {
+        resp.headers_mut().insert("Audit-Id", id);
+    }
+    if let Some(rec) = recording {
+        resp = rec.finish(resp, error.as_ref(), notes).await;
+    }
     tracing::debug!(%method, %path, code = resp.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request");
     resp
 }
@@ -136,10 +167,40 @@ pub(crate) async fn read_body(state: &State, body: Incoming) -> Result<Bytes, Ap
     }
 }
 
+/// What every response of a request carries, also an error response: the flow
+/// schema and priority level that served it, and warnings gathered before it failed.
+#[derive(Default)]
+struct Extras {
+    flow: Option<(String, String)>,
+    warnings: Vec<String>,
+}
+
+impl Extras {
+    fn apply(self, resp: &mut Response<Body>, failed: bool) {
+        if let Some((schema, level)) = &self.flow {
+            for (name, uid) in [
+                ("X-Kubernetes-PF-FlowSchema-UID", schema),
+                ("X-Kubernetes-PF-PriorityLevel-UID", level),
+            ] {
+                if !uid.is_empty()
+                    && let Ok(v) = HeaderValue::from_str(uid)
+                {
+                    resp.headers_mut().insert(name, v);
+                }
+            }
+        }
+        if failed {
+            add_warnings(resp, &self.warnings);
+        }
+    }
+}
+
 async fn dispatch(
     state: &Arc<State>,
     who: Result<Identity, ()>,
     req: Request<Incoming>,
+    audit: &mut crate::audit::Notes,
+    extras: &mut Extras,
 ) -> Result<Response<Body>, ApiError> {
     if crate::join::handles(req.uri().path()) {
         // The cluster CA and node credentials: the join token authenticates.
@@ -154,6 +215,9 @@ async fn dispatch(
         }
         other => other,
     };
+    if let Ok(id) = &who {
+        audit.acting_as(id);
+    }
     if let Some(target) = crate::rest::node_proxy::target(req.uri().path()) {
         // Logs, exec, attach, port-forward and node proxy: served by the node agent.
         let who = match who {
@@ -175,8 +239,84 @@ async fn dispatch(
         return Err(ApiError::unauthorized());
     }
     let info = request::parse(&parts.method, &path, parts.uri.query())?;
+    let long_running = info.verb == "watch";
+    let Some(fc) = &state.flow_control else {
+        // Without flow control: a fixed number of requests at once, 429 beyond.
+        let _permit = if long_running || !info.is_resource {
+            None
+        } else {
+            match state.inflight.clone().try_acquire_owned() {
+                Ok(p) => Some(p),
+                Err(_) => return Err(ApiError::too_many_requests(1)),
+            }
+        };
+        return serve_admitted(state, who, info, is_public, parts, body, audit, extras).await;
+    };
+    let admitted = fc
+        .admit(&who, &info, long_running, || {
+            list_estimate(state, fc, &info)
+        })
+        .await;
+    match admitted {
+        Ok(admission) => {
+            extras.flow = Some((admission.schema_uid.clone(), admission.level_uid.clone()));
+            let resp =
+                serve_admitted(state, who, info, is_public, parts, body, audit, extras).await;
+            drop(admission);
+            resp
+        }
+        Err((e, schema, level)) => {
+            extras.flow = Some((schema, level));
+            Err(e)
+        }
+    }
+}
+
+/// The objects a list request would return, as far as the flow control's cached
+/// counts know (kube-apiserver's list work estimate): the stored objects of the
+/// resource (in the namespace), at most `limit` when no selector filters them.
+fn list_estimate(
+    state: &Arc<State>,
+    fc: &Arc<crate::flowcontrol::FlowControl>,
+    info: &request::RequestInfo,
+) -> Option<usize> {
+    let res = state
+        .registry
+        .lookup(&info.group, &info.version, &info.resource)?;
+    let prefix = match info.namespace.as_deref() {
+        Some(ns) if res.namespaced && !ns.is_empty() => res.namespace_prefix(ns),
+        _ => res.key_prefix(),
+    };
+    let store = state.storage.store.clone();
+    let count_prefix = prefix.clone();
+    let stored = fc.object_count(&prefix, move || async move {
+        store.count(&count_prefix).await.ok()
+    })?;
+    let selected = ["labelSelector", "fieldSelector"]
+        .iter()
+        .any(|p| info.param(p).is_some_and(|s| !s.is_empty()));
+    let limit = info
+        .param("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|l| *l > 0 && !selected);
+    Some(limit.map_or(stored, |l| l.min(stored)))
+}
+
+/// Serves a request once flow control let it through: authorization, then
+/// discovery, reviews or the REST verbs.
+#[allow(clippy::too_many_arguments)]
+async fn serve_admitted(
+    state: &Arc<State>,
+    who: Identity,
+    info: request::RequestInfo,
+    is_public: bool,
+    parts: http::request::Parts,
+    body: Incoming,
+    audit: &mut crate::audit::Notes,
+    extras: &mut Extras,
+) -> Result<Response<Body>, ApiError> {
     if !is_public {
-        state.authorizer.authorize(&who, &info)?;
+        audit.authorize(state.authorizer.as_ref(), &who, &info)?;
     }
     let accept = parts
         .headers
@@ -190,15 +330,6 @@ async fn dispatch(
     }
 
     let output = crate::negotiate::output(accept)?;
-    let long_running = info.verb == "watch";
-    let _permit = if long_running {
-        None
-    } else {
-        match state.inflight.clone().try_acquire_owned() {
-            Ok(p) => Some(p),
-            Err(_) => return Err(ApiError::too_many_requests(1)),
-        }
-    };
     let content_type = parts
         .headers
         .get(header::CONTENT_TYPE)
@@ -212,6 +343,7 @@ async fn dispatch(
     } else {
         Bytes::new()
     };
+    audit.request_body(&body, content_type.as_deref());
     if crate::review::handles(&info) {
         let reply =
             crate::review::serve(state, &who, &info, content_type.as_deref(), &body).await?;
@@ -225,7 +357,14 @@ async fn dispatch(
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .unwrap_or_default();
     let mut ctx = crate::rest::Ctx::new(state, &who, &info, output, &user_agent)?;
-    let reply = ctx.serve(content_type.as_deref(), body).await?;
+    let reply = match ctx.serve(content_type.as_deref(), body).await {
+        Ok(r) => r,
+        Err(e) => {
+            // Warnings (admission webhooks, PodSecurity) go out with a refusal too.
+            extras.warnings = std::mem::take(&mut ctx.warnings);
+            return Err(e);
+        }
+    };
     crate::rbac::after_write(state, &info).await;
     Ok(respond(reply, output, &ctx.warnings))
 }

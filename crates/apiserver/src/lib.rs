@@ -7,14 +7,18 @@
 
 mod admission;
 mod allocator;
+mod audit;
 mod authn;
 mod authz;
 mod bootstrap;
 mod config;
 mod conversion;
 mod crd;
+mod csr;
 mod discovery;
 mod error;
+mod feed;
+mod flowcontrol;
 mod handler;
 mod impersonation;
 pub mod join;
@@ -38,6 +42,7 @@ mod robustness;
 mod watch;
 mod watch_cache;
 
+pub use audit::{AuditConfig, AuditPolicy, AuditPolicyError};
 pub use authz::AuthorizationMode;
 pub use config::{ApiServerConfig, StaticToken};
 pub use error::Error;

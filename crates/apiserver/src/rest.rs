@@ -123,6 +123,7 @@ impl<'a> Ctx<'a> {
         content_type: Option<&str>,
         body: Bytes,
     ) -> Result<Reply, ApiError> {
+        let (content_type, body) = crate::csr::admit(self, content_type, body).await?;
         let verb = self.info.verb.clone();
         let sub = self.info.subresource.clone();
         if !sub.is_empty() {
@@ -175,6 +176,10 @@ impl<'a> Ctx<'a> {
             ("token", "create") => self.token_request(content_type, body).await,
             ("eviction", "create") => self.evict(content_type, body).await,
             ("finalize", "update") => self.update(content_type, body, false).await,
+            // CertificateSigningRequests' conditions (see `crate::csr::admit`).
+            ("approval", "get") => self.get().await,
+            ("approval", "update") => self.update(content_type, body, true).await,
+            ("approval", "patch") => self.patch(content_type, body, true).await,
             _ => Err(ApiError::method_not_allowed()),
         }
     }

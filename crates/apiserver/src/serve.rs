@@ -36,12 +36,18 @@ pub(crate) struct State {
     /// The RBAC index (roles and bindings), fed by the watch cache.
     pub rbac: Arc<crate::rbac::RbacCache>,
     pub inflight: Arc<Semaphore>,
+    /// API Priority and Fairness, unless switched off.
+    pub flow_control: Option<Arc<crate::flowcontrol::FlowControl>>,
     pub shutdown: watch::Receiver<bool>,
     pub watch_cache: Arc<crate::watch_cache::WatchCache>,
     /// Client towards node agents (logs, exec, port-forward).
     pub node_client: crate::rest::node_proxy::NodeClient,
     /// The cluster CA and join token, for nodes joining.
     pub join: crate::join::Joiner,
+    /// The cluster CA as the signer of CertificateSigningRequests.
+    pub csr_signer: crate::csr::ClusterSigner,
+    /// The audit policy and log writer, when auditing is on.
+    pub audit: Option<crate::audit::Auditor>,
     ready: AtomicBool,
     requests: AtomicU64,
     /// Metrics of components in the same process, appended to `/metrics`.
@@ -61,6 +67,9 @@ impl State {
             "# HELP apiserver_request_total Requests served.\n# TYPE apiserver_request_total counter\napiserver_request_total {}\n",
             self.requests.load(Ordering::Relaxed)
         );
+        if let Some(fc) = &self.flow_control {
+            text.push_str(&fc.metrics_text());
+        }
         let sources = self.extra_metrics.read().unwrap_or_else(|e| e.into_inner());
         for source in sources.iter() {
             text.push_str(&source());
@@ -193,6 +202,22 @@ impl ApiServer {
         } else {
             None
         };
+        let flow_control = if config.enable_priority_and_fairness {
+            let fc = crate::flowcontrol::FlowControl::new(
+                u32::try_from(config.max_requests_inflight).unwrap_or(u32::MAX),
+                crate::flowcontrol::QUEUE_WAIT_LIMIT,
+            );
+            crate::feed::follow(
+                fc.clone(),
+                store.clone(),
+                watch_cache.clone(),
+                shutdown_rx.clone(),
+            )
+            .await?;
+            Some(fc)
+        } else {
+            None
+        };
         let authorizer = Chain::new(
             &config.authorization_modes,
             &crate::rbac::RbacAuthorizer::new(rbac.clone()),
@@ -205,6 +230,7 @@ impl ApiServer {
             authorizer: Box::new(authorizer),
             rbac,
             inflight: Arc::new(Semaphore::new(config.max_requests_inflight)),
+            flow_control,
             storage: Storage {
                 store,
                 served: registry.clone(),
@@ -214,6 +240,8 @@ impl ApiServer {
             watch_cache,
             node_client,
             join: crate::join::Joiner::new(config.join_token.clone(), pki),
+            csr_signer: crate::csr::ClusterSigner::new(&pki.ca_cert, &pki.ca_key),
+            audit: crate::audit::Auditor::start(&config.audit)?,
             ready: AtomicBool::new(false),
             requests: AtomicU64::new(0),
             extra_metrics: std::sync::RwLock::new(Vec::new()),
@@ -287,6 +315,8 @@ impl ApiServer {
         let compactor = tokio::spawn(compact_loop(state.clone()));
         let aggregator = tokio::spawn(crate::rbac::aggregate_cluster_roles(state.clone()));
         let crds = tokio::spawn(crate::crd::controller::run(state.clone()));
+        let flow_status = tokio::spawn(crate::flowcontrol::keep_status(state.clone()));
+        let csrs = tokio::spawn(crate::csr::run(state.clone()));
         let mut conns = JoinSet::new();
         tokio::pin!(shutdown);
         let mut boot = Some(boot);
@@ -316,6 +346,8 @@ impl ApiServer {
         compactor.abort();
         aggregator.abort();
         crds.abort();
+        flow_status.abort();
+        csrs.abort();
         drop(listener);
         let drain = async { while conns.join_next().await.is_some() {} };
         if tokio::time::timeout(Duration::from_secs(5), drain)
@@ -369,7 +401,9 @@ async fn serve_connection(
                     None => Ok(Identity::anonymous()),
                 },
             };
-            Ok::<_, std::convert::Infallible>(crate::handler::handle(state, who, req).await)
+            Ok::<_, std::convert::Infallible>(
+                crate::handler::handle(state, who, peer.ip(), req).await,
+            )
         }
     });
     let mut shutdown = state.shutdown.clone();

@@ -9,9 +9,13 @@ use api::resource::ResourceInfo;
 use api::status::FieldError;
 use serde_json::Value;
 
+pub(crate) mod admission_policy;
+pub(crate) mod certificates;
 mod core;
+mod flowcontrol;
 mod pod;
 mod service;
+pub(crate) mod webhook_config;
 mod workloads;
 
 pub(crate) use pod::{default_pod_spec, validate_pod_spec};
@@ -158,6 +162,19 @@ pub(crate) fn for_resource(info: &ResourceInfo) -> &'static dyn Strategy {
         ("discovery.k8s.io", "endpointslices") => &core::EndpointSliceStrategy,
         ("scheduling.k8s.io", "priorityclasses") => &core::PriorityClassStrategy,
         ("storage.k8s.io", "storageclasses") => &core::StorageClassStrategy,
+        ("certificates.k8s.io", "certificatesigningrequests") => &certificates::CSR,
+        (
+            "admissionregistration.k8s.io",
+            p @ ("mutatingwebhookconfigurations" | "validatingwebhookconfigurations"),
+        ) => webhook_config::for_plural(p),
+        (
+            "admissionregistration.k8s.io",
+            p @ ("validatingadmissionpolicies" | "validatingadmissionpolicybindings"),
+        ) => admission_policy::for_plural(p),
+        ("flowcontrol.apiserver.k8s.io", "flowschemas") => &flowcontrol::FlowSchemaStrategy,
+        ("flowcontrol.apiserver.k8s.io", "prioritylevelconfigurations") => {
+            &flowcontrol::PriorityLevelStrategy
+        }
         ("rbac.authorization.k8s.io", _) => &PathSegmentNames,
         _ => &Plain,
     }

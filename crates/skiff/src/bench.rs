@@ -18,7 +18,8 @@ use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
     /// What to measure: `api`, `scheduler`, `rollout`, `pods`, `proxy` (service
-    /// rules sync and ClusterIP throughput; root) or `dns` (cluster DNS queries/s).
+    /// rules sync and ClusterIP throughput; root), `dns` (cluster DNS queries/s) or
+    /// `apf` (one user's flood of lists vs another user's get).
     pub what: String,
     /// Objects to create.
     #[arg(long, default_value_t = 20_000)]
@@ -50,6 +51,10 @@ pub struct BenchArgs {
     /// Timed runs per measurement for `skiff bench proxy` and `skiff bench dns`.
     #[arg(long, default_value_t = 5)]
     pub runs: usize,
+    /// Concurrent list requests of the flooding user in `skiff bench apf` (it lists
+    /// min(--objects, 1000) ConfigMaps each time).
+    #[arg(long, default_value_t = 2_000)]
+    pub flood: usize,
     /// Skip the etcd baseline (when /usr/bin/etcd is not installed).
     #[arg(long)]
     pub no_etcd: bool,
@@ -66,9 +71,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "pods" => crate::bench_pods::pods(args.burst, args.sequential, args.floor_runs).await,
         "proxy" => crate::bench_proxy::proxy(args.runs).await,
         "dns" => crate::bench_dns::dns(args.runs).await,
+        "apf" => crate::bench_apf::apf(args.objects.min(1_000), args.flood).await,
         other => {
             bail!(
-                "skiff bench {other}: unknown benchmark; known: api, scheduler, rollout, pods, proxy, dns"
+                "skiff bench {other}: unknown benchmark; known: api, scheduler, rollout, pods, proxy, dns, apf"
             )
         }
     }

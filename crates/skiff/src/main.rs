@@ -2,6 +2,7 @@
 
 mod agent;
 mod bench;
+mod bench_apf;
 mod bench_dns;
 mod bench_pods;
 mod bench_proxy;

@@ -96,6 +96,67 @@ pub struct ServerArgs {
     /// AlwaysDeny (system:masters is always allowed).
     #[arg(long, default_value = "Node,RBAC")]
     pub authorization_mode: String,
+    /// API Priority and Fairness: classify requests by FlowSchemas and queue them
+    /// fairly per priority level (`false`: at most the in-flight limits run at once,
+    /// the rest get 429 at once).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub enable_priority_and_fairness: bool,
+    /// Non-mutating requests in flight; with priority and fairness, this plus
+    /// --max-mutating-requests-inflight is the seats the priority levels share.
+    #[arg(long, default_value_t = 400)]
+    pub max_requests_inflight: usize,
+    /// Mutating requests in flight (see --max-requests-inflight).
+    #[arg(long, default_value_t = 200)]
+    pub max_mutating_requests_inflight: usize,
+    /// Audit log file, `-` for standard output; events are written only with an
+    /// --audit-policy-file.
+    #[arg(long)]
+    pub audit_log_path: Option<PathBuf>,
+    /// Audit policy (audit.k8s.io/v1 Policy): which requests are logged, at which level.
+    #[arg(long)]
+    pub audit_policy_file: Option<PathBuf>,
+    /// Megabytes the audit log may reach before it is rotated; 0: never.
+    #[arg(long, default_value_t = 100)]
+    pub audit_log_maxsize: u64,
+    /// Rotated audit logs kept; 0: all.
+    #[arg(long, default_value_t = 100)]
+    pub audit_log_maxbackup: usize,
+    /// Days rotated audit logs are kept, by the time in their names; 0: no limit.
+    #[arg(long, default_value_t = 366)]
+    pub audit_log_maxage: u64,
+}
+
+/// The audit settings from the `--audit-*` flags; a policy file that does not load
+/// is an error.
+fn audit_config(args: &ServerArgs) -> anyhow::Result<apiserver::AuditConfig> {
+    let policy = match &args.audit_policy_file {
+        Some(p) => {
+            let policy = apiserver::AuditPolicy::load(p)
+                .map_err(|e| anyhow::anyhow!("--audit-policy-file {}: {e}", p.display()))?;
+            for w in policy.warnings() {
+                tracing::warn!("--audit-policy-file {}: {w}", p.display());
+            }
+            Some(policy)
+        }
+        None => None,
+    };
+    match (&policy, &args.audit_log_path) {
+        (None, Some(path)) => tracing::warn!(
+            "--audit-log-path {} is set without --audit-policy-file: no audit events will be written",
+            path.display()
+        ),
+        (Some(_), None) => tracing::warn!(
+            "--audit-policy-file is set without --audit-log-path: no audit events will be written"
+        ),
+        _ => {}
+    }
+    Ok(apiserver::AuditConfig {
+        policy,
+        log_path: args.audit_log_path.clone(),
+        max_size_mb: args.audit_log_maxsize,
+        max_backups: args.audit_log_maxbackup,
+        max_age_days: args.audit_log_maxage,
+    })
 }
 
 fn parse_port_range(s: &str) -> anyhow::Result<(u16, u16)> {
@@ -290,6 +351,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let node_ports = parse_port_range(&args.service_node_port_range)?;
     let authorization_modes = apiserver::AuthorizationMode::parse_list(&args.authorization_mode)
         .map_err(|e| anyhow::anyhow!("--authorization-mode {:?}: {e}", args.authorization_mode))?;
+    let audit = audit_config(&args)?;
     let mode = u32::from_str_radix(args.write_kubeconfig_mode.trim_start_matches("0o"), 8)
         .with_context(|| {
             format!(
@@ -378,6 +440,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         compaction_interval_secs: args.compaction_interval,
         join_token: Some(token.secret.clone()),
         authorization_modes,
+        enable_priority_and_fairness: args.enable_priority_and_fairness,
+        max_requests_inflight: (args.max_requests_inflight + args.max_mutating_requests_inflight)
+            .max(1),
+        audit,
         advertise_address: Some(advertise_address(&args)),
         ..ApiServerConfig::default()
     };

@@ -179,3 +179,94 @@ pub(super) fn csr_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
         Value::from(condition),
     ]
 }
+
+pub(super) fn flow_schema_columns() -> Vec<ColumnDefinition> {
+    vec![
+        ColumnDefinition::name(),
+        ColumnDefinition::text(
+            "PriorityLevel",
+            "priorityLevelConfiguration is a reference to the priority level configuration that the flow schema is using",
+        ),
+        ColumnDefinition::text(
+            "MatchingPrecedence",
+            "matchingPrecedence is the precedence of this flow schema among the others; lower values are matched first",
+        ),
+        ColumnDefinition::text(
+            "DistinguisherMethod",
+            "distinguisherMethod defines how to compute the flow distinguisher for requests that match this schema",
+        ),
+        ColumnDefinition::age(),
+        ColumnDefinition::text(
+            "MissingPL",
+            "indicates whether the FlowSchema's priority level configuration is missing (its Dangling condition)",
+        ),
+    ]
+}
+
+pub(super) fn flow_schema_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
+    let missing = items(obj, &["status", "conditions"])
+        .iter()
+        .find(|c| str_at(c, &["type"]) == "Dangling")
+        .map_or("?", |c| str_at(c, &["status"]));
+    vec![
+        Value::from(name(obj)),
+        Value::from(str_at(obj, &["spec", "priorityLevelConfiguration", "name"])),
+        Value::from(fields::opt_int_at(obj, &["spec", "matchingPrecedence"]).unwrap_or(0)),
+        Value::from(fields::str_or(
+            obj,
+            &["spec", "distinguisherMethod", "type"],
+            "<none>",
+        )),
+        Value::from(duration::age(obj, now)),
+        Value::from(missing),
+    ]
+}
+
+pub(super) fn priority_level_columns() -> Vec<ColumnDefinition> {
+    vec![
+        ColumnDefinition::name(),
+        ColumnDefinition::text(
+            "Type",
+            "type of the priority level: Exempt (never queued) or Limited",
+        ),
+        ColumnDefinition::text(
+            "NominalConcurrencyShares",
+            "nominalConcurrencyShares is this level's share of the server's execution seats",
+        ),
+        ColumnDefinition::text(
+            "Queues",
+            "queues is the number of queues of this priority level",
+        ),
+        ColumnDefinition::text(
+            "HandSize",
+            "handSize is the number of queues a flow is dealt by shuffle sharding",
+        ),
+        ColumnDefinition::text(
+            "QueueLengthLimit",
+            "queueLengthLimit is the most requests a queue may hold",
+        ),
+        ColumnDefinition::age(),
+    ]
+}
+
+pub(super) fn priority_level_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
+    let none = || Value::from("<none>");
+    let limited = obj.get("spec").and_then(|s| s.get("limited"));
+    let shares = limited
+        .and_then(|l| l.get("nominalConcurrencyShares"))
+        .cloned()
+        .unwrap_or_else(none);
+    let queuing = limited
+        .and_then(|l| l.get("limitResponse"))
+        .and_then(|r| r.get("queuing"));
+    let q = |k: &str| queuing.and_then(|q| q.get(k)).cloned().unwrap_or_else(none);
+    vec![
+        Value::from(name(obj)),
+        Value::from(str_at(obj, &["spec", "type"])),
+        shares,
+        q("queues"),
+        q("handSize"),
+        q("queueLengthLimit"),
+        Value::from(duration::age(obj, now)),
+    ]
+}

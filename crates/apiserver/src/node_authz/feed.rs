@@ -5,15 +5,16 @@
 //! or this follower fell behind it.
 
 use std::sync::{Arc, RwLock};
+#[cfg(test)]
 use std::time::Duration;
 
 use serde_json::Value;
-use store::{EventKind, ListOptions, Revision, Store};
-use tokio::sync::{broadcast, watch};
+use store::{Revision, Store};
+use tokio::sync::watch;
 
 use super::graph::Graph;
 use super::refs;
-use crate::watch_cache::{Change, WatchCache};
+use crate::watch_cache::WatchCache;
 
 /// Store key prefixes of the objects the graph is built from.
 const PODS: &str = "/registry/core/pods/";
@@ -51,28 +52,6 @@ fn apply(graph: &mut Graph, key: &str, object: Option<&Value>) -> bool {
     true
 }
 
-/// Lists every followed object at one revision.
-async fn list_all(store: &dyn Store) -> Result<(Graph, Revision), store::StoreError> {
-    let mut graph = Graph::default();
-    let mut at = None;
-    for prefix in [PODS, VOLUMES, ATTACHMENTS] {
-        let res = store
-            .list(&ListOptions {
-                prefix: prefix.into(),
-                revision: at,
-                ..Default::default()
-            })
-            .await?;
-        at = Some(res.revision);
-        for kv in &res.items {
-            if let Ok(obj) = crate::storage::decode(kv) {
-                apply(&mut graph, &kv.key, Some(&obj));
-            }
-        }
-    }
-    Ok((graph, at.unwrap_or_default()))
-}
-
 impl NodeGraph {
     /// Lists the objects, then follows `watch_cache` until `shutdown`.
     pub(crate) async fn start(
@@ -80,20 +59,15 @@ impl NodeGraph {
         watch_cache: Arc<WatchCache>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Arc<Self>, crate::Error> {
-        let (graph, revision) = list_all(store.as_ref()).await?;
-        tracing::debug!(
-            vertices = graph.len(),
-            revision,
-            "node authorizer graph listed"
-        );
         let shared = Arc::new(Self {
-            graph: RwLock::new(graph),
-            revision: watch::channel(revision).0,
+            graph: RwLock::new(Graph::default()),
+            revision: watch::channel(0).0,
         });
-        tokio::spawn(
-            shared
-                .clone()
-                .follow(store, watch_cache, revision, shutdown),
+        crate::feed::follow(shared.clone(), store, watch_cache, shutdown).await?;
+        tracing::debug!(
+            vertices = shared.read(Graph::len),
+            revision = *shared.revision.borrow(),
+            "node authorizer graph listed"
         );
         Ok(shared)
     }
@@ -120,8 +94,29 @@ impl NodeGraph {
             .await
             .is_ok_and(|r| r.is_ok())
     }
+}
 
-    fn note_revision(&self, revision: Revision) {
+impl crate::feed::Index for NodeGraph {
+    fn prefixes(&self) -> &'static [&'static str] {
+        &[PODS, VOLUMES, ATTACHMENTS]
+    }
+
+    fn reset(&self, objects: Vec<(String, Value)>, _revision: Revision) {
+        let mut graph = Graph::default();
+        for (key, obj) in &objects {
+            apply(&mut graph, key, Some(obj));
+        }
+        *self.graph.write().unwrap_or_else(|e| e.into_inner()) = graph;
+    }
+
+    fn apply(&self, changes: &[(&str, Option<&Value>)], _revision: Revision) {
+        let mut graph = self.graph.write().unwrap_or_else(|e| e.into_inner());
+        for (key, object) in changes {
+            apply(&mut graph, key, *object);
+        }
+    }
+
+    fn observed(&self, revision: Revision) {
         self.revision.send_if_modified(|r| {
             let newer = revision > *r;
             if newer {
@@ -129,106 +124,6 @@ impl NodeGraph {
             }
             newer
         });
-    }
-
-    async fn follow(
-        self: Arc<Self>,
-        store: Arc<dyn Store>,
-        watch_cache: Arc<WatchCache>,
-        mut applied: Revision,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
-        loop {
-            match watch_cache.subscribe(applied) {
-                Some(sub) => {
-                    self.take(&mut applied, &sub.backlog);
-                    self.run_live(&mut applied, sub.live, &mut shutdown).await;
-                    if *shutdown.borrow() {
-                        return;
-                    }
-                }
-                None => tracing::debug!(
-                    revision = applied,
-                    "node authorizer graph fell behind the watch cache"
-                ),
-            }
-            // Relist: the watch cache was reset or we fell behind.
-            loop {
-                match list_all(store.as_ref()).await {
-                    Ok((graph, revision)) => {
-                        *self.graph.write().unwrap_or_else(|e| e.into_inner()) = graph;
-                        applied = revision;
-                        self.note_revision(applied);
-                        break;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "listing pods and volumes for the node authorizer failed; retrying");
-                        tokio::select! {
-                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                            _ = shutdown.changed() => return,
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Applies live changes, a burst at a time, until the subscription ends (lagged
-    /// or reset) or shutdown.
-    async fn run_live(
-        &self,
-        applied: &mut Revision,
-        mut live: broadcast::Receiver<Arc<Change>>,
-        shutdown: &mut watch::Receiver<bool>,
-    ) {
-        loop {
-            let first = tokio::select! {
-                r = live.recv() => r,
-                _ = shutdown.changed() => return,
-            };
-            let Ok(first) = first else {
-                return;
-            };
-            let mut burst = vec![first];
-            let mut ended = false;
-            loop {
-                match live.try_recv() {
-                    Ok(c) => burst.push(c),
-                    Err(broadcast::error::TryRecvError::Empty) => break,
-                    Err(_) => {
-                        ended = true;
-                        break;
-                    }
-                }
-            }
-            self.take(applied, &burst);
-            if ended {
-                return;
-            }
-        }
-    }
-
-    /// Applies the changes newer than `applied` under one write lock.
-    fn take(&self, applied: &mut Revision, changes: &[Arc<Change>]) {
-        let relevant = |c: &Change| {
-            c.revision > *applied
-                && (c.key.starts_with(PODS)
-                    || c.key.starts_with(VOLUMES)
-                    || c.key.starts_with(ATTACHMENTS))
-        };
-        if changes.iter().any(|c| relevant(c)) {
-            let mut graph = self.graph.write().unwrap_or_else(|e| e.into_inner());
-            for c in changes.iter().filter(|c| relevant(c)) {
-                let object = (c.kind != EventKind::Deleted).then_some(&c.object);
-                apply(&mut graph, &c.key, object);
-            }
-        }
-        if let Some(last) = changes.iter().map(|c| c.revision).max()
-            && last > *applied
-        {
-            *applied = last;
-        }
-        self.note_revision(*applied);
     }
 }
 

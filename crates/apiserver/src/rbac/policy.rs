@@ -55,6 +55,7 @@ const AUTHENTICATION: &str = "authentication.k8s.io";
 const AUTHORIZATION: &str = "authorization.k8s.io";
 const AUTOSCALING: &str = "autoscaling";
 const BATCH: &str = "batch";
+const CERTIFICATES: &str = "certificates.k8s.io";
 const COORDINATION: &str = "coordination.k8s.io";
 const DISCOVERY: &str = "discovery.k8s.io";
 const EVENTS: &str = "events.k8s.io";
@@ -341,6 +342,60 @@ pub(crate) fn default_roles() -> Vec<DefaultRole> {
                 rule(&["create"])
                     .groups(&[AUTHORIZATION])
                     .resources(&["subjectaccessreviews"]),
+            ],
+        ),
+        // Node client bootstrapping (what an approver checks the requester for).
+        role(
+            "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+            vec![
+                rule(&["create"])
+                    .groups(&[CERTIFICATES])
+                    .resources(&["certificatesigningrequests/nodeclient"]),
+            ],
+        ),
+        role(
+            "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+            vec![
+                rule(&["create"])
+                    .groups(&[CERTIFICATES])
+                    .resources(&["certificatesigningrequests/selfnodeclient"]),
+            ],
+        ),
+        // Approving requests for each well-known signer.
+        role(
+            "system:certificates.k8s.io:kube-apiserver-client-approver",
+            vec![
+                rule(&["approve"])
+                    .groups(&[CERTIFICATES])
+                    .resources(&["signers"])
+                    .names(&["kubernetes.io/kube-apiserver-client"]),
+            ],
+        ),
+        role(
+            "system:certificates.k8s.io:kube-apiserver-client-kubelet-approver",
+            vec![
+                rule(&["approve"])
+                    .groups(&[CERTIFICATES])
+                    .resources(&["signers"])
+                    .names(&["kubernetes.io/kube-apiserver-client-kubelet"]),
+            ],
+        ),
+        role(
+            "system:certificates.k8s.io:kubelet-serving-approver",
+            vec![
+                rule(&["approve"])
+                    .groups(&[CERTIFICATES])
+                    .resources(&["signers"])
+                    .names(&["kubernetes.io/kubelet-serving"]),
+            ],
+        ),
+        role(
+            "system:certificates.k8s.io:legacy-unknown-approver",
+            vec![
+                rule(&["approve"])
+                    .groups(&[CERTIFICATES])
+                    .resources(&["signers"])
+                    .names(&["kubernetes.io/legacy-unknown"]),
             ],
         ),
         role(

@@ -82,35 +82,40 @@ impl DeleteOptions {
 }
 
 impl Ctx<'_> {
-    /// NodeRestriction on deletes: a node deletes only pods bound to it.
-    async fn admit_delete(&mut self, name: &str) -> Result<(), ApiError> {
-        if crate::admission::node_restriction::node_name(self.who).is_none() {
-            return Ok(());
-        }
-        let ns = self.namespace().map(String::from);
-        let old = self
-            .state
-            .storage
-            .get(&self.res, ns.as_deref(), name)
-            .await?;
-        let write = crate::admission::Write {
+    /// Admission of a delete of `name` in `ns`: NodeRestriction (a node deletes only
+    /// pods bound to it), admission webhooks and ValidatingAdmissionPolicies. The
+    /// object is read only when the requester is a node or a webhook's or policy's
+    /// rules match the delete.
+    async fn admit_delete(&mut self, ns: Option<&str>, name: &str) -> Result<(), ApiError> {
+        let dry_run = self.dry_run()?;
+        let mut write = crate::admission::Write {
             who: self.who,
             operation: crate::admission::node_restriction::Operation::Delete,
             res: &self.res,
             subresource: &self.info.subresource,
-            namespace: ns.as_deref().unwrap_or_default(),
+            namespace: ns.unwrap_or_default(),
             name,
             object: None,
-            old: Some(&old),
-            dry_run: self.dry_run()?,
+            old: None,
+            dry_run,
         };
+        if crate::admission::node_restriction::node_name(self.who).is_none()
+            && !crate::admission::webhook::intercepts(self.state, &write).await?
+            && !crate::admission::policy::may_match_delete(self.state, &write).await
+        {
+            return Ok(());
+        }
+        let old = self.state.storage.get(&self.res, ns, name).await?;
+        write.old = Some(&old);
+        crate::admission::webhook::mutate(self.state, &write, None, &mut self.warnings).await?;
         crate::admission::validate(self.state, &write, &mut self.warnings).await
     }
 
     pub(super) async fn delete(&mut self, body: Bytes) -> Result<Reply, ApiError> {
         let opts = DeleteOptions::parse(self, &body)?;
         let name = self.name().to_string();
-        self.admit_delete(&name).await?;
+        let ns = self.namespace().map(String::from);
+        self.admit_delete(ns.as_deref(), &name).await?;
         let (obj, deleted) =
             delete_object(self.state, &self.res, self.namespace(), &name, &opts).await?;
         let returns_object = matches!(self.res.plural.as_str(), "pods" | "services" | "namespaces")
@@ -138,7 +143,7 @@ impl Ctx<'_> {
         for o in page.items {
             let name = object::name(&o).unwrap_or_default().to_string();
             let ns = object::namespace(&o).map(String::from);
-            self.admit_delete(&name).await?;
+            self.admit_delete(ns.as_deref(), &name).await?;
             match delete_object(self.state, &self.res, ns.as_deref(), &name, &opts).await {
                 Ok((obj, _)) => items.push(obj),
                 Err(e) if e.code == 404 => {}

@@ -558,6 +558,24 @@ pub(crate) async fn create_object_by(
     // Kubernetes' order: defaults, admission (which may set fields), then the
     // strategy's own preparation and validation.
     crate::admission::admit_create(state, res, &mut obj).await?;
+    // Then the mutating admission webhooks (defaults again if they changed the object).
+    let mut by = by;
+    if let Some(by) = by.as_deref_mut() {
+        let write = crate::admission::Write {
+            who: by.who,
+            operation: crate::admission::node_restriction::Operation::Create,
+            res,
+            subresource: by.subresource,
+            namespace: ns.as_deref().unwrap_or_default(),
+            name: &name,
+            object: None,
+            old: None,
+            dry_run,
+        };
+        if crate::admission::webhook::mutate(state, &write, Some(&mut obj), by.warnings).await? {
+            strategy.default(&mut obj);
+        }
+    }
     strategy.prepare_for_create(&mut obj);
     prune_empty_metadata(&mut obj);
     let mut errs = meta::validate_name(strategy.name_rule(), &name, "metadata.name");
@@ -700,6 +718,27 @@ pub(crate) async fn update_object_by(
     }
     // Before prune_empty_metadata: `managedFields: []` resets them.
     let mut new = record_write(state, res, by.as_deref(), status_only, Some(&old), new);
+    // Mutating admission webhooks; like the built-in plugins on create, what they
+    // set is owned by no field manager.
+    let mut by = by;
+    if let Some(by) = by.as_deref_mut() {
+        let write = crate::admission::Write {
+            who: by.who,
+            operation: crate::admission::node_restriction::Operation::Update,
+            res,
+            subresource: by.subresource,
+            namespace: ns.as_deref().unwrap_or_default(),
+            name: &name,
+            object: None,
+            old: Some(&old),
+            dry_run,
+        };
+        if crate::admission::webhook::mutate(state, &write, Some(&mut new), by.warnings).await?
+            && !status_only
+        {
+            strategy.default(&mut new);
+        }
+    }
     prune_empty_metadata(&mut new);
     meta_mut(&mut new).insert("resourceVersion".into(), old_rv.clone().into());
     let mut errs = meta::validate_object_meta(&new);
