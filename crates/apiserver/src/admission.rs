@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use crate::serve::State;
 
 pub(crate) mod node_restriction;
+mod per_server;
 pub(crate) mod policy;
 mod service_account;
 pub(crate) mod webhook;

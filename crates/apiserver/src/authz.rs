@@ -180,6 +180,23 @@ impl<'a> Attributes<'a> {
         }
     }
 
+    /// [`Self::forbidden`], for a request the authorizers refused (logged).
+    pub(crate) fn denied(&self, reason: &str) -> ApiError {
+        tracing::debug!(
+            user = %self.who.user,
+            groups = ?self.who.groups,
+            verb = %self.verb,
+            group = %self.api_group,
+            resource = %self.resource,
+            subresource = %self.subresource,
+            namespace = %self.namespace,
+            name = %self.name,
+            path = %self.path,
+            "authorization denied"
+        );
+        self.forbidden(reason)
+    }
+
     /// The 403 Status kube-apiserver answers (`apierrors.NewForbidden` around the
     /// forbidden message and the authorizers' reason).
     pub(crate) fn forbidden(&self, reason: &str) -> ApiError {
@@ -257,21 +274,7 @@ pub(crate) trait Authorizer: Send + Sync {
         let attrs = Attributes::from_request(who, req);
         match self.decide(&attrs) {
             Decision::Allow(_) => Ok(()),
-            Decision::Deny(reason) | Decision::NoOpinion(reason) => {
-                tracing::debug!(
-                    user = %who.user,
-                    groups = ?who.groups,
-                    verb = %attrs.verb,
-                    group = %attrs.api_group,
-                    resource = %attrs.resource,
-                    subresource = %attrs.subresource,
-                    namespace = %attrs.namespace,
-                    name = %attrs.name,
-                    path = %attrs.path,
-                    "authorization denied"
-                );
-                Err(attrs.forbidden(&reason))
-            }
+            Decision::Deny(reason) | Decision::NoOpinion(reason) => Err(attrs.denied(&reason)),
         }
     }
 }

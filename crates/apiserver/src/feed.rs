@@ -2,9 +2,11 @@
 //! one revision, then apply the API server's watch-cache changes under those
 //! prefixes a burst at a time; relist only when the watch cache was reset or the
 //! follower fell behind it. No polling, no store reads per request. In-memory
-//! indexes (flow-control configuration, ...) implement [`Index`] and are kept by
-//! [`follow`].
+//! indexes (flow-control configuration, RBAC, admission policies and webhooks, the
+//! node authorizer's graph) implement [`Index`] and are kept by [`follow`]; those
+//! that let callers wait until they have seen a revision keep a [`Watermark`].
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +27,47 @@ pub(crate) trait Index: Send + Sync + 'static {
     /// The view has seen every change up to `revision` (called after each burst,
     /// whether or not it touched the view).
     fn observed(&self, _revision: Revision) {}
+    /// Work that follows from the view (status writes, ...): awaited by the follower
+    /// after each listing and each live burst, before it takes more changes.
+    fn settle(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+}
+
+/// The last store revision a view has seen (of any object), for callers that wait
+/// until it has caught up with a write.
+pub(crate) struct Watermark(watch::Sender<Revision>);
+
+impl Default for Watermark {
+    fn default() -> Self {
+        Self(watch::channel(0).0)
+    }
+}
+
+impl Watermark {
+    /// Raises the mark to `revision` (it never goes down).
+    pub(crate) fn raise(&self, revision: Revision) {
+        self.0.send_if_modified(|r| {
+            let newer = revision > *r;
+            if newer {
+                *r = revision;
+            }
+            newer
+        });
+    }
+
+    /// The revision seen last.
+    pub(crate) fn get(&self) -> Revision {
+        *self.0.borrow()
+    }
+
+    /// Waits (at most `within`) until the mark reaches `revision`; false on timeout.
+    pub(crate) async fn wait_for(&self, revision: Revision, within: Duration) -> bool {
+        let mut rx = self.0.subscribe();
+        tokio::time::timeout(within, rx.wait_for(|r| *r >= revision))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
 }
 
 /// Lists `index`'s objects into it, then keeps it in step with `watch_cache`
@@ -79,6 +122,7 @@ async fn run<I: Index>(
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
+        index.settle().await;
         match watch_cache.subscribe(applied) {
             Some(sub) => {
                 take(index.as_ref(), &mut applied, &sub.backlog);
@@ -162,5 +206,6 @@ async fn run_live<I: Index>(
         if ended {
             return;
         }
+        index.settle().await;
     }
 }

@@ -106,8 +106,15 @@ pub(crate) fn decode_object(bytes: &[u8], ty: BodyType) -> Result<(Value, Vec<St
             (v, Vec::new())
         }
         BodyType::Protobuf => {
-            let v = protobuf_codec::decode_to_json(bytes)
-                .map_err(|e| ApiError::bad_request(format!("error decoding protobuf body: {e}")))?;
+            let v = protobuf_codec::decode_to_json(bytes).map_err(|e| match e {
+                // A body that would expand past its decode budget is too large.
+                protobuf_codec::DecodeError::TooLarge { .. } => {
+                    let mut err = ApiError::too_large(bytes.len());
+                    err.message = format!("Request entity too large: {e}");
+                    err
+                }
+                e => ApiError::bad_request(format!("error decoding protobuf body: {e}")),
+            })?;
             (v, Vec::new())
         }
         _ => api::schema::parse_json_detect_duplicates(bytes).map_err(|e| {

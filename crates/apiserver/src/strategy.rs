@@ -10,6 +10,7 @@ use api::status::FieldError;
 use serde_json::Value;
 
 pub(crate) mod admission_policy;
+mod admission_rules;
 pub(crate) mod certificates;
 mod core;
 mod flowcontrol;

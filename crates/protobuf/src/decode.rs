@@ -7,14 +7,19 @@
 //! `omitempty` when zero and printed (zero included) otherwise; non-pointer
 //! structs are always printed (absent ones as their zero value); maps are printed
 //! with sorted keys; `[]byte` is base64.
+//!
+//! A singular message field that occurs several times is one message merged
+//! from all occurrences; like Go, the decoder reads each occurrence (a chunk)
+//! in turn rather than copying them into one buffer. Every JSON value made is
+//! first paid for from the body's [`Budget`].
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use serde_json::{Map, Number, Value};
 
 use crate::DecodeError;
+use crate::budget::Budget;
 use crate::special;
 use crate::table::{Card, Field, Message, Scalar, Table, Type};
 use crate::wire::{self, Fields};
@@ -22,18 +27,25 @@ use crate::wire::{self, Fields};
 /// Nesting limit for messages (JSON schemas nest; malicious input nests more).
 pub(crate) const MAX_DEPTH: usize = 100;
 
-/// Decodes `buf` as `msg` into its JSON value (an object for struct messages).
-pub(crate) fn message(msg: &Message, buf: &[u8], depth: usize) -> Result<Value, DecodeError> {
+/// Decodes the chunks of one message, `msg`, into its JSON value (an object
+/// for struct messages).
+pub(crate) fn message(
+    msg: &Message,
+    chunks: &[&[u8]],
+    depth: usize,
+    budget: &mut Budget,
+) -> Result<Value, DecodeError> {
     if depth > MAX_DEPTH {
         return Err(DecodeError::TooDeep);
     }
+    budget.spend(1)?;
     if let Some(s) = msg.special {
-        return special::decode(s, msg, buf, depth);
+        return special::decode(s, msg, chunks, depth, budget);
     }
     if msg.list {
-        let occ = occurrences(msg, buf)?;
+        let occ = occurrences(msg, chunks)?;
         let items = match (msg.fields.first(), occ.first()) {
-            (Some(f), Some(o)) => repeated(msg, f, o, depth)?,
+            (Some(f), Some(o)) => repeated(msg, f, o, depth, budget)?,
             _ => Vec::new(),
         };
         return Ok(if items.is_empty() {
@@ -42,23 +54,30 @@ pub(crate) fn message(msg: &Message, buf: &[u8], depth: usize) -> Result<Value, 
             Value::Array(items)
         });
     }
-    struct_fields(msg, buf, depth).map(Value::Object)
+    struct_fields(msg, chunks, depth, budget).map(Value::Object)
 }
 
 /// Decodes a struct message's fields into a JSON object, ignoring any special
 /// JSON form of the message itself.
 pub(crate) fn struct_fields(
     msg: &Message,
-    buf: &[u8],
+    chunks: &[&[u8]],
     depth: usize,
+    budget: &mut Budget,
 ) -> Result<Map<String, Value>, DecodeError> {
-    let occ = occurrences(msg, buf)?;
+    let occ = occurrences(msg, chunks)?;
     let mut out = Map::new();
     for (field, occ) in msg.fields.iter().zip(&occ) {
         let value = match field.card {
-            Card::Map(key) => nil_if_empty(field, Value::Object(map(msg, field, key, occ, depth)?)),
-            Card::Repeated => nil_if_empty(field, Value::Array(repeated(msg, field, occ, depth)?)),
-            Card::Optional => optional(msg, field, occ, depth)?,
+            Card::Map(key) => {
+                let entries = map(msg, field, key, occ, depth, budget)?;
+                nil_if_empty(field, Value::Object(entries), budget)?
+            }
+            Card::Repeated => {
+                let items = repeated(msg, field, occ, depth, budget)?;
+                nil_if_empty(field, Value::Array(items), budget)?
+            }
+            Card::Optional => optional(msg, field, occ, depth, budget)?,
         };
         match value {
             Some(Value::Object(inner)) if field.inline => out.extend(inner),
@@ -72,30 +91,43 @@ pub(crate) fn struct_fields(
     Ok(out)
 }
 
-/// Every occurrence of every known field, by field index. Unknown tags are skipped.
-fn occurrences<'a>(msg: &Message, buf: &'a [u8]) -> Result<Vec<Vec<wire::Value<'a>>>, DecodeError> {
+/// Every occurrence of every known field in all chunks, by field index.
+/// Unknown tags are skipped.
+fn occurrences<'a>(
+    msg: &Message,
+    chunks: &[&'a [u8]],
+) -> Result<Vec<Vec<wire::Value<'a>>>, DecodeError> {
     let mut occ = vec![Vec::new(); msg.fields.len()];
-    let mut fields = Fields::new(buf);
-    while let Some((tag, value)) = fields.next_field()? {
-        if let Some(i) = msg.field_index(tag) {
-            occ[i].push(value);
+    for chunk in chunks {
+        let mut fields = Fields::new(chunk);
+        while let Some((tag, value)) = fields.next_field()? {
+            if let Some(i) = msg.field_index(tag) {
+                occ[i].push(value);
+            }
         }
     }
     Ok(occ)
 }
 
-/// A nil slice or map: omitted under `omitempty`, else `null`.
-fn nil_if_empty(field: &Field, value: Value) -> Option<Value> {
+/// A slice or map field's value (its items paid for), `null` for a nil one,
+/// or nothing for a nil one under `omitempty`.
+fn nil_if_empty(
+    field: &Field,
+    value: Value,
+    budget: &mut Budget,
+) -> Result<Option<Value>, DecodeError> {
     let empty = match &value {
         Value::Array(a) => a.is_empty(),
         Value::Object(o) => o.is_empty(),
         _ => false,
     };
-    match (empty, field.omitempty) {
-        (false, _) => Some(value),
-        (true, true) => None,
-        (true, false) => Some(Value::Null),
-    }
+    let value = match (empty, field.omitempty) {
+        (false, _) => value,
+        (true, true) => return Ok(None),
+        (true, false) => Value::Null,
+    };
+    budget.spend(1)?;
+    Ok(Some(value))
 }
 
 fn sub_message(field: &Field) -> Result<&'static Message, DecodeError> {
@@ -112,10 +144,15 @@ fn optional(
     field: &Field,
     occ: &[wire::Value<'_>],
     depth: usize,
+    budget: &mut Budget,
 ) -> Result<Option<Value>, DecodeError> {
     let absent = occ.is_empty();
     if absent && field.pointer {
-        return Ok((!field.omitempty).then_some(Value::Null));
+        if field.omitempty {
+            return Ok(None);
+        }
+        budget.spend(1)?;
+        return Ok(Some(Value::Null));
     }
     match field.ty {
         Type::Scalar(s) => {
@@ -125,11 +162,15 @@ fn optional(
                 None => zero(s),
             };
             let omit = !field.pointer && field.omitempty && is_zero(&value);
-            Ok((!omit).then_some(value))
+            if omit {
+                return Ok(None);
+            }
+            budget.spend(1)?;
+            Ok(Some(value))
         }
         Type::Message(_) => {
             let sub = sub_message(field)?;
-            let value = message(sub, &concat(msg, field, occ)?, depth + 1)?;
+            let value = message(sub, &chunks(msg, field, occ)?, depth + 1, budget)?;
             // Only a Go slice type (a list message) can be empty under omitempty;
             // structs are always printed.
             let omit = sub.list && field.omitempty && value.is_null();
@@ -138,27 +179,19 @@ fn optional(
     }
 }
 
-/// Concatenated payloads of a singular message field: protobuf merges repeats.
-fn concat<'a>(
+/// The payloads of a singular message field, one chunk per occurrence:
+/// protobuf merges repeats into one message.
+fn chunks<'a>(
     msg: &Message,
     field: &Field,
     occ: &[wire::Value<'a>],
-) -> Result<Cow<'a, [u8]>, DecodeError> {
-    let bytes = |v: &wire::Value<'a>| match *v {
-        wire::Value::Bytes(b) => Ok(b),
-        _ => Err(wrong_wire(msg, field)),
-    };
-    match occ {
-        [] => Ok(Cow::Borrowed(&[])),
-        [one] => bytes(one).map(Cow::Borrowed),
-        many => {
-            let mut out = Vec::new();
-            for v in many {
-                out.extend_from_slice(bytes(v)?);
-            }
-            Ok(Cow::Owned(out))
-        }
-    }
+) -> Result<Vec<&'a [u8]>, DecodeError> {
+    occ.iter()
+        .map(|v| match *v {
+            wire::Value::Bytes(b) => Ok(b),
+            _ => Err(wrong_wire(msg, field)),
+        })
+        .collect()
 }
 
 fn repeated(
@@ -166,16 +199,21 @@ fn repeated(
     field: &Field,
     occ: &[wire::Value<'_>],
     depth: usize,
+    budget: &mut Budget,
 ) -> Result<Vec<Value>, DecodeError> {
+    // One value per occurrence at least, each of which took two bytes or more.
     let mut out = Vec::with_capacity(occ.len());
     for v in occ {
         match (field.ty, *v) {
             (Type::Scalar(s), wire::Value::Bytes(b)) if s.packable() => {
-                unpack(msg, field, s, b, &mut out)?
+                unpack(msg, field, s, b, &mut out, budget)?
             }
-            (Type::Scalar(s), v) => out.push(scalar(msg, field, s, v)?),
+            (Type::Scalar(s), v) => {
+                budget.spend(1)?;
+                out.push(scalar(msg, field, s, v)?)
+            }
             (Type::Message(_), wire::Value::Bytes(b)) => {
-                out.push(message(sub_message(field)?, b, depth + 1)?)
+                out.push(message(sub_message(field)?, &[b], depth + 1, budget)?)
             }
             (Type::Message(_), _) => return Err(wrong_wire(msg, field)),
         }
@@ -190,6 +228,7 @@ fn unpack(
     s: Scalar,
     buf: &[u8],
     out: &mut Vec<Value>,
+    budget: &mut Budget,
 ) -> Result<(), DecodeError> {
     let width = match s {
         Scalar::Fixed32 | Scalar::Sfixed32 | Scalar::Float => 4,
@@ -199,6 +238,7 @@ fn unpack(
     if width == 0 {
         let mut r = Fields::new(buf);
         while !r.is_empty() {
+            budget.spend(1)?;
             out.push(scalar(msg, field, s, wire::Value::Varint(r.varint()?))?);
         }
         return Ok(());
@@ -207,6 +247,7 @@ fn unpack(
         return Err(DecodeError::Truncated);
     }
     for chunk in buf.chunks_exact(width) {
+        budget.spend(1)?;
         let mut bytes = [0u8; 8];
         bytes[..width].copy_from_slice(chunk);
         let v = if width == 4 {
@@ -226,6 +267,7 @@ fn map(
     key_type: Scalar,
     occ: &[wire::Value<'_>],
     depth: usize,
+    budget: &mut Budget,
 ) -> Result<Map<String, Value>, DecodeError> {
     let mut entries = BTreeMap::new();
     for v in occ {
@@ -250,14 +292,18 @@ fn map(
             other => other.to_string(),
         };
         let value = match field.ty {
-            Type::Scalar(s) => match values.last() {
-                Some(v) => scalar(msg, field, s, *v)?,
-                None => zero(s),
-            },
+            Type::Scalar(s) => {
+                budget.spend(1)?;
+                match values.last() {
+                    Some(v) => scalar(msg, field, s, *v)?,
+                    None => zero(s),
+                }
+            }
             Type::Message(_) => message(
                 sub_message(field)?,
-                &concat(msg, field, &values)?,
+                &chunks(msg, field, &values)?,
                 depth + 1,
+                budget,
             )?,
         };
         entries.insert(key, value);

@@ -13,6 +13,7 @@
 //! Regenerate the table (after fetching the three Kubernetes repositories) with
 //! `python3 tools/gen_table.py v0.33.13 API APIMACHINERY APIEXTENSIONS > src/table.txt`.
 
+mod budget;
 mod decode;
 mod special;
 mod table;
@@ -20,6 +21,7 @@ mod wire;
 
 use serde_json::{Map, Value};
 
+use crate::budget::Budget;
 use crate::table::Table;
 use crate::wire::Fields;
 
@@ -98,6 +100,13 @@ pub enum DecodeError {
     /// Messages nested deeper than the decoder allows.
     #[error("protobuf message nested too deeply")]
     TooDeep,
+    /// The body decodes to more JSON values than its size allows (empty
+    /// elements that each stand for a whole zero object, and the like).
+    #[error("protobuf body decodes to more than {limit} JSON values, too many for its size")]
+    TooLarge {
+        /// The number of JSON values allowed for this body.
+        limit: usize,
+    },
 }
 
 /// Whether a `Content-Type` header value names Kubernetes protobuf
@@ -111,12 +120,22 @@ pub fn is_protobuf_content_type(ct: &str) -> bool {
 /// Decodes a whole Kubernetes protobuf body — `k8s\0` followed by a
 /// `runtime.Unknown` whose `raw` holds the typed object — to the JSON object
 /// Kubernetes would print for it, `kind` and `apiVersion` first.
+///
+/// The result is bounded by the body's size: decoding stops with
+/// [`DecodeError::TooLarge`] past 65,536 JSON values plus one per two bytes of
+/// `body` (what client-go's encoder writes costs two bytes or more per value),
+/// and with [`DecodeError::TooDeep`] past 100 nested messages.
 pub fn decode_to_json(body: &[u8]) -> Result<Value, DecodeError> {
-    decode_body(body, 0)
+    decode_body(body, 0, &mut Budget::for_body(body.len()))
 }
 
-/// [`decode_to_json`] at a nesting depth (bodies can nest inside RawExtensions).
-pub(crate) fn decode_body(body: &[u8], depth: usize) -> Result<Value, DecodeError> {
+/// [`decode_to_json`] at a nesting depth (bodies can nest inside RawExtensions),
+/// spending from the outermost body's budget.
+pub(crate) fn decode_body(
+    body: &[u8],
+    depth: usize,
+    budget: &mut Budget,
+) -> Result<Value, DecodeError> {
     let rest = body.strip_prefix(MAGIC).ok_or(DecodeError::NotProtobuf)?;
     if rest.is_empty() {
         return Err(DecodeError::EmptyBody);
@@ -139,7 +158,9 @@ pub(crate) fn decode_body(body: &[u8], depth: usize) -> Result<Value, DecodeErro
             kind: envelope.kind,
         });
     };
-    let fields = decode::struct_fields(msg, envelope.raw, depth)?;
+    // The object, its kind and its apiVersion.
+    budget.spend(3)?;
+    let fields = decode::struct_fields(msg, &[envelope.raw], depth, budget)?;
     let mut out = Map::new();
     out.insert("kind".to_owned(), Value::String(envelope.kind));
     out.insert("apiVersion".to_owned(), Value::String(envelope.api_version));

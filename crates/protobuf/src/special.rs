@@ -3,35 +3,39 @@
 
 use serde_json::{Map, Value};
 
+use crate::budget::Budget;
 use crate::decode;
 use crate::table::{Message, Special};
 use crate::wire::{self, Fields};
 use crate::{DecodeError, MAGIC};
 
-/// Decodes `buf` as the special message `msg`. An empty `buf` yields the JSON
-/// of the Go zero value.
+/// Decodes the chunks of the special message `msg` (the caller has paid for
+/// its value). No bytes at all yield the JSON of the Go zero value.
 pub(crate) fn decode(
     s: Special,
     msg: &Message,
-    buf: &[u8],
+    chunks: &[&[u8]],
     depth: usize,
+    budget: &mut Budget,
 ) -> Result<Value, DecodeError> {
+    let empty = chunks.iter().all(|c| c.is_empty());
     match s {
         // Go encodes a zero Time as an empty message and prints it as null.
-        Special::Time if buf.is_empty() => Ok(Value::Null),
+        Special::Time if empty => Ok(Value::Null),
         // metav1.Time drops nanoseconds on decode and prints whole seconds.
-        Special::Time => Ok(Value::String(rfc3339(int(buf, 1)?, None))),
-        Special::MicroTime if buf.is_empty() => Ok(Value::Null),
+        Special::Time => Ok(Value::String(rfc3339(int(chunks, 1)?, None))),
+        Special::MicroTime if empty => Ok(Value::Null),
         Special::MicroTime => {
-            let nanos = i64::from(int(buf, 2)? as i32);
-            let total = i128::from(int(buf, 1)?) * 1_000_000_000 + i128::from(nanos - nanos % 1000);
+            let nanos = i64::from(int(chunks, 2)? as i32);
+            let total =
+                i128::from(int(chunks, 1)?) * 1_000_000_000 + i128::from(nanos - nanos % 1000);
             let seconds = total.div_euclid(1_000_000_000) as i64;
             let micros = (total.rem_euclid(1_000_000_000) / 1000) as u32;
             Ok(Value::String(rfc3339(seconds, Some(micros))))
         }
-        Special::Duration => Ok(Value::String(go_duration(int(buf, 1)?))),
+        Special::Duration => Ok(Value::String(go_duration(int(chunks, 1)?))),
         Special::Quantity => {
-            let s = string(buf, 1)?.unwrap_or_default();
+            let s = string(chunks, 1)?.unwrap_or_default();
             let s = s.trim();
             Ok(Value::String(if s.is_empty() {
                 "0".to_owned()
@@ -39,18 +43,25 @@ pub(crate) fn decode(
                 s.to_owned()
             }))
         }
-        Special::IntOrString => match int(buf, 1)? {
-            0 => Ok(Value::from(int(buf, 2)? as i32)),
-            1 => Ok(Value::String(string(buf, 3)?.unwrap_or_default())),
+        Special::IntOrString => match int(chunks, 1)? {
+            0 => Ok(Value::from(int(chunks, 2)? as i32)),
+            1 => Ok(Value::String(string(chunks, 3)?.unwrap_or_default())),
             other => Err(DecodeError::InvalidIntOrString(other)),
         },
-        Special::RawJson => match last_bytes(buf, 1)? {
+        Special::RawJson => match last_bytes(chunks, 1)? {
             None | Some([]) => Ok(Value::Null),
-            Some(raw) if raw.starts_with(MAGIC) => crate::decode_body(raw, depth + 1),
-            Some(raw) => serde_json::from_slice(raw).map_err(DecodeError::InvalidRawJson),
+            Some(raw) if raw.starts_with(MAGIC) => crate::decode_body(raw, depth + 1, budget),
+            Some(raw) => {
+                // serde_json makes at most one value per byte of `raw`; they are
+                // paid for here, less the one the caller paid for.
+                let value: Value =
+                    serde_json::from_slice(raw).map_err(DecodeError::InvalidRawJson)?;
+                budget.spend(crate::budget::count(&value) - 1)?;
+                Ok(value)
+            }
         },
         Special::SchemaOrArray | Special::SchemaOrBool | Special::SchemaOrStringArray => {
-            let fields = decode::struct_fields(msg, buf, depth)?;
+            let fields = decode::struct_fields(msg, chunks, depth, budget)?;
             Ok(schema_union(s, fields))
         }
     }
@@ -70,19 +81,21 @@ fn schema_union(s: Special, mut fields: Map<String, Value>) -> Value {
     .unwrap_or(Value::Null)
 }
 
-/// The last value of a varint field as i64 (0 when absent).
-fn int(buf: &[u8], tag: u32) -> Result<i64, DecodeError> {
+/// The last value of a varint field in any chunk as i64 (0 when absent).
+fn int(chunks: &[&[u8]], tag: u32) -> Result<i64, DecodeError> {
     let mut out = 0;
-    let mut fields = Fields::new(buf);
-    while let Some((t, v)) = fields.next_field()? {
-        if t == tag {
-            match v {
-                wire::Value::Varint(x) => out = x as i64,
-                _ => {
-                    return Err(DecodeError::WrongWireType {
-                        message: "special",
-                        field: "int",
-                    });
+    for chunk in chunks {
+        let mut fields = Fields::new(chunk);
+        while let Some((t, v)) = fields.next_field()? {
+            if t == tag {
+                match v {
+                    wire::Value::Varint(x) => out = x as i64,
+                    _ => {
+                        return Err(DecodeError::WrongWireType {
+                            message: "special",
+                            field: "int",
+                        });
+                    }
                 }
             }
         }
@@ -90,18 +103,21 @@ fn int(buf: &[u8], tag: u32) -> Result<i64, DecodeError> {
     Ok(out)
 }
 
-fn last_bytes(buf: &[u8], tag: u32) -> Result<Option<&[u8]>, DecodeError> {
+/// The last value of a bytes field in any chunk.
+fn last_bytes<'a>(chunks: &[&'a [u8]], tag: u32) -> Result<Option<&'a [u8]>, DecodeError> {
     let mut out = None;
-    let mut fields = Fields::new(buf);
-    while let Some((t, v)) = fields.next_field()? {
-        if t == tag {
-            match v {
-                wire::Value::Bytes(b) => out = Some(b),
-                _ => {
-                    return Err(DecodeError::WrongWireType {
-                        message: "special",
-                        field: "bytes",
-                    });
+    for chunk in chunks {
+        let mut fields = Fields::new(chunk);
+        while let Some((t, v)) = fields.next_field()? {
+            if t == tag {
+                match v {
+                    wire::Value::Bytes(b) => out = Some(b),
+                    _ => {
+                        return Err(DecodeError::WrongWireType {
+                            message: "special",
+                            field: "bytes",
+                        });
+                    }
                 }
             }
         }
@@ -109,8 +125,8 @@ fn last_bytes(buf: &[u8], tag: u32) -> Result<Option<&[u8]>, DecodeError> {
     Ok(out)
 }
 
-fn string(buf: &[u8], tag: u32) -> Result<Option<String>, DecodeError> {
-    Ok(last_bytes(buf, tag)?.map(|b| String::from_utf8_lossy(b).into_owned()))
+fn string(chunks: &[&[u8]], tag: u32) -> Result<Option<String>, DecodeError> {
+    Ok(last_bytes(chunks, tag)?.map(|b| String::from_utf8_lossy(b).into_owned()))
 }
 
 /// `2006-01-02T15:04:05Z`, or with six fractional digits when `micros` is given.

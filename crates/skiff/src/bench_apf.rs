@@ -139,6 +139,8 @@ async fn measure(
     let done = Arc::new(AtomicBool::new(false));
     // The quiet user runs on a thread and runtime of its own, so that the flood's
     // responses arriving in this process do not delay its measurements.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    let base = Instant::now();
     let quiet_thread = {
         let done = done.clone();
         let dir = srv.dir().to_path_buf();
@@ -149,13 +151,25 @@ async fn measure(
             rt.block_on(async move {
                 let quiet: Api<ConfigMap> =
                     Api::namespaced(user_client(&dir, "quiet").await?, "apf-quiet");
+                // Connected and warm before the flood starts.
                 quiet.get("target").await?;
+                let _ = ready_tx.send(());
                 let mut lat = Vec::new();
                 let mut failed = 0usize;
                 while !done.load(Ordering::Relaxed) {
                     let t = Instant::now();
                     match quiet.get("target").await {
-                        Ok(_) => lat.push(t.elapsed()),
+                        Ok(_) => {
+                            let took = t.elapsed();
+                            if took > Duration::from_millis(50) {
+                                eprintln!(
+                                    "    slow quiet get: {} ms, started {} ms after the quiet user's start",
+                                    took.as_millis(),
+                                    t.duration_since(base).as_millis()
+                                );
+                            }
+                            lat.push(took)
+                        }
                         Err(_) => failed += 1,
                     }
                 }
@@ -163,7 +177,14 @@ async fn measure(
             })
         })
     };
+    ready_rx
+        .recv_timeout(Duration::from_secs(30))
+        .context("the quiet user's client did not get ready")?;
     let started = Instant::now();
+    eprintln!(
+        "    flood starts {} ms after the quiet user's start",
+        started.duration_since(base).as_millis()
+    );
     let mut tasks = Vec::with_capacity(flood);
     let flood_client = user_client(srv.dir(), "flooder").await?;
     let url = "/api/v1/namespaces/apf-flood/configmaps";

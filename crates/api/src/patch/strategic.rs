@@ -18,6 +18,13 @@
 //!    primitive list. In merged lists of objects, `{key: v, $patch: delete}`
 //!    removes the item and `{$patch: replace}` replaces the whole list by the
 //!    rest of the patch list.
+//!
+//! Go finds list items by scanning the list for each one; here every lookup
+//! by merge key (or by value, for primitive lists) goes through a hash map
+//! built once per list, so merging lists of n items takes O(n) lookups
+//! instead of O(n²) comparisons, with the same results, order and errors.
+
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
@@ -179,7 +186,8 @@ fn apply_retain_keys(
     let Value::Array(retain) = retain else {
         return Err(PatchError::BadPatchFormatForRetainKeys);
     };
-    let listed = |k: &str| retain.iter().any(|v| v.as_str() == Some(k));
+    let retained: HashSet<&str> = retain.iter().filter_map(Value::as_str).collect();
+    let listed = |k: &str| retained.contains(k);
     for (k, v) in patch.iter() {
         if v.is_null()
             || k.starts_with(DELETE_FROM_PRIMITIVE_LIST_PREFIX)
@@ -351,18 +359,20 @@ fn merge_slice(
     let kind = slice_element_kind(&[&original, &patch])?;
     let (original, patch, merged) = if kind == Kind::Scalar {
         if is_delete_list {
+            let deleted: HashSet<&Value> = patch.iter().collect();
             return Ok(original
                 .into_iter()
-                .filter(|v| !patch.contains(v))
+                .filter(|v| !deleted.contains(v))
                 .collect());
         }
         // Go de-duplicates in an order of its own; the order is normalised below anyway.
-        let mut merged: Vec<Value> = Vec::with_capacity(original.len() + patch.len());
-        for v in original.iter().chain(patch.iter()) {
-            if !merged.contains(v) {
-                merged.push(v.clone());
-            }
-        }
+        let mut seen: HashSet<&Value> = HashSet::with_capacity(original.len() + patch.len());
+        let merged: Vec<Value> = original
+            .iter()
+            .chain(patch.iter())
+            .filter(|v| seen.insert(*v))
+            .cloned()
+            .collect();
         (original, patch, merged)
     } else {
         if merge_key.is_empty() {
@@ -387,6 +397,11 @@ fn merge_slice_with_special_elements(
 ) -> Result<(Vec<Value>, Vec<Value>), PatchError> {
     let mut without_special = Vec::new();
     let mut replace = false;
+    // Merge key values of `$patch: delete` items, removed from `original` at the end.
+    let mut deleted: HashSet<Value> = HashSet::new();
+    // Go checks the (unchanged) original at each delete item: no deletion
+    // removes a non-map, so the first one is found by every check.
+    let first_non_map = original.iter().position(|v| !v.is_object());
     for item in patch {
         let Value::Object(m) = &item else {
             without_special.push(item);
@@ -399,12 +414,10 @@ fn merge_slice_with_special_elements(
         match directive.as_str() {
             Some(DELETE_DIRECTIVE) => {
                 let value = m.get(merge_key).ok_or_else(|| no_merge_key(m, merge_key))?;
-                for (i, v) in original.iter().enumerate() {
-                    if !v.is_object() {
-                        return Err(PatchError::NotAMap { index: i });
-                    }
+                if let Some(index) = first_non_map {
+                    return Err(PatchError::NotAMap { index });
                 }
-                original.retain(|v| v.get(merge_key) != Some(value));
+                deleted.insert(value.clone());
             }
             Some(REPLACE_DIRECTIVE) => replace = true,
             Some(MERGE_DIRECTIVE) => return Err(PatchError::MergingListsUnsupported),
@@ -419,6 +432,9 @@ fn merge_slice_with_special_elements(
     if replace {
         Ok((without_special, Vec::new()))
     } else {
+        if !deleted.is_empty() {
+            original.retain(|v| !v.get(merge_key).is_some_and(|k| deleted.contains(k)));
+        }
         Ok((original, without_special))
     }
 }
@@ -430,36 +446,99 @@ fn merge_slice_without_special_elements(
     merge_key: &str,
     node: Node<'_>,
 ) -> Result<Vec<Value>, PatchError> {
+    // Where each merge key value sits in `original`, kept up to date as items
+    // merge (a merge may change an item's key) and new items are appended.
+    let mut positions: HashMap<Value, Vec<usize>> = HashMap::new();
+    for (i, v) in original.iter().enumerate() {
+        if let Some(key) = v.as_object().and_then(|m| m.get(merge_key)) {
+            positions.entry(key.clone()).or_default().push(i);
+        }
+    }
+    // Merged and appended items are maps: the first non-map stays first.
+    let first_non_map = original.iter().position(|v| !v.is_object());
     for item in patch {
         let Value::Object(m) = item else {
             return Err(bad_arg_type("map[string]interface {}", item));
         };
         let value = m.get(merge_key).ok_or_else(|| no_merge_key(m, merge_key))?;
-        let found = find_by_key(&original, merge_key, value)?;
+        let found = positions.get(value).and_then(|p| p.first().copied());
+        if let Some(index) = first_non_map.filter(|&n| found.is_none_or(|f| n < f)) {
+            return Err(PatchError::NotAMap { index });
+        }
         match found {
             Some(i) => {
                 let Value::Object(o) = std::mem::take(&mut original[i]) else {
                     return Err(PatchError::NotAMap { index: i });
                 };
-                original[i] = Value::Object(merge_map(o, m.clone(), node)?);
+                let merged = merge_map(o, m.clone(), node)?;
+                if merged.get(merge_key) != Some(value) {
+                    move_position(&mut positions, i, value, merged.get(merge_key));
+                }
+                original[i] = Value::Object(merged);
             }
-            None => original.push(item.clone()),
+            None => {
+                positions
+                    .entry(value.clone())
+                    .or_default()
+                    .push(original.len());
+                original.push(item.clone());
+            }
         }
     }
     Ok(original)
 }
 
-/// `findMapInSliceBasedOnKeyValue`: the first map whose `key` equals `value`.
-fn find_by_key(list: &[Value], key: &str, value: &Value) -> Result<Option<usize>, PatchError> {
-    for (i, v) in list.iter().enumerate() {
-        let Value::Object(m) = v else {
-            return Err(PatchError::NotAMap { index: i });
-        };
-        if m.get(key) == Some(value) {
-            return Ok(Some(i));
+/// Files position `i` under the merge key value `to` (none: unkeyed) instead
+/// of `from`, keeping each value's positions in ascending order.
+fn move_position(
+    positions: &mut HashMap<Value, Vec<usize>>,
+    i: usize,
+    from: &Value,
+    to: Option<&Value>,
+) {
+    if let Some(list) = positions.get_mut(from) {
+        if let Ok(at) = list.binary_search(&i) {
+            list.remove(at);
+        }
+        if list.is_empty() {
+            positions.remove(from);
         }
     }
-    Ok(None)
+    if let Some(to) = to {
+        let list = positions.entry(to.clone()).or_default();
+        let at = list.partition_point(|&p| p < i);
+        list.insert(at, i);
+    }
+}
+
+/// `findMapInSliceBasedOnKeyValue` over one list, for many values: the first
+/// map whose merge key equals a value, or Go's error for a non-map met first.
+struct KeyLookup<'a> {
+    first: HashMap<&'a Value, usize>,
+    first_non_map: Option<usize>,
+}
+
+impl<'a> KeyLookup<'a> {
+    fn new(list: &'a [Value], merge_key: &str) -> Self {
+        let mut first = HashMap::with_capacity(list.len());
+        for (i, v) in list.iter().enumerate() {
+            if let Some(key) = v.as_object().and_then(|m| m.get(merge_key)) {
+                first.entry(key).or_insert(i);
+            }
+        }
+        Self {
+            first,
+            first_non_map: list.iter().position(|v| !v.is_object()),
+        }
+    }
+
+    fn find(&self, value: &Value) -> Result<Option<usize>, PatchError> {
+        let found = self.first.get(value).copied();
+        match self.first_non_map {
+            Some(index) if found.is_none_or(|f| index < f) => Err(PatchError::NotAMap { index }),
+            _ => Ok(found),
+        }
+    }
 }
 
 /// Splits `merged` into items present in `by` (patch items) and the rest (server-only).
@@ -470,15 +549,22 @@ fn partition(
 ) -> Result<(Vec<Value>, Vec<Value>), PatchError> {
     let mut patch_items = Vec::new();
     let mut server_only = Vec::new();
+    // `by` by value (primitive lists) or by merge key.
+    let by_key = (!merge_key.is_empty()).then(|| KeyLookup::new(by, merge_key));
+    let by_value: HashSet<&Value> = match by_key {
+        None => by.iter().collect(),
+        Some(_) => HashSet::new(),
+    };
     for v in merged {
-        let present = if merge_key.is_empty() {
-            by.contains(v)
-        } else {
-            let Value::Object(m) = v else {
-                return Err(bad_arg_type("map[string]interface {}", v));
-            };
-            let value = m.get(merge_key).ok_or_else(|| no_merge_key(m, merge_key))?;
-            find_by_key(by, merge_key, value)?.is_some()
+        let present = match &by_key {
+            None => by_value.contains(v),
+            Some(keys) => {
+                let Value::Object(m) = v else {
+                    return Err(bad_arg_type("map[string]interface {}", v));
+                };
+                let value = m.get(merge_key).ok_or_else(|| no_merge_key(m, merge_key))?;
+                keys.find(value)?.is_some()
+            }
         };
         if present {
             patch_items.push(v.clone());
@@ -559,7 +645,8 @@ fn normalize_slice_order(
     };
     // Items are always found in `order` when Kubernetes reaches here; unfound
     // ones (Go's comparator is not a strict order for them) go last.
-    to_sort.sort_by_key(|v| index(order, v, merge_key, kind).unwrap_or(usize::MAX));
+    let positions = Positions::new(order, merge_key, kind);
+    to_sort.sort_by_cached_key(|v| positions.of(v).unwrap_or(usize::MAX));
     to_sort.extend(to_delete);
     Ok(to_sort)
 }
@@ -581,17 +668,41 @@ fn extract_to_delete_items(list: Vec<Value>) -> Result<(Vec<Value>, Vec<Value>),
     Ok((keep, delete))
 }
 
-/// `index`: position of `value` in `list`, by merge key for maps (a missing key
-/// compares equal to a missing key, as Go's nil does).
-fn index(list: &[Value], value: &Value, merge_key: &str, kind: Kind) -> Option<usize> {
-    let key_of = |v: &Value| -> Option<Value> {
-        match kind {
-            Kind::Map => v.as_object().and_then(|m| m.get(merge_key)).cloned(),
-            Kind::Scalar => Some(v.clone()),
+/// Go's `index` for many values: the position of the first item of a list
+/// equal to a value, by merge key for maps (a missing key compares equal to a
+/// missing key, as Go's nil does).
+struct Positions<'a, 'k> {
+    first: HashMap<Option<&'a Value>, usize>,
+    merge_key: &'k str,
+    kind: Kind,
+}
+
+impl<'a, 'k> Positions<'a, 'k> {
+    fn new(list: &'a [Value], merge_key: &'k str, kind: Kind) -> Self {
+        let mut first = HashMap::with_capacity(list.len());
+        for (i, v) in list.iter().enumerate() {
+            first.entry(key_of(v, merge_key, kind)).or_insert(i);
         }
-    };
-    let wanted = key_of(value);
-    list.iter().position(|v| key_of(v) == wanted)
+        Self {
+            first,
+            merge_key,
+            kind,
+        }
+    }
+
+    fn of(&self, value: &Value) -> Option<usize> {
+        self.first
+            .get(&key_of(value, self.merge_key, self.kind))
+            .copied()
+    }
+}
+
+/// What `index` compares: the merge key of a map, a scalar itself.
+fn key_of<'a>(v: &'a Value, merge_key: &str, kind: Kind) -> Option<&'a Value> {
+    match kind {
+        Kind::Map => v.as_object().and_then(|m| m.get(merge_key)),
+        Kind::Scalar => Some(v),
+    }
 }
 
 /// `mergeSortedSlice`: inserts each server-only item (`left`) before the first
@@ -603,27 +714,26 @@ fn merge_sorted_slice(
     merge_key: &str,
     kind: Kind,
 ) -> Vec<Value> {
-    let less = |l: &Value, r: &Value| -> bool {
-        match (
-            index(server_order, l, merge_key, kind),
-            index(server_order, r, merge_key, kind),
-        ) {
+    let positions = Positions::new(server_order, merge_key, kind);
+    let less = |l: Option<usize>, r: Option<usize>| -> bool {
+        match (l, r) {
             (Some(li), Some(ri)) => li < ri,
             _ => false,
         }
     };
     let mut out = Vec::with_capacity(left.len() + right.len());
-    let mut left = left.into_iter().peekable();
-    let mut right = right.into_iter().peekable();
+    let with_position = |v: Value| (positions.of(&v), v);
+    let mut left = left.into_iter().map(with_position).peekable();
+    let mut right = right.into_iter().map(with_position).peekable();
     loop {
         let take_left = match (left.peek(), right.peek()) {
             (None, None) => break,
             (Some(_), None) => true,
             (None, Some(_)) => false,
-            (Some(l), Some(r)) => less(l, r),
+            (Some((l, _)), Some((r, _))) => less(*l, *r),
         };
         let next = if take_left { left.next() } else { right.next() };
-        out.extend(next);
+        out.extend(next.map(|(_, v)| v));
     }
     out
 }

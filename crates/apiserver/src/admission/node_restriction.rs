@@ -18,12 +18,35 @@ const NODES_GROUP: &str = "system:nodes";
 const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
 const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
 
-/// What a write does.
+/// What a write does (`admissionregistration/v1.OperationType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Operation {
+    /// `CREATE`.
     Create,
+    /// `UPDATE`.
     Update,
+    /// `DELETE`.
     Delete,
+}
+
+impl Operation {
+    /// The name in rules and AdmissionReviews.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Operation::Create => "CREATE",
+            Operation::Update => "UPDATE",
+            Operation::Delete => "DELETE",
+        }
+    }
+
+    /// The kind of the request's options (`CreateOptions`, ...).
+    pub(crate) fn options_kind(self) -> &'static str {
+        match self {
+            Operation::Create => "CreateOptions",
+            Operation::Update => "UpdateOptions",
+            Operation::Delete => "DeleteOptions",
+        }
+    }
 }
 
 /// The parts of a write NodeRestriction looks at.

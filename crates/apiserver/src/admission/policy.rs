@@ -23,13 +23,12 @@ mod compiled;
 mod evaluate;
 mod matching;
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 
 use api::resource::ResourceInfo;
 use api::status::{ApiError, FieldError, FieldErrorType};
 use cel::common::value::Val;
 use serde_json::{Map, Value, json};
-use tokio::sync::OnceCell;
 
 use self::cache::{PolicyCache, StatusWriter};
 use self::compiled::{Action, Binding, FailurePolicy, Policy};
@@ -37,53 +36,38 @@ use self::evaluate::{Inputs, evaluate};
 use self::matching::Request;
 use super::Write;
 use super::node_restriction::Operation;
+use super::per_server::PerServer;
 use crate::serve::State;
 use crate::strategy::admission_policy::cel as celx;
-use crate::watch_cache::WatchCache;
 
 const GROUP: &str = "admissionregistration.k8s.io";
 
-/// The cache of each running server, keyed by its watch cache (held weakly, so
-/// the address is not reused while the entry exists).
-type Slot = Arc<OnceCell<Arc<PolicyCache>>>;
-static CACHES: Mutex<Vec<(Weak<WatchCache>, Slot)>> = Mutex::new(Vec::new());
+/// The cache of each running server.
+static CACHES: PerServer<PolicyCache> = PerServer::new();
 
 /// The policy cache of `state`'s server, started on first use.
 async fn policy_cache(state: &State) -> Result<Arc<PolicyCache>, cache::CacheError> {
-    let slot = {
-        let mut caches = CACHES.lock().unwrap_or_else(|e| e.into_inner());
-        caches.retain(|(w, _)| w.strong_count() > 0);
-        let key = Arc::as_ptr(&state.watch_cache);
-        match caches.iter().find(|(w, _)| std::ptr::eq(w.as_ptr(), key)) {
-            Some((_, slot)) => slot.clone(),
-            None => {
-                let slot = Slot::default();
-                caches.push((Arc::downgrade(&state.watch_cache), slot.clone()));
-                slot
-            }
-        }
-    };
-    slot.get_or_try_init(|| async {
-        let status = state
-            .registry
-            .lookup(GROUP, "v1", "validatingadmissionpolicies")
-            .map(|resource| StatusWriter {
-                storage: crate::storage::Storage {
-                    store: state.storage.store.clone(),
-                    served: state.storage.served.clone(),
-                },
-                resource: resource.clone(),
-            });
-        PolicyCache::start(
-            state.storage.store.clone(),
-            state.watch_cache.clone(),
-            status,
-            state.shutdown.clone(),
-        )
+    CACHES
+        .get_or_try_init(&state.watch_cache, || async {
+            let status = state
+                .registry
+                .lookup(GROUP, "v1", "validatingadmissionpolicies")
+                .map(|resource| StatusWriter {
+                    storage: crate::storage::Storage {
+                        store: state.storage.store.clone(),
+                        served: state.storage.served.clone(),
+                    },
+                    resource: resource.clone(),
+                });
+            PolicyCache::start(
+                state.storage.store.clone(),
+                state.watch_cache.clone(),
+                status,
+                state.shutdown.clone(),
+            )
+            .await
+        })
         .await
-    })
-    .await
-    .cloned()
 }
 
 /// Whether some bound policy could select this delete, looking only at its
@@ -174,11 +158,7 @@ pub(crate) async fn validate(
     if bound.is_empty() {
         return Ok(());
     }
-    let operation = match w.operation {
-        Operation::Create => "CREATE",
-        Operation::Update => "UPDATE",
-        Operation::Delete => "DELETE",
-    };
+    let operation = w.operation.as_str();
     let is_namespace = w.res.group.is_empty() && w.res.plural == "namespaces";
     let name = if w.name.is_empty() {
         w.object.and_then(crate::object::name).unwrap_or_default()
@@ -457,11 +437,7 @@ fn request_value(w: &Write<'_>, req: &Request<'_>) -> Value {
     if !w.who.extra.is_empty() {
         user.insert("extra".into(), json!(w.who.extra));
     }
-    let options = match w.operation {
-        Operation::Create => "CreateOptions",
-        Operation::Update => "UpdateOptions",
-        Operation::Delete => "DeleteOptions",
-    };
+    let options = w.operation.options_kind();
     let mut r = json!({
         "kind": kind,
         "resource": resource,

@@ -42,27 +42,18 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::Write;
-use super::node_restriction::Operation as WriteOperation;
 use crate::serve::State;
 use client::CallError;
 use hook::{FailurePolicy, Hook, Reinvocation};
-use matching::{Attributes, NamespaceLabels, Operation};
+use matching::{Attributes, NamespaceLabels};
 use review::{ObjectKind, Verdict};
 use source::Source;
-
-fn operation(w: &Write<'_>) -> Operation {
-    match w.operation {
-        WriteOperation::Create => Operation::Create,
-        WriteOperation::Update => Operation::Update,
-        WriteOperation::Delete => Operation::Delete,
-    }
-}
 
 /// What the matchers see of a write, with `object` as the object written.
 fn attributes<'a>(w: &'a Write<'a>, object: Option<&'a Value>) -> Attributes<'a> {
     let is_namespace = w.res.group.is_empty() && w.res.plural == "namespaces";
     Attributes {
-        operation: operation(w),
+        operation: w.operation,
         group: &w.res.group,
         version: &w.res.version,
         resource: &w.res.plural,
@@ -378,6 +369,7 @@ async fn call(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::admission::node_restriction::Operation;
     use serde_json::json;
 
     fn hook(side_effects: Option<&str>) -> Arc<Hook> {
@@ -419,7 +411,7 @@ mod tests {
         let res = registry.lookup("", "v1", "namespaces").expect("namespaces");
         let w = Write {
             who: &who,
-            operation: WriteOperation::Delete,
+            operation: Operation::Delete,
             res,
             subresource: "",
             namespace: "",

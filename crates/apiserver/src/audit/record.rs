@@ -59,19 +59,7 @@ impl Notes {
         let result = if allowed {
             Ok(())
         } else {
-            tracing::debug!(
-                user = %who.user,
-                groups = ?who.groups,
-                verb = %attrs.verb,
-                group = %attrs.api_group,
-                resource = %attrs.resource,
-                subresource = %attrs.subresource,
-                namespace = %attrs.namespace,
-                name = %attrs.name,
-                path = %attrs.path,
-                "authorization denied"
-            );
-            Err(attrs.forbidden(&reason))
+            Err(attrs.denied(&reason))
         };
         self.authorization = Some((allowed, reason));
         result

@@ -306,24 +306,25 @@ impl QueueSet {
         Self::dispatch(&mut inner);
     }
 
-    /// Hands free seats to waiting requests, least served queue first.
+    /// Hands free seats to waiting requests: the queue whose head would finish
+    /// first if every queue were served in turn (its service so far plus its head's
+    /// seats, fair queuing's virtual finish time) goes next, so a one-seat request
+    /// does not wait behind another flow's wide list.
     fn dispatch(inner: &mut Inner) {
         loop {
+            let limit = inner.limit;
             let next = inner
                 .queues
                 .iter()
                 .enumerate()
-                .filter(|(_, q)| !q.waiting.is_empty())
-                .min_by_key(|(i, q)| (q.served, *i))
-                .map(|(i, _)| i);
-            let Some(i) = next else {
+                .filter_map(|(i, q)| {
+                    let head = q.waiting.front()?.seats.clamp(1, limit);
+                    Some((q.served + head as u64, i, head))
+                })
+                .min();
+            let Some((_, i, head_seats)) = next else {
                 return;
             };
-            let limit = inner.limit;
-            let head_seats = inner.queues[i]
-                .waiting
-                .front()
-                .map_or(1, |w| w.seats.clamp(1, limit));
             if inner.in_use + head_seats > limit {
                 // The fairest request waits for enough seats; nobody overtakes it.
                 return;
@@ -478,6 +479,31 @@ mod tests {
         let order = order.lock().expect("lock").clone();
         let pos = order.iter().position(|s| s == "other").expect("served");
         assert!(pos <= 1, "served after {pos} flood requests: {order:?}");
+    }
+
+    #[tokio::test]
+    async fn a_narrow_request_does_not_wait_behind_another_flows_wide_one() {
+        // Ten seats, eight held by a wide list; the same flow's next wide list waits
+        // for eight free seats. Another flow's one-seat get fits in the two free
+        // seats and goes at once.
+        let set = QueueSet::new(10, queued(64, 1, 10));
+        let _wide = set
+            .acquire(1, 8, Duration::from_secs(5))
+            .await
+            .expect("seats");
+        let next_wide = tokio::spawn({
+            let set = set.clone();
+            async move { set.acquire(1, 8, Duration::from_secs(5)).await.map(drop) }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(set.occupancy().waiting, 1);
+        let narrow = set.acquire(2, 1, Duration::from_millis(200)).await;
+        assert!(
+            narrow.is_ok(),
+            "the one-seat request waited: {:?}",
+            narrow.err()
+        );
+        next_wide.abort();
     }
 
     #[tokio::test]

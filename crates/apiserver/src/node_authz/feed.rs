@@ -14,6 +14,7 @@ use tokio::sync::watch;
 
 use super::graph::Graph;
 use super::refs;
+use crate::feed::Watermark;
 use crate::watch_cache::WatchCache;
 
 /// Store key prefixes of the objects the graph is built from.
@@ -25,7 +26,7 @@ const ATTACHMENTS: &str = "/registry/storage.k8s.io/volumeattachments/";
 pub(crate) struct NodeGraph {
     graph: RwLock<Graph>,
     /// The last store revision the graph has seen (of any object).
-    revision: watch::Sender<Revision>,
+    seen: Watermark,
 }
 
 /// Applies one object (`None`: deleted) stored under `key`; false when the key is
@@ -61,12 +62,12 @@ impl NodeGraph {
     ) -> Result<Arc<Self>, crate::Error> {
         let shared = Arc::new(Self {
             graph: RwLock::new(Graph::default()),
-            revision: watch::channel(0).0,
+            seen: Watermark::default(),
         });
         crate::feed::follow(shared.clone(), store, watch_cache, shutdown).await?;
         tracing::debug!(
             vertices = shared.read(Graph::len),
-            revision = *shared.revision.borrow(),
+            revision = shared.seen.get(),
             "node authorizer graph listed"
         );
         Ok(shared)
@@ -77,7 +78,7 @@ impl NodeGraph {
     pub(crate) fn fixed(graph: Graph) -> Arc<Self> {
         Arc::new(Self {
             graph: RwLock::new(graph),
-            revision: watch::channel(0).0,
+            seen: Watermark::default(),
         })
     }
 
@@ -89,10 +90,7 @@ impl NodeGraph {
     /// Waits (at most `within`) until the graph has seen `revision`; false on timeout.
     #[cfg(test)]
     pub(crate) async fn wait_for(&self, revision: Revision, within: Duration) -> bool {
-        let mut rx = self.revision.subscribe();
-        tokio::time::timeout(within, rx.wait_for(|r| *r >= revision))
-            .await
-            .is_ok_and(|r| r.is_ok())
+        self.seen.wait_for(revision, within).await
     }
 }
 
@@ -117,13 +115,7 @@ impl crate::feed::Index for NodeGraph {
     }
 
     fn observed(&self, revision: Revision) {
-        self.revision.send_if_modified(|r| {
-            let newer = revision > *r;
-            if newer {
-                *r = revision;
-            }
-            newer
-        });
+        self.seen.raise(revision);
     }
 }
 

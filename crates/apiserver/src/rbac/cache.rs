@@ -1,81 +1,69 @@
 //! The in-memory RBAC index: listed from the store once, then fed by the API
-//! server's watch cache (no polling, no store reads per request). Each batch of
-//! changes publishes a new [`Snapshot`]; writers of RBAC objects can wait until the
-//! index has caught up with their write.
+//! server's watch cache through [`crate::feed`] (no polling, no store reads per
+//! request). Each batch of changes publishes a new [`Snapshot`]; writers of RBAC
+//! objects can wait until the index has caught up with their write.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use store::{EventKind, ListOptions, Revision, Store};
-use tokio::sync::{broadcast, watch};
+use serde_json::Value;
+use store::{Revision, Store};
+use tokio::sync::watch;
 
 use super::objects::{Binding, RoleObject};
 use super::snapshot::{Objects, Snapshot};
-use crate::watch_cache::{Change, WatchCache};
+use crate::feed::Watermark;
+use crate::watch_cache::WatchCache;
 
 /// Store key prefix of every RBAC object.
 const PREFIX: &str = "/registry/rbac.authorization.k8s.io/";
 
 /// Shared by the RBAC authorizer, the escalation checks and the access reviews.
 pub(crate) struct RbacCache {
+    /// The objects as followed (the follower's working copy).
+    objects: Mutex<Objects>,
     snapshot: RwLock<Arc<Snapshot>>,
     /// The last store revision the index has seen (RBAC or not).
-    revision: watch::Sender<Revision>,
+    seen: Watermark,
     /// Bumped whenever a new snapshot is published.
     generation: watch::Sender<u64>,
 }
 
-fn apply(objects: &mut Objects, key: &str, kind: EventKind, object: &serde_json::Value) {
+/// Applies one object (`None`: deleted) stored under `key`.
+fn apply(objects: &mut Objects, key: &str, object: Option<&Value>) {
     let Some(rest) = key.strip_prefix(PREFIX) else {
         return;
     };
     let parts: Vec<&str> = rest.split('/').collect();
-    let deleted = kind == EventKind::Deleted;
     match parts.as_slice() {
         ["roles", ns, name] => {
             let k = (ns.to_string(), name.to_string());
-            match RoleObject::decode(object).filter(|_| !deleted) {
+            match object.and_then(RoleObject::decode) {
                 Some(r) => objects.roles.insert(k, r),
                 None => objects.roles.remove(&k),
             };
         }
         ["rolebindings", ns, name] => {
             let k = (ns.to_string(), name.to_string());
-            match Binding::decode(object).filter(|_| !deleted) {
+            match object.and_then(Binding::decode) {
                 Some(b) => objects.role_bindings.insert(k, b),
                 None => objects.role_bindings.remove(&k),
             };
         }
         ["clusterroles", name] => {
-            match RoleObject::decode(object).filter(|_| !deleted) {
+            match object.and_then(RoleObject::decode) {
                 Some(r) => objects.cluster_roles.insert(name.to_string(), r),
                 None => objects.cluster_roles.remove(*name),
             };
         }
         ["clusterrolebindings", name] => {
-            match Binding::decode(object).filter(|_| !deleted) {
+            match object.and_then(Binding::decode) {
                 Some(b) => objects.cluster_role_bindings.insert(name.to_string(), b),
                 None => objects.cluster_role_bindings.remove(*name),
             };
         }
         _ => {}
     }
-}
-
-async fn list_all(store: &dyn Store) -> Result<(Objects, Revision), store::StoreError> {
-    let res = store
-        .list(&ListOptions {
-            prefix: PREFIX.into(),
-            ..Default::default()
-        })
-        .await?;
-    let mut objects = Objects::default();
-    for kv in &res.items {
-        if let Ok(obj) = crate::storage::decode(kv) {
-            apply(&mut objects, &kv.key, EventKind::Created, &obj);
-        }
-    }
-    Ok((objects, res.revision))
 }
 
 impl RbacCache {
@@ -85,17 +73,14 @@ impl RbacCache {
         watch_cache: Arc<WatchCache>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Arc<Self>, crate::Error> {
-        let (objects, revision) = list_all(store.as_ref()).await?;
+        let objects = Objects::default();
         let cache = Arc::new(Self {
             snapshot: RwLock::new(Arc::new(Snapshot::build(&objects))),
-            revision: watch::channel(revision).0,
+            objects: Mutex::new(objects),
+            seen: Watermark::default(),
             generation: watch::channel(0).0,
         });
-        tokio::spawn(
-            cache
-                .clone()
-                .follow(store, watch_cache, objects, revision, shutdown),
-        );
+        crate::feed::follow(cache.clone(), store, watch_cache, shutdown).await?;
         Ok(cache)
     }
 
@@ -114,127 +99,47 @@ impl RbacCache {
 
     /// Waits (at most `within`) until the index has seen `revision`; false on timeout.
     pub(crate) async fn wait_for(&self, revision: Revision, within: Duration) -> bool {
-        let mut rx = self.revision.subscribe();
-        tokio::time::timeout(within, rx.wait_for(|r| *r >= revision))
-            .await
-            .is_ok_and(|r| r.is_ok())
+        self.seen.wait_for(revision, within).await
     }
 
-    fn publish(&self, objects: &Objects, revision: Revision) {
+    /// Publishes a snapshot of `objects` (before the revision is marked seen, so
+    /// that a writer waiting for its revision reads its write).
+    fn publish(&self, objects: &Objects) {
         let snapshot = Arc::new(Snapshot::build(objects));
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = snapshot;
         self.generation.send_modify(|g| *g += 1);
-        self.note_revision(revision);
     }
 
-    fn note_revision(&self, revision: Revision) {
-        self.revision.send_if_modified(|r| {
-            let newer = revision > *r;
-            if newer {
-                *r = revision;
-            }
-            newer
-        });
+    fn objects(&self) -> std::sync::MutexGuard<'_, Objects> {
+        self.objects.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl crate::feed::Index for RbacCache {
+    fn prefixes(&self) -> &'static [&'static str] {
+        &[PREFIX]
     }
 
-    async fn follow(
-        self: Arc<Self>,
-        store: Arc<dyn Store>,
-        watch_cache: Arc<WatchCache>,
-        mut objects: Objects,
-        mut applied: Revision,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
-        loop {
-            match watch_cache.subscribe(applied) {
-                Some(sub) => {
-                    let mut dirty = false;
-                    for change in &sub.backlog {
-                        dirty |= self.take(&mut objects, &mut applied, change);
-                    }
-                    if dirty {
-                        self.publish(&objects, applied);
-                    }
-                    self.run_live(&mut objects, &mut applied, sub.live, &mut shutdown)
-                        .await;
-                    if *shutdown.borrow() {
-                        return;
-                    }
-                }
-                None => {
-                    tracing::debug!(revision = applied, "RBAC index fell behind the watch cache")
-                }
-            }
-            // Relist: the watch cache was reset or we fell behind.
-            loop {
-                match list_all(store.as_ref()).await {
-                    Ok((o, r)) => {
-                        objects = o;
-                        applied = r;
-                        self.publish(&objects, applied);
-                        break;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "listing RBAC objects failed; retrying");
-                        tokio::select! {
-                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                            _ = shutdown.changed() => return,
-                        }
-                    }
-                }
-            }
+    fn reset(&self, listed: Vec<(String, Value)>, _revision: Revision) {
+        let mut objects = self.objects();
+        *objects = Objects::default();
+        for (key, obj) in &listed {
+            apply(&mut objects, key, Some(obj));
         }
+        self.publish(&objects);
     }
 
-    /// Applies live changes until the subscription ends (lagged or reset) or shutdown.
-    async fn run_live(
-        &self,
-        objects: &mut Objects,
-        applied: &mut Revision,
-        mut live: broadcast::Receiver<Arc<Change>>,
-        shutdown: &mut watch::Receiver<bool>,
-    ) {
-        loop {
-            let first = tokio::select! {
-                r = live.recv() => r,
-                _ = shutdown.changed() => return,
-            };
-            let Ok(first) = first else {
-                return;
-            };
-            let mut dirty = self.take(objects, applied, &first);
-            // Publish once per burst of changes.
-            loop {
-                match live.try_recv() {
-                    Ok(c) => dirty |= self.take(objects, applied, &c),
-                    Err(broadcast::error::TryRecvError::Empty) => break,
-                    Err(_) => {
-                        if dirty {
-                            self.publish(objects, *applied);
-                        }
-                        return;
-                    }
-                }
-            }
-            if dirty {
-                self.publish(objects, *applied);
-            } else {
-                self.note_revision(*applied);
-            }
+    /// One snapshot per burst of changes.
+    fn apply(&self, changes: &[(&str, Option<&Value>)], _revision: Revision) {
+        let mut objects = self.objects();
+        for (key, object) in changes {
+            apply(&mut objects, key, *object);
         }
+        self.publish(&objects);
     }
 
-    /// Applies one change newer than `applied`; true when it touched RBAC objects.
-    fn take(&self, objects: &mut Objects, applied: &mut Revision, change: &Change) -> bool {
-        if change.revision <= *applied {
-            return false;
-        }
-        *applied = change.revision;
-        if !change.key.starts_with(PREFIX) {
-            return false;
-        }
-        apply(objects, &change.key, change.kind, &change.object);
-        true
+    fn observed(&self, revision: Revision) {
+        self.seen.raise(revision);
     }
 }
 

@@ -13,13 +13,14 @@ use api::status::FieldError;
 use serde_json::{Value, json};
 
 use super::Strategy;
+use super::admission_rules::{strings, text, validate_label_selector};
 
 pub(crate) mod cel;
 mod library;
 mod rules;
 
 use cel::{Returns, Scope};
-use rules::{path_segment_problems, validate_label_selector, validate_match_resources};
+use rules::{path_segment_problems, validate_match_resources};
 
 const FAILURE_POLICIES: [&str; 2] = ["Fail", "Ignore"];
 const REASONS: [&str; 3] = ["Forbidden", "Invalid", "RequestEntityTooLarge"];
@@ -130,21 +131,6 @@ fn default_match_resources(m: &mut Value) {
             }
         }
     }
-}
-
-fn text<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or_default()
-}
-
-fn strings(v: &Value, key: &str) -> Vec<String> {
-    v.get(key)
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .map(|s| s.as_str().unwrap_or_default().to_string())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn items<'a>(v: &'a Value, key: &str) -> &'a [Value] {

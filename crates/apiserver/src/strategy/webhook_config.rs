@@ -12,11 +12,10 @@ use api::status::FieldError;
 use serde_json::{Value, json};
 
 use super::Strategy;
+use super::admission_rules::{strings, text, validate_label_selector, validate_rule};
 
 /// Review versions this server can send (`AcceptedAdmissionReviewVersions`).
 const ACCEPTED_REVIEW_VERSIONS: [&str; 2] = ["v1", "v1beta1"];
-const OPERATIONS: [&str; 5] = ["*", "CONNECT", "CREATE", "DELETE", "UPDATE"];
-const SCOPES: [&str; 3] = ["*", "Cluster", "Namespaced"];
 const FAILURE_POLICIES: [&str; 2] = ["Fail", "Ignore"];
 const MATCH_POLICIES: [&str; 2] = ["Equivalent", "Exact"];
 const REINVOCATION_POLICIES: [&str; 2] = ["IfNeeded", "Never"];
@@ -171,26 +170,12 @@ fn validate_configuration(obj: &Value, mutating: bool, opts: &Options) -> Vec<Fi
             opts,
             &format!("{at}.admissionReviewVersions"),
         );
-        let name = str_at(hook, "name");
+        let name = text(hook, "name");
         if opts.require_unique_names && !name.is_empty() && !names.insert(name.to_string()) {
             errs.push(FieldError::duplicate(format!("{at}.name"), name));
         }
     }
     errs
-}
-
-fn str_at<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or_default()
-}
-
-/// A list of strings at `key` (None when absent or null).
-fn list_at(v: &Value, key: &str) -> Option<Vec<String>> {
-    let list = v.get(key)?.as_array()?;
-    Some(
-        list.iter()
-            .map(|x| x.as_str().unwrap_or_default().to_string())
-            .collect(),
-    )
 }
 
 fn validate_webhook(
@@ -200,7 +185,7 @@ fn validate_webhook(
     opts: &Options,
     at: &str,
 ) {
-    fully_qualified_name(errs, str_at(hook, "name"), &format!("{at}.name"));
+    fully_qualified_name(errs, text(hook, "name"), &format!("{at}.name"));
     if let Some(rules) = hook.get("rules").and_then(Value::as_array) {
         for (j, rule) in rules.iter().enumerate() {
             validate_rule(errs, rule, &format!("{at}.rules[{j}]"));
@@ -291,136 +276,9 @@ fn fully_qualified_name(errs: &mut Vec<FieldError>, name: &str, field: &str) {
     }
 }
 
-fn validate_rule(errs: &mut Vec<FieldError>, rule: &Value, at: &str) {
-    let operations = list_at(rule, "operations").unwrap_or_default();
-    if operations.is_empty() {
-        errs.push(FieldError::required(format!("{at}.operations"), ""));
-    }
-    if operations.len() > 1 && operations.iter().any(|o| o == "*") {
-        errs.push(FieldError::invalid(
-            format!("{at}.operations"),
-            json!(operations),
-            "if '*' is present, must not specify other operations",
-        ));
-    }
-    for (i, op) in operations.iter().enumerate() {
-        if !OPERATIONS.contains(&op.as_str()) {
-            errs.push(FieldError::not_supported(
-                format!("{at}.operations[{i}]"),
-                op.as_str(),
-                &OPERATIONS,
-            ));
-        }
-    }
-    let groups = list_at(rule, "apiGroups").unwrap_or_default();
-    if groups.is_empty() {
-        errs.push(FieldError::required(format!("{at}.apiGroups"), ""));
-    }
-    if groups.len() > 1 && groups.iter().any(|g| g == "*") {
-        errs.push(FieldError::invalid(
-            format!("{at}.apiGroups"),
-            json!(groups),
-            "if '*' is present, must not specify other API groups",
-        ));
-    }
-    let versions = list_at(rule, "apiVersions").unwrap_or_default();
-    if versions.is_empty() {
-        errs.push(FieldError::required(format!("{at}.apiVersions"), ""));
-    }
-    if versions.len() > 1 && versions.iter().any(|v| v == "*") {
-        errs.push(FieldError::invalid(
-            format!("{at}.apiVersions"),
-            json!(versions),
-            "if '*' is present, must not specify other API versions",
-        ));
-    }
-    for (i, v) in versions.iter().enumerate() {
-        if v.is_empty() {
-            errs.push(FieldError::required(format!("{at}.apiVersions[{i}]"), ""));
-        }
-    }
-    validate_resources(
-        errs,
-        &list_at(rule, "resources").unwrap_or_default(),
-        &format!("{at}.resources"),
-    );
-    if let Some(scope) = rule.get("scope").filter(|s| !s.is_null())
-        && !scope.as_str().is_some_and(|s| SCOPES.contains(&s))
-    {
-        errs.push(FieldError::not_supported(
-            format!("{at}.scope"),
-            scope.clone(),
-            &SCOPES,
-        ));
-    }
-}
-
-/// `validateResources`: `resource`, `resource/subresource`, `*`, `*/*`,
-/// `resource/*` and `*/subresource`, without contradicting wildcards.
-fn validate_resources(errs: &mut Vec<FieldError>, resources: &[String], at: &str) {
-    if resources.is_empty() {
-        errs.push(FieldError::required(at, ""));
-    }
-    let mut with_wildcard_sub = BTreeSet::new();
-    let mut sub_with_wildcard_res = BTreeSet::new();
-    let mut double_wildcard = false;
-    let mut single_wildcard = false;
-    let mut without_subresource = false;
-    for (i, res_sub) in resources.iter().enumerate() {
-        if res_sub.is_empty() {
-            errs.push(FieldError::required(format!("{at}[{i}]"), ""));
-            continue;
-        }
-        if res_sub == "*/*" {
-            double_wildcard = true;
-        }
-        if res_sub == "*" {
-            single_wildcard = true;
-        }
-        let Some((res, sub)) = res_sub.split_once('/') else {
-            without_subresource = res_sub != "*";
-            continue;
-        };
-        if with_wildcard_sub.contains(res) {
-            errs.push(FieldError::invalid(
-                format!("{at}[{i}]"),
-                res_sub.as_str(),
-                format!("if '{res}/*' is present, must not specify {res_sub}"),
-            ));
-        }
-        if sub_with_wildcard_res.contains(sub) {
-            errs.push(FieldError::invalid(
-                format!("{at}[{i}]"),
-                res_sub.as_str(),
-                format!("if '*/{sub}' is present, must not specify {res_sub}"),
-            ));
-        }
-        if sub == "*" {
-            with_wildcard_sub.insert(res.to_string());
-        }
-        if res == "*" {
-            sub_with_wildcard_res.insert(sub.to_string());
-        }
-    }
-    if resources.len() > 1 && double_wildcard {
-        errs.push(FieldError::invalid(
-            at,
-            json!(resources),
-            "if '*/*' is present, must not specify other resources",
-        ));
-    }
-    if single_wildcard && without_subresource {
-        errs.push(FieldError::invalid(
-            at,
-            json!(resources),
-            "if '*' is present, must not specify other resources without subresources",
-        ));
-    }
-}
-
 /// `validateAdmissionReviewVersions`.
 fn validate_review_versions(errs: &mut Vec<FieldError>, hook: &Value, opts: &Options, at: &str) {
-    let versions = list_at(hook, "admissionReviewVersions").unwrap_or_default();
+    let versions = strings(hook, "admissionReviewVersions");
     if versions.is_empty() {
         errs.push(FieldError::required(
             at,
@@ -460,58 +318,6 @@ fn validate_review_versions(errs: &mut Vec<FieldError>, hook: &Value, opts: &Opt
                 ACCEPTED_REVIEW_VERSIONS.join(", ")
             ),
         ));
-    }
-}
-
-/// `metav1validation.ValidateLabelSelector` (label values must be valid).
-fn validate_label_selector(errs: &mut Vec<FieldError>, selector: &Value, at: &str) {
-    if let Some(labels) = selector.get("matchLabels").and_then(Value::as_object) {
-        let field = format!("{at}.matchLabels");
-        for (k, v) in labels {
-            for problem in api::selector::is_qualified_name(k) {
-                errs.push(FieldError::invalid(&field, k.as_str(), problem));
-            }
-            let value = v.as_str().unwrap_or_default();
-            for problem in api::selector::is_valid_label_value(value) {
-                errs.push(FieldError::invalid(&field, value, problem));
-            }
-        }
-    }
-    let Some(expressions) = selector.get("matchExpressions").and_then(Value::as_array) else {
-        return;
-    };
-    for (i, expr) in expressions.iter().enumerate() {
-        let at = format!("{at}.matchExpressions[{i}]");
-        let values = list_at(expr, "values").unwrap_or_default();
-        match str_at(expr, "operator") {
-            "In" | "NotIn" if values.is_empty() => errs.push(FieldError::required(
-                format!("{at}.values"),
-                "must be specified when `operator` is 'In' or 'NotIn'",
-            )),
-            "Exists" | "DoesNotExist" if !values.is_empty() => errs.push(FieldError::forbidden(
-                format!("{at}.values"),
-                "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
-            )),
-            "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
-            other => errs.push(FieldError::invalid(
-                format!("{at}.operator"),
-                other,
-                "not a valid selector operator",
-            )),
-        }
-        let key = str_at(expr, "key");
-        for problem in api::selector::is_qualified_name(key) {
-            errs.push(FieldError::invalid(format!("{at}.key"), key, problem));
-        }
-        for (j, v) in values.iter().enumerate() {
-            for problem in api::selector::is_valid_label_value(v) {
-                errs.push(FieldError::invalid(
-                    format!("{at}.values[{j}]"),
-                    v.as_str(),
-                    problem,
-                ));
-            }
-        }
     }
 }
 
@@ -642,13 +448,13 @@ fn validate_url(errs: &mut Vec<FieldError>, url: &str, at: &str) {
 
 /// `webhook.ValidateWebhookService`.
 fn validate_service(errs: &mut Vec<FieldError>, service: &Value, at: &str) {
-    if str_at(service, "name").is_empty() {
+    if text(service, "name").is_empty() {
         errs.push(FieldError::required(
             format!("{at}.name"),
             "service name is required",
         ));
     }
-    if str_at(service, "namespace").is_empty() {
+    if text(service, "namespace").is_empty() {
         errs.push(FieldError::required(
             format!("{at}.namespace"),
             "service namespace is required",
@@ -716,10 +522,10 @@ fn validate_match_conditions(errs: &mut Vec<FieldError>, conditions: Option<&Val
     }
     let mut names = BTreeSet::new();
     for (i, condition) in list.iter().enumerate() {
-        if str_at(condition, "expression").trim().is_empty() {
+        if text(condition, "expression").trim().is_empty() {
             errs.push(FieldError::required(format!("{at}[{i}].expression"), ""));
         }
-        let name = str_at(condition, "name");
+        let name = text(condition, "name");
         if name.is_empty() {
             errs.push(FieldError::required(format!("{at}[{i}].name"), ""));
             continue;

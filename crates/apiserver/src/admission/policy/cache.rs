@@ -1,23 +1,25 @@
 //! The policies, bindings and namespaces admission reads, kept in memory: listed
-//! from the store once, then fed by the API server's watch cache (Kubernetes'
-//! policy source follows informers the same way). Each change to a policy or
-//! binding recompiles only that object, when its spec changed, and publishes a
-//! new list of bound policies; requests read it without touching the store.
-//! The follower also records `status.observedGeneration` on policies it has
-//! compiled.
+//! from the store once, then fed by the API server's watch cache through
+//! [`crate::feed`] (Kubernetes' policy source follows informers the same way).
+//! Each change to a policy or binding recompiles only that object, when its spec
+//! changed, and publishes a new list of bound policies; requests read it without
+//! touching the store. The follower also records `status.observedGeneration` on
+//! policies it has compiled.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+#[cfg(test)]
 use std::time::Duration;
 
 use api::resource::ResourceInfo;
 use serde_json::{Value, json};
-use store::{EventKind, ListOptions, Revision, Store};
-use tokio::sync::{broadcast, watch};
+use store::{Revision, Store};
+use tokio::sync::watch;
 
 use super::compiled::{Bound, Objects};
+use crate::feed::Watermark;
 use crate::storage::Storage;
-use crate::watch_cache::{Change, WatchCache};
+use crate::watch_cache::WatchCache;
 
 const POLICIES: &str = "/registry/admissionregistration.k8s.io/validatingadmissionpolicies/";
 const BINDINGS: &str = "/registry/admissionregistration.k8s.io/validatingadmissionpolicybindings/";
@@ -39,10 +41,14 @@ pub(crate) struct StatusWriter {
 
 /// Shared by every request of one API server; see the module docs.
 pub(crate) struct PolicyCache {
+    /// What the follower works on.
+    state: Mutex<State>,
+    /// Where statuses are written (none: they are not).
+    status: Option<StatusWriter>,
     bound: RwLock<Arc<Bound>>,
     namespaces: RwLock<HashMap<String, Arc<Value>>>,
     /// The last store revision the cache has seen (of any object).
-    revision: watch::Sender<Revision>,
+    seen: Watermark,
 }
 
 /// What the follower owns.
@@ -101,31 +107,6 @@ fn observed_generation_is_stale(o: &Value) -> bool {
     generation.is_some() && generation != observed
 }
 
-async fn list_all(store: &dyn Store) -> Result<(State, Revision), store::StoreError> {
-    let mut state = State::default();
-    let mut at = None;
-    for prefix in [POLICIES, BINDINGS, NAMESPACES] {
-        let res = store
-            .list(&ListOptions {
-                prefix: prefix.into(),
-                revision: at,
-                ..Default::default()
-            })
-            .await?;
-        at = Some(res.revision);
-        for kv in &res.items {
-            if let Ok(obj) = crate::storage::decode(kv) {
-                state.apply(&kv.key, Some(&obj));
-            }
-        }
-    }
-    let revision = match at {
-        Some(r) => r,
-        None => store.current_revision().await?,
-    };
-    Ok((state, revision))
-}
-
 impl PolicyCache {
     /// Lists, then follows `watch_cache` until `shutdown` (in a task of its own).
     pub(crate) async fn start(
@@ -134,17 +115,14 @@ impl PolicyCache {
         status: Option<StatusWriter>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Arc<Self>, CacheError> {
-        let (state, revision) = list_all(store.as_ref()).await?;
         let cache = Arc::new(Self {
-            bound: RwLock::new(Arc::new(state.objects.bound())),
-            namespaces: RwLock::new(state.namespaces.clone()),
-            revision: watch::channel(revision).0,
+            state: Mutex::default(),
+            status,
+            bound: RwLock::default(),
+            namespaces: RwLock::default(),
+            seen: Watermark::default(),
         });
-        tokio::spawn(
-            cache
-                .clone()
-                .follow(store, watch_cache, state, revision, status, shutdown),
-        );
+        crate::feed::follow(cache.clone(), store, watch_cache, shutdown).await?;
         Ok(cache)
     }
 
@@ -165,13 +143,15 @@ impl PolicyCache {
     /// Waits (at most `within`) until the cache has seen `revision`; false on timeout.
     #[cfg(test)]
     pub(crate) async fn wait_for(&self, revision: Revision, within: Duration) -> bool {
-        let mut rx = self.revision.subscribe();
-        tokio::time::timeout(within, rx.wait_for(|r| *r >= revision))
-            .await
-            .is_ok_and(|r| r.is_ok())
+        self.seen.wait_for(revision, within).await
     }
 
-    fn publish(&self, state: &State, touched: Touched, revision: Revision) {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Publishes what `touched` changed for requests to read.
+    fn publish(&self, state: &State, touched: Touched) {
         if touched == Touched::Policies {
             let bound = Arc::new(state.objects.bound());
             *self.bound.write().unwrap_or_else(|e| e.into_inner()) = bound;
@@ -179,147 +159,71 @@ impl PolicyCache {
         if touched != Touched::Nothing {
             *self.namespaces.write().unwrap_or_else(|e| e.into_inner()) = state.namespaces.clone();
         }
-        self.revision.send_if_modified(|r| {
-            let newer = revision > *r;
-            if newer {
-                *r = revision;
-            }
-            newer
-        });
     }
 
-    async fn follow(
-        self: Arc<Self>,
-        store: Arc<dyn Store>,
-        watch_cache: Arc<WatchCache>,
-        mut state: State,
-        mut applied: Revision,
-        status: Option<StatusWriter>,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
-        loop {
-            write_statuses(status.as_ref(), &mut state).await;
-            match watch_cache.subscribe(applied) {
-                Some(sub) => {
-                    let mut touched = Touched::Nothing;
-                    for change in &sub.backlog {
-                        touched = touched.max(take(&mut state, &mut applied, change));
-                    }
-                    self.publish(&state, touched, applied);
-                    self.run_live(
-                        &mut state,
-                        &mut applied,
-                        sub.live,
-                        status.as_ref(),
-                        &mut shutdown,
-                    )
-                    .await;
-                    if *shutdown.borrow() {
-                        return;
-                    }
-                }
-                None => tracing::debug!(
-                    revision = applied,
-                    "admission policy cache fell behind the watch cache"
-                ),
-            }
-            loop {
-                match list_all(store.as_ref()).await {
-                    Ok((s, r)) => {
-                        state = s;
-                        applied = r;
-                        self.publish(&state, Touched::Policies, applied);
-                        break;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "listing admission policies failed; retrying");
-                        tokio::select! {
-                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                            _ = shutdown.changed() => return,
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Applies live changes, a burst at a time, until the subscription ends.
-    async fn run_live(
-        &self,
-        state: &mut State,
-        applied: &mut Revision,
-        mut live: broadcast::Receiver<Arc<Change>>,
-        status: Option<&StatusWriter>,
-        shutdown: &mut watch::Receiver<bool>,
-    ) {
-        loop {
-            let first = tokio::select! {
-                r = live.recv() => r,
-                _ = shutdown.changed() => return,
-            };
-            let Ok(first) = first else {
-                return;
-            };
-            let mut touched = take(state, applied, &first);
-            let mut ended = false;
-            loop {
-                match live.try_recv() {
-                    Ok(c) => touched = touched.max(take(state, applied, &c)),
-                    Err(broadcast::error::TryRecvError::Empty) => break,
-                    Err(_) => {
-                        ended = true;
-                        break;
-                    }
-                }
-            }
-            self.publish(state, touched, *applied);
-            if ended {
-                return;
-            }
-            write_statuses(status, state).await;
-        }
-    }
-}
-
-/// Applies one change newer than `applied`.
-fn take(state: &mut State, applied: &mut Revision, change: &Change) -> Touched {
-    if change.revision <= *applied {
-        return Touched::Nothing;
-    }
-    *applied = change.revision;
-    let object = (change.kind != EventKind::Deleted).then_some(&change.object);
-    state.apply(&change.key, object)
-}
-
-/// Records `status.observedGeneration` of the policies compiled since the last
-/// call (a conflict means a newer version is on its way and will be recorded).
-async fn write_statuses(status: Option<&StatusWriter>, state: &mut State) {
-    let Some(status) = status else {
-        state.unobserved.clear();
-        return;
-    };
-    for (name, mut obj) in std::mem::take(&mut state.unobserved) {
-        let generation = obj.pointer("/metadata/generation").cloned();
-        let Some(rv) = obj
-            .pointer("/metadata/resourceVersion")
-            .and_then(Value::as_str)
-            .and_then(|rv| crate::storage::parse_rv(rv).ok())
-        else {
-            continue;
+    /// Records `status.observedGeneration` of the policies compiled since the last
+    /// call (a conflict means a newer version is on its way and will be recorded).
+    async fn write_statuses(&self) {
+        let unobserved = std::mem::take(&mut self.state().unobserved);
+        let Some(status) = &self.status else {
+            return;
         };
-        match obj.get_mut("status").and_then(Value::as_object_mut) {
-            Some(s) => {
-                s.insert("observedGeneration".into(), generation.unwrap_or_default());
+        for (name, mut obj) in unobserved {
+            let generation = obj.pointer("/metadata/generation").cloned();
+            let Some(rv) = obj
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .and_then(|rv| crate::storage::parse_rv(rv).ok())
+            else {
+                continue;
+            };
+            match obj.get_mut("status").and_then(Value::as_object_mut) {
+                Some(s) => {
+                    s.insert("observedGeneration".into(), generation.unwrap_or_default());
+                }
+                None => obj["status"] = json!({"observedGeneration": generation}),
             }
-            None => obj["status"] = json!({"observedGeneration": generation}),
+            if let Err(e) = status
+                .storage
+                .update(&status.resource, None, &name, &obj, rv)
+                .await
+            {
+                tracing::debug!(policy = %name, error = %e.message, "observedGeneration not recorded");
+            }
         }
-        if let Err(e) = status
-            .storage
-            .update(&status.resource, None, &name, &obj, rv)
-            .await
-        {
-            tracing::debug!(policy = %name, error = %e.message, "observedGeneration not recorded");
+    }
+}
+
+impl crate::feed::Index for PolicyCache {
+    fn prefixes(&self) -> &'static [&'static str] {
+        &[POLICIES, BINDINGS, NAMESPACES]
+    }
+
+    fn reset(&self, objects: Vec<(String, Value)>, _revision: Revision) {
+        let mut state = self.state();
+        *state = State::default();
+        for (key, obj) in &objects {
+            state.apply(key, Some(obj));
         }
+        self.publish(&state, Touched::Policies);
+    }
+
+    fn apply(&self, changes: &[(&str, Option<&Value>)], _revision: Revision) {
+        let mut state = self.state();
+        let touched = changes
+            .iter()
+            .map(|(key, object)| state.apply(key, *object))
+            .max()
+            .unwrap_or(Touched::Nothing);
+        self.publish(&state, touched);
+    }
+
+    fn observed(&self, revision: Revision) {
+        self.seen.raise(revision);
+    }
+
+    fn settle(&self) -> impl std::future::Future<Output = ()> + Send {
+        self.write_statuses()
     }
 }
 

@@ -12,28 +12,7 @@ use api::selector::LabelSelector;
 use serde_json::Value;
 
 use super::hook::{Hook, MatchPolicy, Rule, Scope};
-
-/// The admission operation (`admissionregistration/v1.OperationType`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Operation {
-    /// `CREATE`.
-    Create,
-    /// `UPDATE`.
-    Update,
-    /// `DELETE`.
-    Delete,
-}
-
-impl Operation {
-    /// The name in rules and AdmissionReviews.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Operation::Create => "CREATE",
-            Operation::Update => "UPDATE",
-            Operation::Delete => "DELETE",
-        }
-    }
-}
+use crate::admission::node_restriction::Operation;
 
 /// What the request is, as the matchers see it.
 #[derive(Debug, Clone, Copy)]

@@ -8,7 +8,8 @@ use serde_json::{Map, Value, json};
 
 use super::client::CallError;
 use super::hook::ReviewVersion;
-use super::matching::{Attributes, Operation};
+use super::matching::Attributes;
+use crate::admission::node_restriction::Operation;
 use crate::authn::Identity;
 
 /// The group, version and kind of the object a request carries.
@@ -51,12 +52,7 @@ pub(crate) struct Request<'a> {
 
 /// The `options` of the request (`CreateOptions`, `UpdateOptions`, `DeleteOptions`).
 fn options(operation: Operation, dry_run: bool) -> Value {
-    let kind = match operation {
-        Operation::Create => "CreateOptions",
-        Operation::Update => "UpdateOptions",
-        Operation::Delete => "DeleteOptions",
-    };
-    let mut o = json!({"kind": kind, "apiVersion": "meta.k8s.io/v1"});
+    let mut o = json!({"kind": operation.options_kind(), "apiVersion": "meta.k8s.io/v1"});
     if dry_run {
         o["dryRun"] = json!(["All"]);
     }

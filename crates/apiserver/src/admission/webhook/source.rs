@@ -3,74 +3,33 @@
 //! version, clients included), namespace labels (for namespace selectors), and
 //! Services with their EndpointSlices (for `clientConfig.service`). Listed from the
 //! store once, on the first request that could go to a webhook, then followed
-//! through the API server's watch cache, as Kubernetes feeds its webhook source
+//! through the API server's watch cache ([`crate::feed`]), as Kubernetes feeds its webhook source
 //! and namespace lister from informers; requests never read the store for them
 //! (a namespace missing from the view is read once, as Kubernetes does).
-//!
-//! One view per API server, found by its watch cache: the server's shared state
-//! has no slot for it, so the views live in a small registry here.
+//! One view per API server ([`PerServer`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, RwLock, Weak};
-use std::time::Duration;
+use std::sync::{Arc, RwLock};
 
 use api::status::ApiError;
 use serde_json::Value;
-use store::{EventKind, ListOptions, Revision, Store};
-use tokio::sync::{OnceCell, broadcast, watch};
+use store::{Revision, Store};
+use tokio::sync::watch;
 
 use super::client::{Destination, Target};
 use super::hook::{self, Hook};
+use crate::admission::per_server::PerServer;
 use crate::serve::State;
-use crate::watch_cache::{Change, WatchCache};
+use crate::watch_cache::WatchCache;
 
-/// Store key prefixes of what the view follows.
-#[derive(Debug, Clone)]
-struct Prefixes {
-    mutating: String,
-    validating: String,
-    namespaces: String,
-    services: String,
-    slices: String,
-}
-
-impl Prefixes {
-    fn of(state: &State) -> Prefixes {
-        let prefix = |group: &str, version: &str, plural: &str| {
-            state
-                .registry
-                .lookup(group, version, plural)
-                .map(|r| r.key_prefix())
-                .unwrap_or_else(|| {
-                    let g = if group.is_empty() { "core" } else { group };
-                    format!("/registry/{g}/{plural}/")
-                })
-        };
-        const ADMISSION: &str = "admissionregistration.k8s.io";
-        Prefixes {
-            mutating: prefix(ADMISSION, "v1", "mutatingwebhookconfigurations"),
-            validating: prefix(ADMISSION, "v1", "validatingwebhookconfigurations"),
-            namespaces: prefix("", "v1", "namespaces"),
-            services: prefix("", "v1", "services"),
-            slices: prefix("discovery.k8s.io", "v1", "endpointslices"),
-        }
-    }
-
-    fn all(&self) -> [&str; 5] {
-        [
-            &self.mutating,
-            &self.validating,
-            &self.namespaces,
-            &self.services,
-            &self.slices,
-        ]
-    }
-
-    fn follows(&self, key: &str) -> bool {
-        self.all().iter().any(|p| key.starts_with(p))
-    }
-}
+/// Store key prefixes of what the view follows (`ResourceInfo::key_prefix` of
+/// each resource).
+const MUTATING: &str = "/registry/admissionregistration.k8s.io/mutatingwebhookconfigurations/";
+const VALIDATING: &str = "/registry/admissionregistration.k8s.io/validatingwebhookconfigurations/";
+const NAMESPACES: &str = "/registry/core/namespaces/";
+const SERVICES: &str = "/registry/core/services/";
+const SLICES: &str = "/registry/discovery.k8s.io/endpointslices/";
 
 /// A Service, as far as resolving a webhook needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,8 +68,18 @@ struct View {
     by_service: HashMap<(String, String), BTreeSet<String>>,
 }
 
-fn flatten(configs: &BTreeMap<String, Vec<Arc<Hook>>>) -> Arc<Vec<Arc<Hook>>> {
-    Arc::new(configs.values().flatten().cloned().collect())
+/// Sets (with `None` removes) one configuration, then rebuilds `all` from them.
+fn set_config(
+    configs: &mut BTreeMap<String, Vec<Arc<Hook>>>,
+    all: &mut Arc<Vec<Arc<Hook>>>,
+    name: &str,
+    object: Option<&Value>,
+) {
+    match object {
+        Some(o) => configs.insert(name.to_string(), hook::parse(name, o)),
+        None => configs.remove(name),
+    };
+    *all = Arc::new(configs.values().flatten().cloned().collect());
 }
 
 fn service_view(obj: &Value) -> ServiceView {
@@ -182,43 +151,31 @@ fn slice_view(obj: &Value) -> Option<SliceView> {
 
 impl View {
     /// Applies one object (`None`: deleted) stored under `key`.
-    fn apply(&mut self, prefixes: &Prefixes, key: &str, object: Option<&Value>) {
-        if let Some(name) = key.strip_prefix(&prefixes.mutating) {
-            match object {
-                Some(o) => self
-                    .mutating_configs
-                    .insert(name.to_string(), hook::parse(name, o)),
-                None => self.mutating_configs.remove(name),
-            };
-            self.mutating = flatten(&self.mutating_configs);
-        } else if let Some(name) = key.strip_prefix(&prefixes.validating) {
-            match object {
-                Some(o) => self
-                    .validating_configs
-                    .insert(name.to_string(), hook::parse(name, o)),
-                None => self.validating_configs.remove(name),
-            };
-            self.validating = flatten(&self.validating_configs);
-        } else if let Some(name) = key.strip_prefix(&prefixes.namespaces) {
+    fn apply(&mut self, key: &str, object: Option<&Value>) {
+        if let Some(name) = key.strip_prefix(MUTATING) {
+            set_config(&mut self.mutating_configs, &mut self.mutating, name, object);
+        } else if let Some(name) = key.strip_prefix(VALIDATING) {
+            set_config(
+                &mut self.validating_configs,
+                &mut self.validating,
+                name,
+                object,
+            );
+        } else if let Some(name) = key.strip_prefix(NAMESPACES) {
             match object {
                 Some(o) => self
                     .namespaces
                     .insert(name.to_string(), crate::object::labels(o)),
                 None => self.namespaces.remove(name),
             };
-        } else if let Some((ns, name)) = key
-            .strip_prefix(&prefixes.services)
-            .and_then(|r| r.split_once('/'))
+        } else if let Some((ns, name)) = key.strip_prefix(SERVICES).and_then(|r| r.split_once('/'))
         {
             let k = (ns.to_string(), name.to_string());
             match object {
                 Some(o) => self.services.insert(k, service_view(o)),
                 None => self.services.remove(&k),
             };
-        } else if let Some((ns, name)) = key
-            .strip_prefix(&prefixes.slices)
-            .and_then(|r| r.split_once('/'))
-        {
+        } else if let Some((ns, name)) = key.strip_prefix(SLICES).and_then(|r| r.split_once('/')) {
             let k = (ns.to_string(), name.to_string());
             if let Some(old) = self.slices.remove(&k)
                 && let Some(names) = self.by_service.get_mut(&(ns.to_string(), old.service))
@@ -321,172 +278,53 @@ impl Source {
     async fn start(
         store: Arc<dyn Store>,
         watch_cache: Arc<WatchCache>,
-        prefixes: Prefixes,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Arc<Source>, store::StoreError> {
-        let (view, revision) = list_all(store.as_ref(), &prefixes).await?;
         let source = Arc::new(Source {
-            view: RwLock::new(view),
+            view: RwLock::default(),
         });
-        tokio::spawn(
-            source
-                .clone()
-                .follow(store, watch_cache, prefixes, revision, shutdown),
-        );
+        crate::feed::follow(source.clone(), store, watch_cache, shutdown).await?;
         Ok(source)
     }
+}
 
-    async fn follow(
-        self: Arc<Self>,
-        store: Arc<dyn Store>,
-        watch_cache: Arc<WatchCache>,
-        prefixes: Prefixes,
-        mut applied: Revision,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
-        loop {
-            match watch_cache.subscribe(applied) {
-                Some(sub) => {
-                    self.take(&prefixes, &mut applied, &sub.backlog);
-                    self.run_live(&prefixes, &mut applied, sub.live, &mut shutdown)
-                        .await;
-                    if *shutdown.borrow() {
-                        return;
-                    }
-                }
-                None => tracing::debug!(
-                    revision = applied,
-                    "webhook configurations fell behind the watch cache"
-                ),
-            }
-            // Relist: the watch cache was reset or this follower fell behind.
-            loop {
-                match list_all(store.as_ref(), &prefixes).await {
-                    Ok((view, revision)) => {
-                        *self.view.write().unwrap_or_else(|e| e.into_inner()) = view;
-                        applied = revision;
-                        break;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "listing webhook configurations failed; retrying");
-                        tokio::select! {
-                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                            _ = shutdown.changed() => return,
-                        }
-                    }
-                }
-            }
-        }
+impl crate::feed::Index for Source {
+    fn prefixes(&self) -> &'static [&'static str] {
+        &[MUTATING, VALIDATING, NAMESPACES, SERVICES, SLICES]
     }
 
-    /// Applies live changes a burst at a time until the subscription ends
-    /// (lagged or reset) or shutdown.
-    async fn run_live(
-        &self,
-        prefixes: &Prefixes,
-        applied: &mut Revision,
-        mut live: broadcast::Receiver<Arc<Change>>,
-        shutdown: &mut watch::Receiver<bool>,
-    ) {
-        loop {
-            let first = tokio::select! {
-                r = live.recv() => r,
-                _ = shutdown.changed() => return,
-            };
-            let Ok(first) = first else {
-                return;
-            };
-            let mut burst = vec![first];
-            let mut ended = false;
-            loop {
-                match live.try_recv() {
-                    Ok(c) => burst.push(c),
-                    Err(broadcast::error::TryRecvError::Empty) => break,
-                    Err(_) => {
-                        ended = true;
-                        break;
-                    }
-                }
-            }
-            self.take(prefixes, applied, &burst);
-            if ended {
-                return;
-            }
+    fn reset(&self, objects: Vec<(String, Value)>, _revision: Revision) {
+        let mut view = View::default();
+        for (key, obj) in &objects {
+            view.apply(key, Some(obj));
         }
+        *self.view.write().unwrap_or_else(|e| e.into_inner()) = view;
     }
 
-    /// Applies the changes newer than `applied` under one write lock.
-    fn take(&self, prefixes: &Prefixes, applied: &mut Revision, changes: &[Arc<Change>]) {
-        let relevant = |c: &Change| c.revision > *applied && prefixes.follows(&c.key);
-        if changes.iter().any(|c| relevant(c)) {
-            let mut view = self.view.write().unwrap_or_else(|e| e.into_inner());
-            for c in changes.iter().filter(|c| relevant(c)) {
-                let object = (c.kind != EventKind::Deleted).then_some(&c.object);
-                view.apply(prefixes, &c.key, object);
-            }
-        }
-        if let Some(last) = changes.iter().map(|c| c.revision).max() {
-            *applied = (*applied).max(last);
+    /// Applies the burst under one write lock.
+    fn apply(&self, changes: &[(&str, Option<&Value>)], _revision: Revision) {
+        let mut view = self.view.write().unwrap_or_else(|e| e.into_inner());
+        for (key, object) in changes {
+            view.apply(key, *object);
         }
     }
 }
 
-/// Lists every followed object at one revision.
-async fn list_all(
-    store: &dyn Store,
-    prefixes: &Prefixes,
-) -> Result<(View, Revision), store::StoreError> {
-    let mut view = View::default();
-    let mut at = None;
-    for prefix in prefixes.all() {
-        let res = store
-            .list(&ListOptions {
-                prefix: prefix.to_string(),
-                revision: at,
-                ..Default::default()
-            })
-            .await?;
-        at = Some(res.revision);
-        for kv in &res.items {
-            if let Ok(obj) = crate::storage::decode(kv) {
-                view.apply(prefixes, &kv.key, Some(&obj));
-            }
-        }
-    }
-    Ok((view, at.unwrap_or_default()))
-}
-
-type Slot = Arc<OnceCell<Arc<Source>>>;
-
-/// The views of the API servers in this process, by watch cache.
-static SOURCES: Mutex<Vec<(Weak<WatchCache>, Slot)>> = Mutex::new(Vec::new());
+/// The views of the API servers in this process.
+static SOURCES: PerServer<Source> = PerServer::new();
 
 /// The view of `state`'s API server, started on first use.
 pub(crate) async fn of(state: &State) -> Result<Arc<Source>, ApiError> {
-    let slot = {
-        let mut sources = SOURCES.lock().unwrap_or_else(|e| e.into_inner());
-        sources.retain(|(cache, _)| cache.strong_count() > 0);
-        let ours = Arc::as_ptr(&state.watch_cache);
-        match sources.iter().find(|(cache, _)| cache.as_ptr() == ours) {
-            Some((_, slot)) => slot.clone(),
-            None => {
-                let slot = Slot::default();
-                sources.push((Arc::downgrade(&state.watch_cache), slot.clone()));
-                slot
-            }
-        }
-    };
-    slot.get_or_try_init(|| {
-        Source::start(
-            state.storage.store.clone(),
-            state.watch_cache.clone(),
-            Prefixes::of(state),
-            state.shutdown.clone(),
-        )
-    })
-    .await
-    .cloned()
-    .map_err(|e| ApiError::internal(format!("listing webhook configurations failed: {e}")))
+    SOURCES
+        .get_or_try_init(&state.watch_cache, || {
+            Source::start(
+                state.storage.store.clone(),
+                state.watch_cache.clone(),
+                state.shutdown.clone(),
+            )
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("listing webhook configurations failed: {e}")))
 }
 
 #[cfg(test)]
@@ -494,18 +332,7 @@ mod tests {
     use super::*;
     use bytes::Bytes;
     use serde_json::json;
-
-    fn prefixes() -> Prefixes {
-        Prefixes {
-            mutating: "/registry/admissionregistration.k8s.io/mutatingwebhookconfigurations/"
-                .into(),
-            validating: "/registry/admissionregistration.k8s.io/validatingwebhookconfigurations/"
-                .into(),
-            namespaces: "/registry/core/namespaces/".into(),
-            services: "/registry/core/services/".into(),
-            slices: "/registry/discovery.k8s.io/endpointslices/".into(),
-        }
-    }
+    use std::time::Duration;
 
     fn config(hook: &str) -> Value {
         json!({"metadata": {"name": "x"}, "webhooks": [{
@@ -536,17 +363,16 @@ mod tests {
     #[tokio::test]
     async fn configurations_are_listed_then_followed_in_name_order() {
         let store: Arc<dyn Store> = Arc::new(store::MemoryStore::new());
-        let p = prefixes();
         put(
             store.as_ref(),
-            &format!("{}b", p.validating),
+            &format!("{VALIDATING}b"),
             config("b.example.com"),
         )
         .await;
         let from = store.current_revision().await.expect("revision");
         let (_stop, shutdown) = watch::channel(false);
         let cache = WatchCache::start(store.clone(), from, shutdown.clone());
-        let source = Source::start(store.clone(), cache, p.clone(), shutdown)
+        let source = Source::start(store.clone(), cache, shutdown)
             .await
             .expect("starts");
         let names =
@@ -554,14 +380,14 @@ mod tests {
         assert_eq!(names(&source), ["b.example.com"]);
         put(
             store.as_ref(),
-            &format!("{}a", p.validating),
+            &format!("{VALIDATING}a"),
             config("a.example.com"),
         )
         .await;
         eventually("the new configuration", || names(&source).len() == 2).await;
         assert_eq!(names(&source), ["a.example.com", "b.example.com"]);
         store
-            .delete(&format!("{}b", p.validating), None)
+            .delete(&format!("{VALIDATING}b"), None)
             .await
             .expect("delete");
         eventually("the deletion", || names(&source) == ["a.example.com"]).await;
@@ -569,7 +395,7 @@ mod tests {
 
         put(
             store.as_ref(),
-            &format!("{}team-a", p.namespaces),
+            &format!("{NAMESPACES}team-a"),
             json!({"metadata": {"name": "team-a", "labels": {"env": "prod"}}}),
         )
         .await;
@@ -584,8 +410,27 @@ mod tests {
     }
 
     #[test]
+    fn the_followed_prefixes_are_where_the_resources_are_stored() {
+        let registry = api::resource::Registry::builtin();
+        let stored = |group: &str, plural: &str| {
+            registry
+                .lookup(group, "v1", plural)
+                .map(|r| r.key_prefix())
+                .expect("a built-in resource")
+        };
+        let admission = "admissionregistration.k8s.io";
+        assert_eq!(stored(admission, "mutatingwebhookconfigurations"), MUTATING);
+        assert_eq!(
+            stored(admission, "validatingwebhookconfigurations"),
+            VALIDATING
+        );
+        assert_eq!(stored("", "namespaces"), NAMESPACES);
+        assert_eq!(stored("", "services"), SERVICES);
+        assert_eq!(stored("discovery.k8s.io", "endpointslices"), SLICES);
+    }
+
+    #[test]
     fn services_resolve_to_a_ready_endpoint_of_the_named_port() {
-        let p = prefixes();
         let mut view = View::default();
         let target = Target::service("hooks", "svc", 443, "/x");
         let source = |v: View| Source {
@@ -596,7 +441,6 @@ mod tests {
             Err("service \"svc\" not found".into())
         );
         view.apply(
-            &p,
             "/registry/core/services/hooks/svc",
             Some(&json!({"spec": {"ports": [{"name": "https", "port": 443, "targetPort": 8443}]}})),
         );
@@ -617,7 +461,6 @@ mod tests {
             ],
         });
         view.apply(
-            &p,
             "/registry/discovery.k8s.io/endpointslices/hooks/svc-abc",
             Some(&slice),
         );
@@ -626,7 +469,6 @@ mod tests {
             Ok("127.0.0.1:8443".parse().expect("addr"))
         );
         view.apply(
-            &p,
             "/registry/discovery.k8s.io/endpointslices/hooks/svc-abc",
             None,
         );

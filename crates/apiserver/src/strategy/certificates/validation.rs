@@ -143,44 +143,42 @@ fn validate_signer_name(errs: &mut Vec<FieldError>, field: &str, name: &str) {
     if domain.len() > 253 {
         errs.push(FieldError::too_long(field, 253));
     }
-    let labels: Vec<&str> = domain.split('.').collect();
-    for l in &labels {
-        let problems = is_dns1123_label(l);
-        if !problems.is_empty() {
-            for p in problems {
-                errs.push(FieldError::invalid(
-                    field,
-                    *domain,
-                    format!("validating label {l:?}: {p}"),
-                ));
-            }
-            break;
-        }
-    }
-    if labels.len() < 2 {
+    first_invalid_label(errs, field, domain, is_dns1123_label);
+    if domain.split('.').count() < 2 {
         errs.push(FieldError::invalid(
             field,
             *domain,
             "should be a domain with at least two segments separated by dots",
         ));
     }
-    for l in path.split('.') {
-        let problems = is_dns1123_subdomain(l);
-        if !problems.is_empty() {
-            for p in problems {
-                errs.push(FieldError::invalid(
-                    field,
-                    *path,
-                    format!("validating label {l:?}: {p}"),
-                ));
-            }
-            break;
-        }
-    }
+    first_invalid_label(errs, field, path, is_dns1123_subdomain);
     // A domain, a namespace name and a resource name, a dot and a slash.
     let max = 253 + 253 + 63 + 1 + 1;
     if name.len() > max {
         errs.push(FieldError::too_long(field, max));
+    }
+}
+
+/// The problems `check` finds with the first dot-separated label of `value` it
+/// refuses (Kubernetes reports only the first).
+fn first_invalid_label(
+    errs: &mut Vec<FieldError>,
+    field: &str,
+    value: &str,
+    check: fn(&str) -> Vec<String>,
+) {
+    for label in value.split('.') {
+        let problems = check(label);
+        if !problems.is_empty() {
+            for p in problems {
+                errs.push(FieldError::invalid(
+                    field,
+                    value,
+                    format!("validating label {label:?}: {p}"),
+                ));
+            }
+            return;
+        }
     }
 }
 
