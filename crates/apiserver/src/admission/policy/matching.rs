@@ -94,17 +94,11 @@ impl Rule {
     }
 
     fn matches_resource(&self, r: &Request<'_>) -> bool {
+        // Kubernetes' rule matcher: `res/sub` with `*` on either side; a pattern
+        // without `/` names no subresource, and `x/*` also covers `x` itself.
         self.resources.iter().any(|pattern| {
-            if r.subresource.is_empty() {
-                pattern == "*" || pattern == r.resource
-            } else {
-                match pattern.split_once('/') {
-                    Some((res, sub)) => {
-                        (res == "*" || res == r.resource) && (sub == "*" || sub == r.subresource)
-                    }
-                    None => false,
-                }
-            }
+            let (res, sub) = pattern.split_once('/').unwrap_or((pattern, ""));
+            (res == "*" || res == r.resource) && (sub == "*" || sub == r.subresource)
         })
     }
 
@@ -383,6 +377,22 @@ mod tests {
         assert_eq!(sub.matches(&scale, &no_namespaces), Ok(true));
         assert!(sub.may_match("DELETE", "apps", "v1", "deployments", "scale"));
         assert!(!m.may_match("DELETE", "apps", "v1", "deployments", ""));
+        // As Kubernetes' rule matcher: `*/*` and `deployments/*` cover the resource
+        // itself as well as its subresources.
+        for pattern in ["*/*", "deployments/*"] {
+            let all = MatchResources::parse(&json!({"resourceRules": [{"apiGroups": ["*"],
+                "apiVersions": ["*"], "operations": ["*"], "resources": [pattern]}]}))
+            .expect("parses");
+            assert_eq!(
+                all.matches(
+                    &request("CREATE", "deployments", "ns", Some(&obj)),
+                    &no_namespaces
+                ),
+                Ok(true),
+                "{pattern}"
+            );
+            assert_eq!(all.matches(&scale, &no_namespaces), Ok(true), "{pattern}");
+        }
     }
 
     #[test]
