@@ -261,6 +261,14 @@ fn printer(group: &str, kind: &str) -> Option<Printer> {
         | ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration") => {
             (cluster::webhook_columns, cluster::webhook_cells)
         }
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy") => (
+            cluster::admission_policy_columns,
+            cluster::admission_policy_cells,
+        ),
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding") => (
+            cluster::policy_binding_columns,
+            cluster::policy_binding_cells,
+        ),
         ("flowcontrol.apiserver.k8s.io", "FlowSchema") => {
             (cluster::flow_schema_columns, cluster::flow_schema_cells)
         }

@@ -616,3 +616,61 @@ fn ingress_shows_class_hosts_address_and_ports() {
         ]
     );
 }
+
+#[test]
+fn admission_policies_show_their_validations_and_param_kind() {
+    const G: &str = "admissionregistration.k8s.io";
+    assert_eq!(
+        names(G, "ValidatingAdmissionPolicy"),
+        ["Name", "Validations", "ParamKind", "Age"]
+    );
+    let policy = json!({"metadata": meta("replica-limit"), "spec": {
+        "paramKind": {"apiVersion": "v1", "kind": "ConfigMap"},
+        "validations": [{"expression": "true"}, {"expression": "1 == 1"}]}});
+    assert_eq!(
+        row_cells(G, "ValidatingAdmissionPolicy", &policy, now()),
+        vec![
+            json!("replica-limit"),
+            json!(2),
+            json!("v1/ConfigMap"),
+            json!("10m")
+        ]
+    );
+    let bare = json!({"metadata": meta("p"), "spec": {}});
+    assert_eq!(
+        shown(G, "ValidatingAdmissionPolicy", &bare, "ParamKind"),
+        json!("<unset>")
+    );
+    assert_eq!(
+        names(G, "ValidatingAdmissionPolicyBinding"),
+        ["Name", "PolicyName", "ParamRef", "Age"]
+    );
+    let binding = |param_ref: Value| json!({"metadata": meta("b"), "spec": {"policyName": "replica-limit", "paramRef": param_ref}});
+    for (param_ref, want) in [
+        (
+            json!({"name": "limits", "namespace": "apps"}),
+            "apps/limits",
+        ),
+        (json!({"name": "limits"}), "*/limits"),
+        (
+            json!({"selector": {"matchLabels": {"tier": "web"}}}),
+            "tier=web",
+        ),
+        (Value::Null, "<unset>"),
+    ] {
+        assert_eq!(
+            row_cells(
+                G,
+                "ValidatingAdmissionPolicyBinding",
+                &binding(param_ref),
+                now()
+            ),
+            vec![
+                json!("b"),
+                json!("replica-limit"),
+                json!(want),
+                json!("10m")
+            ]
+        );
+    }
+}

@@ -270,3 +270,80 @@ pub(super) fn priority_level_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
         Value::from(duration::age(obj, now)),
     ]
 }
+
+pub(super) fn admission_policy_columns() -> Vec<ColumnDefinition> {
+    vec![
+        ColumnDefinition::name(),
+        ColumnDefinition::new(
+            "Validations",
+            "integer",
+            "Validations indicates the number of validation rules defined in this configuration",
+        ),
+        ColumnDefinition::text(
+            "ParamKind",
+            "ParamKind specifies the kind of resources used to parameterize this policy",
+        ),
+        ColumnDefinition::age(),
+    ]
+}
+
+pub(super) fn admission_policy_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
+    let kind = str_at(obj, &["spec", "paramKind", "kind"]);
+    let param_kind = if obj.pointer("/spec/paramKind").is_some_and(|p| !p.is_null()) {
+        format!(
+            "{}/{kind}",
+            str_at(obj, &["spec", "paramKind", "apiVersion"])
+        )
+    } else {
+        "<unset>".to_owned()
+    };
+    vec![
+        Value::from(name(obj)),
+        Value::from(len_at(obj, &["spec", "validations"])),
+        Value::from(param_kind),
+        Value::from(duration::age(obj, now)),
+    ]
+}
+
+pub(super) fn policy_binding_columns() -> Vec<ColumnDefinition> {
+    vec![
+        ColumnDefinition::name(),
+        ColumnDefinition::text(
+            "PolicyName",
+            "PolicyName indicates the policy definition which the policy binding binded to",
+        ),
+        ColumnDefinition::text(
+            "ParamRef",
+            "ParamRef indicates the param resource which sets the configration param",
+        ),
+        ColumnDefinition::age(),
+    ]
+}
+
+pub(super) fn policy_binding_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
+    let param_ref = match obj.pointer("/spec/paramRef").filter(|p| !p.is_null()) {
+        None => "<unset>".to_owned(),
+        Some(p) => {
+            let name = str_at(p, &["name"]);
+            let namespace = str_at(p, &["namespace"]);
+            if !name.is_empty() && !namespace.is_empty() {
+                format!("{namespace}/{name}")
+            } else if !name.is_empty() {
+                // Whether the param is cluster-scoped is unknown here: `*` as
+                // Kubernetes prints it.
+                format!("*/{name}")
+            } else if p.get("selector").is_some_and(|s| !s.is_null()) {
+                // Kubernetes prints the Go struct here; the selector text says the same.
+                super::labels::format_label_selector(p, &["selector"])
+            } else {
+                "<unset>".to_owned()
+            }
+        }
+    };
+    vec![
+        Value::from(name(obj)),
+        Value::from(str_at(obj, &["spec", "policyName"])),
+        Value::from(param_ref),
+        Value::from(duration::age(obj, now)),
+    ]
+}
