@@ -277,29 +277,37 @@ impl FlowControl {
             .iter()
             .map(|(n, s)| (n.clone(), s.clone()))
             .collect();
-        let mut sets = sets;
-        sets.sort_by(|a, b| a.0.cmp(&b.0));
-        out.push_str("# HELP apiserver_flowcontrol_nominal_limit_seats Nominal number of execution seats configured for each priority level\n# TYPE apiserver_flowcontrol_nominal_limit_seats gauge\n");
-        for (name, set) in &sets {
-            let o = set.occupancy();
-            out.push_str(&format!(
-                "apiserver_flowcontrol_nominal_limit_seats{{priority_level=\"{name}\"}} {}\n",
-                o.limit
-            ));
-        }
-        out.push_str("# HELP apiserver_flowcontrol_current_executing_seats Seats occupied by requests executing in each priority level\n# TYPE apiserver_flowcontrol_current_executing_seats gauge\n");
-        for (name, set) in &sets {
-            out.push_str(&format!(
-                "apiserver_flowcontrol_current_executing_seats{{priority_level=\"{name}\"}} {}\n",
-                set.occupancy().seats_in_use
-            ));
-        }
-        out.push_str("# HELP apiserver_flowcontrol_current_inqueue_requests Requests waiting in the queues of each priority level\n# TYPE apiserver_flowcontrol_current_inqueue_requests gauge\n");
-        for (name, set) in &sets {
-            out.push_str(&format!(
-                "apiserver_flowcontrol_current_inqueue_requests{{priority_level=\"{name}\"}} {}\n",
-                set.occupancy().waiting
-            ));
+        // One reading per level, so the three gauges agree with each other.
+        let mut levels: Vec<(String, queueset::Occupancy)> = sets
+            .into_iter()
+            .map(|(name, set)| (name, set.occupancy()))
+            .collect();
+        levels.sort_by(|a, b| a.0.cmp(&b.0));
+        let gauges: [(&str, &str, Reading); 3] = [
+            (
+                "apiserver_flowcontrol_nominal_limit_seats",
+                "Nominal number of execution seats configured for each priority level",
+                |o| u64::from(o.limit),
+            ),
+            (
+                "apiserver_flowcontrol_current_executing_seats",
+                "Seats occupied by requests executing in each priority level",
+                |o| u64::from(o.seats_in_use),
+            ),
+            (
+                "apiserver_flowcontrol_current_inqueue_requests",
+                "Requests waiting in the queues of each priority level",
+                |o| o.waiting as u64,
+            ),
+        ];
+        for (metric, help, value) in gauges {
+            out.push_str(&format!("# HELP {metric} {help}\n# TYPE {metric} gauge\n"));
+            for (name, o) in &levels {
+                out.push_str(&format!(
+                    "{metric}{{priority_level=\"{name}\"}} {}\n",
+                    value(o)
+                ));
+            }
         }
         out.push_str("# HELP apiserver_flowcontrol_dispatched_requests_total Requests released for execution by each priority level\n# TYPE apiserver_flowcontrol_dispatched_requests_total counter\n");
         for (name, n) in self
@@ -378,6 +386,9 @@ pub(crate) async fn keep_status(state: Arc<crate::serve::State>) {
         }
     }
 }
+
+/// Reads one gauge's value from a level's occupancy.
+type Reading = fn(&queueset::Occupancy) -> u64;
 
 impl crate::feed::Index for FlowControl {
     fn prefixes(&self) -> &'static [&'static str] {

@@ -156,7 +156,8 @@ async fn client_for(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
     Ok(kube::Client::try_from(cfg)?)
 }
 
-fn cm(name: String) -> ConfigMap {
+/// A ConfigMap with one entry of a typical size.
+pub(crate) fn cm(name: String) -> ConfigMap {
     let mut c = ConfigMap::default();
     c.metadata.name = Some(name);
     c.data = Some(

@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::{Api, ListParams, PostParams};
 
-use crate::bench::{ms, percentile, run_concurrent, start_server};
+use crate::bench::{cm, ms, percentile, run_concurrent, start_server};
 
 /// A user's client: a certificate signed by the bench server's CA, no retries (a
 /// 429 is counted, not hidden).
@@ -37,19 +37,6 @@ async fn user_client(dir: &Path, user: &str) -> anyhow::Result<kube::Client> {
             .await?;
     cfg.default_retry = false;
     Ok(kube::Client::try_from(cfg)?)
-}
-
-fn configmap(name: String) -> ConfigMap {
-    let mut c = ConfigMap::default();
-    c.metadata.name = Some(name);
-    c.data = Some(
-        [(
-            "key".to_string(),
-            "some value of a typical size for a config entry".to_string(),
-        )]
-        .into(),
-    );
-    c
 }
 
 /// What one mode measured.
@@ -100,14 +87,14 @@ async fn measure(
     run_concurrent(objects, 32, move |i| {
         let a = a.clone();
         async move {
-            a.create(&PostParams::default(), &configmap(format!("cm-{i:05}")))
+            a.create(&PostParams::default(), &cm(format!("cm-{i:05}")))
                 .await?;
             Ok(())
         }
     })
     .await?;
     Api::<ConfigMap>::namespaced(admin.clone(), "apf-quiet")
-        .create(&PostParams::default(), &configmap("target".into()))
+        .create(&PostParams::default(), &cm("target".into()))
         .await?;
 
     let flooder: Api<ConfigMap> =
