@@ -6,11 +6,15 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, Taint};
 use rustc_hash::FxHashMap;
 
 use crate::pod_info::{HostPort, PodInfo, PodKey};
 use crate::resources::Resource;
+
+/// Maps keyed by pod: pod names come from users, so the hasher is seeded per map
+/// (foldhash) rather than fixed (FxHash), and still cheap on short strings.
+pub type PodMap<V> = HashMap<PodKey, V, foldhash::fast::RandomState>;
 
 /// A node and the pods on it.
 #[derive(Debug, Clone, Default)]
@@ -19,8 +23,13 @@ pub struct NodeInfo {
     pub node: Option<Arc<Node>>,
     /// Node name.
     pub name: String,
+    /// `spec.unschedulable` of the node object.
+    pub unschedulable: bool,
+    /// `spec.taints` of the node object, copied out so filters need not chase the
+    /// object on every node they visit.
+    pub taints: Vec<Taint>,
     /// Pods bound or assumed here, by key.
-    pub pods: HashMap<PodKey, Arc<PodInfo>>,
+    pub pods: PodMap<Arc<PodInfo>>,
     /// Number of pods here with any pod affinity/anti-affinity.
     pub pods_with_affinity: usize,
     /// Number of pods here with required anti-affinity.
@@ -62,6 +71,9 @@ impl NodeInfo {
                 .as_ref()
                 .and_then(|s| s.allocatable.as_ref().or(s.capacity.as_ref())),
         );
+        let spec = node.spec.as_ref();
+        self.unschedulable = spec.and_then(|s| s.unschedulable).unwrap_or(false);
+        self.taints = spec.and_then(|s| s.taints.clone()).unwrap_or_default();
         self.node = Some(node);
         self.generation += 1;
     }
@@ -93,9 +105,21 @@ impl NodeInfo {
     }
 
     fn forget(&mut self, pi: &PodInfo) {
-        self.requested.sub(&pi.requests);
-        self.requested.allowed_pod_number -= 1;
-        self.non_zero_requested.sub(&pi.non_zero_requests);
+        if self.requested.is_saturated() || self.non_zero_requested.is_saturated() {
+            // A saturated sum cannot be taken apart: add up the pods still here.
+            let (mut requested, mut non_zero) = (Resource::default(), Resource::default());
+            for p in self.pods.values() {
+                requested.add(&p.requests);
+                requested.allowed_pod_number += 1;
+                non_zero.add(&p.non_zero_requests);
+            }
+            self.requested = requested;
+            self.non_zero_requested = non_zero;
+        } else {
+            self.requested.sub(&pi.requests);
+            self.requested.allowed_pod_number -= 1;
+            self.non_zero_requested.sub(&pi.non_zero_requests);
+        }
         for hp in &pi.host_ports {
             if let Some(i) = self.used_ports.iter().position(|u| u == hp) {
                 self.used_ports.swap_remove(i);
@@ -144,7 +168,7 @@ pub struct Cache {
     pods_with_required_anti_affinity: usize,
     /// Slots of nodes that have a Node object, in insertion order.
     order: Vec<usize>,
-    pods: HashMap<PodKey, PodState>,
+    pods: PodMap<PodState>,
     /// Image name -> (size in bytes, number of nodes having it).
     images: HashMap<String, (i64, usize)>,
     /// Namespace labels, for affinity terms' `namespaceSelector`.
@@ -472,6 +496,26 @@ mod tests {
                 "ports": [{"containerPort": 80, "hostPort": 8080}]}]}}))
         .expect("pod");
         Arc::new(PodInfo::new(Arc::new(p), 0))
+    }
+
+    #[test]
+    fn absurd_requests_saturate_a_node_and_leave_it_exact_when_removed() {
+        let mut c = Cache::default();
+        c.apply_node(node("n1"));
+        c.apply_pod(pod("small", "1"), "n1");
+        c.apply_pod(pod("huge-1", "9000P"), "n1");
+        c.apply_pod(pod("huge-2", "9000P"), "n1");
+        let n = c.node("n1").expect("n1");
+        assert_eq!(
+            n.requested.milli_cpu,
+            i64::MAX,
+            "the sum stays at the top instead of wrapping to a small or negative number"
+        );
+        c.remove_pod("default/huge-1");
+        c.remove_pod("default/huge-2");
+        let n = c.node("n1").expect("n1");
+        assert_eq!(n.requested.milli_cpu, 1000, "only the small pod is left");
+        assert_eq!(n.requested.allowed_pod_number, 1);
     }
 
     #[test]

@@ -6,6 +6,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use rand::SeedableRng;
+
 use k8s_openapi::api::core::v1::{Node, Pod};
 
 use crate::cache::Cache;
@@ -53,7 +55,7 @@ pub fn decisions_per_second(nodes: usize, pods: usize) -> Result<CycleResult, se
     }
     let mut fw = Framework::new(crate::plugins::default_profile());
     let nominated = Nominated::new();
-    let mut rng = rand::rng();
+    let mut rng = rand::rngs::SmallRng::from_os_rng();
     let infos: Vec<Arc<PodInfo>> = (0..pods)
         .map(|i| Ok(Arc::new(PodInfo::new(Arc::new(bench_pod(i)?), 0))))
         .collect::<Result<_, serde_json::Error>>()?;

@@ -54,26 +54,49 @@ impl Resource {
         }
     }
 
-    /// Adds `other` to `self`.
+    /// Adds `other` to `self`, saturating: absurd requests (`cpu: 1E`) must not
+    /// wrap a node's sum around to a small number.
     pub fn add(&mut self, other: &Resource) {
-        self.milli_cpu += other.milli_cpu;
-        self.memory += other.memory;
-        self.ephemeral_storage += other.ephemeral_storage;
-        self.allowed_pod_number += other.allowed_pod_number;
+        self.milli_cpu = self.milli_cpu.saturating_add(other.milli_cpu);
+        self.memory = self.memory.saturating_add(other.memory);
+        self.ephemeral_storage = self
+            .ephemeral_storage
+            .saturating_add(other.ephemeral_storage);
+        self.allowed_pod_number = self
+            .allowed_pod_number
+            .saturating_add(other.allowed_pod_number);
         for (k, v) in &other.scalar {
-            *self.scalar.entry(k.clone()).or_insert(0) += v;
+            let e = self.scalar.entry(k.clone()).or_insert(0);
+            *e = e.saturating_add(*v);
         }
     }
 
-    /// Subtracts `other` from `self`.
+    /// Subtracts `other` from `self`, saturating. After a saturated [`Resource::add`]
+    /// the difference is not exact: see [`Resource::is_saturated`].
     pub fn sub(&mut self, other: &Resource) {
-        self.milli_cpu -= other.milli_cpu;
-        self.memory -= other.memory;
-        self.ephemeral_storage -= other.ephemeral_storage;
-        self.allowed_pod_number -= other.allowed_pod_number;
+        self.milli_cpu = self.milli_cpu.saturating_sub(other.milli_cpu);
+        self.memory = self.memory.saturating_sub(other.memory);
+        self.ephemeral_storage = self
+            .ephemeral_storage
+            .saturating_sub(other.ephemeral_storage);
+        self.allowed_pod_number = self
+            .allowed_pod_number
+            .saturating_sub(other.allowed_pod_number);
         for (k, v) in &other.scalar {
-            *self.scalar.entry(k.clone()).or_insert(0) -= v;
+            let e = self.scalar.entry(k.clone()).or_insert(0);
+            *e = e.saturating_sub(*v);
         }
+    }
+
+    /// Whether some amount sits at the end of the `i64` range, so that a sum
+    /// built with [`Resource::add`] may have lost part of what was added.
+    pub fn is_saturated(&self) -> bool {
+        let at_end = |v: i64| v == i64::MAX || v == i64::MIN;
+        at_end(self.milli_cpu)
+            || at_end(self.memory)
+            || at_end(self.ephemeral_storage)
+            || at_end(self.allowed_pod_number)
+            || self.scalar.values().any(|v| at_end(*v))
     }
 
     /// The element-wise maximum of `self` and `other`.

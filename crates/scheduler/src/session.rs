@@ -20,7 +20,7 @@ use kube::runtime::WatchStreamExt as _;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Event as WEvent};
 use rand::SeedableRng;
-use rand::rngs::StdRng;
+use rand::rngs::SmallRng;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -65,7 +65,7 @@ struct Session {
     priority_classes: Store<PriorityClass>,
     budgets: Store<PodDisruptionBudget>,
     bind_tx: mpsc::UnboundedSender<BindResult>,
-    rng: StdRng,
+    rng: SmallRng,
 }
 
 fn spawn_reflector<K>(client: &kube::Client, tasks: &mut Tasks) -> Store<K>
@@ -181,7 +181,7 @@ pub async fn run(client: kube::Client, config: &SchedulerConfig) -> Result<(), E
         priority_classes,
         budgets,
         bind_tx,
-        rng: StdRng::from_os_rng(),
+        rng: SmallRng::from_os_rng(),
     };
     let mut pods = watcher::watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
         .default_backoff()

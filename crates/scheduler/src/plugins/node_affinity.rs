@@ -4,9 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod};
+use k8s_openapi::api::core::v1::{
+    NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod, PreferredSchedulingTerm,
+};
 
-use crate::cache::NodeInfo;
+use crate::cache::{Cache, NodeInfo};
 use crate::framework::{Code, CycleState, MAX_NODE_SCORE, Plugin, Status, default_normalize};
 use crate::pod_info::PodInfo;
 
@@ -91,6 +93,20 @@ pub fn pod_matches_node(pod: &Pod, node: &NodeInfo) -> bool {
     required.is_none_or(|r| selector_matches(r, labels, &node.name))
 }
 
+/// The pod's preferred node affinity terms.
+fn preferred_terms(pod: &PodInfo) -> &[PreferredSchedulingTerm] {
+    pod.pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.affinity.as_ref())
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|na| {
+            na.preferred_during_scheduling_ignored_during_execution
+                .as_deref()
+        })
+        .unwrap_or_default()
+}
+
 impl Plugin for NodeAffinity {
     fn name(&self) -> &'static str {
         "NodeAffinity"
@@ -104,6 +120,26 @@ impl Plugin for NodeAffinity {
         true
     }
 
+    /// Skip, as Kubernetes does, when the pod has neither a nodeSelector nor
+    /// required node affinity.
+    fn pre_filter(&self, _: &mut CycleState, pod: &PodInfo, _: &Cache) -> Status {
+        let Some(spec) = pod.pod.spec.as_ref() else {
+            return Status::skip();
+        };
+        let required = spec
+            .affinity
+            .as_ref()
+            .and_then(|a| a.node_affinity.as_ref())
+            .and_then(|na| {
+                na.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            });
+        if spec.node_selector.is_none() && required.is_none() {
+            return Status::skip();
+        }
+        Status::success()
+    }
+
     fn filter(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
         if pod_matches_node(&pod.pod, node) {
             Status::success()
@@ -112,20 +148,17 @@ impl Plugin for NodeAffinity {
         }
     }
 
+    /// Skip, as Kubernetes does, when the pod has no preferred node affinity.
+    fn pre_score(&self, _: &mut CycleState, pod: &PodInfo, _: &Cache, _: &[&NodeInfo]) -> Status {
+        if preferred_terms(pod).is_empty() {
+            return Status::skip();
+        }
+        Status::success()
+    }
+
     fn score(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> i64 {
-        let preferred = pod
-            .pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.affinity.as_ref())
-            .and_then(|a| a.node_affinity.as_ref())
-            .and_then(|na| {
-                na.preferred_during_scheduling_ignored_during_execution
-                    .as_ref()
-            });
-        preferred
-            .into_iter()
-            .flatten()
+        preferred_terms(pod)
+            .iter()
             .filter(|p| p.weight != 0 && term_matches(&p.preference, node.labels(), &node.name))
             .map(|p| i64::from(p.weight))
             .sum()

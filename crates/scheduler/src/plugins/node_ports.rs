@@ -1,6 +1,6 @@
 //! NodePorts: a pod's host ports must be free on the node.
 
-use crate::cache::NodeInfo;
+use crate::cache::{Cache, NodeInfo};
 use crate::framework::{Code, CycleState, Plugin, Status};
 use crate::pod_info::PodInfo;
 
@@ -17,6 +17,15 @@ impl Plugin for NodePorts {
 
     fn filters(&self) -> bool {
         true
+    }
+
+    /// Skip, as Kubernetes does, when the pod asks for no host port.
+    fn pre_filter(&self, _: &mut CycleState, pod: &PodInfo, _: &Cache) -> Status {
+        if pod.host_ports.is_empty() {
+            Status::skip()
+        } else {
+            Status::success()
+        }
     }
 
     fn filter(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {

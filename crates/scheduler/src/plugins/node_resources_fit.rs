@@ -15,21 +15,24 @@ pub fn insufficient(req: &Resource, node: &NodeInfo) -> Vec<String> {
     let mut out = Vec::new();
     let alloc = &node.allocatable;
     let used = &node.requested;
-    if node.pods.len() as i64 + 1 > alloc.allowed_pod_number {
+    if node.pods.len() as i64 >= alloc.allowed_pod_number {
         out.push("Too many pods".to_string());
     }
     if req.milli_cpu == 0 && req.memory == 0 && req.ephemeral_storage == 0 && req.scalar.is_empty()
     {
         return out;
     }
-    if req.milli_cpu > 0 && req.milli_cpu > alloc.milli_cpu - used.milli_cpu {
+    if req.milli_cpu > 0 && req.milli_cpu > alloc.milli_cpu.saturating_sub(used.milli_cpu) {
         out.push("Insufficient cpu".to_string());
     }
-    if req.memory > 0 && req.memory > alloc.memory - used.memory {
+    if req.memory > 0 && req.memory > alloc.memory.saturating_sub(used.memory) {
         out.push("Insufficient memory".to_string());
     }
     if req.ephemeral_storage > 0
-        && req.ephemeral_storage > alloc.ephemeral_storage - used.ephemeral_storage
+        && req.ephemeral_storage
+            > alloc
+                .ephemeral_storage
+                .saturating_sub(used.ephemeral_storage)
     {
         out.push("Insufficient ephemeral-storage".to_string());
     }
@@ -37,8 +40,12 @@ pub fn insufficient(req: &Resource, node: &NodeInfo) -> Vec<String> {
         if *q == 0 {
             continue;
         }
-        let free = alloc.scalar.get(name).copied().unwrap_or(0)
-            - used.scalar.get(name).copied().unwrap_or(0);
+        let free = alloc
+            .scalar
+            .get(name)
+            .copied()
+            .unwrap_or(0)
+            .saturating_sub(used.scalar.get(name).copied().unwrap_or(0));
         if *q > free {
             out.push(format!("Insufficient {name}"));
         }
@@ -51,7 +58,14 @@ fn least_requested(requested: i64, capacity: i64) -> i64 {
     if capacity == 0 || requested > capacity {
         return 0;
     }
-    (capacity - requested) * MAX_NODE_SCORE / capacity
+    match (capacity - requested).checked_mul(MAX_NODE_SCORE) {
+        Some(free) => free / capacity,
+        // Only for capacities near the end of the i64 range.
+        None => {
+            (i128::from(capacity - requested) * i128::from(MAX_NODE_SCORE) / i128::from(capacity))
+                as i64
+        }
+    }
 }
 
 impl Plugin for NodeResourcesFit {
@@ -84,11 +98,15 @@ impl Plugin for NodeResourcesFit {
         let (mut sum, mut weights) = (0, 0);
         let pairs = [
             (
-                node.non_zero_requested.milli_cpu + pod.non_zero_requests.milli_cpu,
+                node.non_zero_requested
+                    .milli_cpu
+                    .saturating_add(pod.non_zero_requests.milli_cpu),
                 node.allocatable.milli_cpu,
             ),
             (
-                node.non_zero_requested.memory + pod.non_zero_requests.memory,
+                node.non_zero_requested
+                    .memory
+                    .saturating_add(pod.non_zero_requests.memory),
                 node.allocatable.memory,
             ),
         ];
@@ -132,11 +150,13 @@ impl Plugin for BalancedAllocation {
     fn score(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> i64 {
         let pairs = [
             (
-                node.requested.milli_cpu + pod.requests.milli_cpu,
+                node.requested
+                    .milli_cpu
+                    .saturating_add(pod.requests.milli_cpu),
                 node.allocatable.milli_cpu,
             ),
             (
-                node.requested.memory + pod.requests.memory,
+                node.requested.memory.saturating_add(pod.requests.memory),
                 node.allocatable.memory,
             ),
         ];

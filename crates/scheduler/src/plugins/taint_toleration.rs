@@ -10,6 +10,11 @@ use crate::pod_info::PodInfo;
 /// The plugin.
 pub struct TaintToleration;
 
+const PRE_SCORE_KEY: &str = "PreScoreTaintToleration";
+
+/// The pod's tolerations that can tolerate a PreferNoSchedule taint.
+struct PreScoreState(Vec<Toleration>);
+
 /// Whether `t` tolerates `taint` (`Toleration.ToleratesTaint`).
 pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
     if let Some(effect) = t.effect.as_deref().filter(|e| !e.is_empty())
@@ -32,14 +37,6 @@ pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
     }
 }
 
-fn taints(node: &NodeInfo) -> &[Taint] {
-    node.node
-        .as_ref()
-        .and_then(|n| n.spec.as_ref())
-        .and_then(|s| s.taints.as_deref())
-        .unwrap_or_default()
-}
-
 fn tolerations(pod: &PodInfo) -> &[Toleration] {
     pod.pod
         .spec
@@ -51,7 +48,7 @@ fn tolerations(pod: &PodInfo) -> &[Toleration] {
 /// The first NoSchedule/NoExecute taint of the node that the pod does not tolerate.
 pub fn untolerated<'a>(pod: &PodInfo, node: &'a NodeInfo) -> Option<&'a Taint> {
     let tols = tolerations(pod);
-    taints(node).iter().find(|taint| {
+    node.taints.iter().find(|taint| {
         (taint.effect == "NoSchedule" || taint.effect == "NoExecute")
             && !tols.iter().any(|t| tolerates(t, taint))
     })
@@ -84,20 +81,35 @@ impl Plugin for TaintToleration {
         }
     }
 
-    fn pre_score(&self, _: &mut CycleState, _: &PodInfo, _: &Cache, _: &[&NodeInfo]) -> Status {
-        Status::success()
-    }
-
-    fn score(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> i64 {
-        let tols: Vec<&Toleration> = tolerations(pod)
+    fn pre_score(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        _: &Cache,
+        _: &[&NodeInfo],
+    ) -> Status {
+        let prefer_no_schedule: Vec<Toleration> = tolerations(pod)
             .iter()
             .filter(|t| {
                 t.effect
                     .as_deref()
                     .is_none_or(|e| e.is_empty() || e == "PreferNoSchedule")
             })
+            .cloned()
             .collect();
-        taints(node)
+        state.write(PRE_SCORE_KEY, PreScoreState(prefer_no_schedule));
+        Status::success()
+    }
+
+    fn score(&self, state: &CycleState, _: &PodInfo, node: &NodeInfo) -> i64 {
+        if node.taints.is_empty() {
+            return 0;
+        }
+        let tols = state
+            .read::<PreScoreState>(PRE_SCORE_KEY)
+            .map(|s| s.0.as_slice())
+            .unwrap_or_default();
+        node.taints
             .iter()
             .filter(|taint| taint.effect == "PreferNoSchedule")
             .filter(|taint| !tols.iter().any(|t| tolerates(t, taint)))
