@@ -15,7 +15,7 @@ use kube::Resource;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::applier;
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use serde_json::json;
 
 use crate::informers::itself;
@@ -29,9 +29,86 @@ struct State {
     ctx: Arc<Context>,
     blocks: Blocks,
     nodes: Store<Node>,
-    /// Blocks written to nodes that the cache may not show yet: node name -> block.
-    pending: Mutex<HashMap<String, u64>>,
+    allocations: Mutex<Allocations>,
     recorder: Recorder,
+}
+
+/// Which blocks are taken and by which node, kept up to date from node events
+/// (a reconcile reads one node, not all of them: with thousands of nodes created at
+/// once, rebuilding this from the cache on every event was quadratic).
+#[derive(Debug, Default)]
+struct Allocations {
+    owner: HashMap<u64, String>,
+    of_node: HashMap<String, u64>,
+    /// No block below this one is free (the search starts here).
+    low: u64,
+}
+
+impl Allocations {
+    /// `node` holds `block` (seen on the node, or just written to it).
+    fn record(&mut self, node: &str, block: u64) {
+        if let Some(old) = self.of_node.insert(node.to_string(), block)
+            && old != block
+        {
+            self.free(old, node);
+        }
+        self.owner.insert(block, node.to_string());
+    }
+
+    /// Forgets `node`'s block (a write that failed).
+    fn release(&mut self, node: &str) {
+        if let Some(block) = self.of_node.remove(node) {
+            self.free(block, node);
+        }
+    }
+
+    fn free(&mut self, block: u64, node: &str) {
+        if self.owner.get(&block).is_some_and(|o| o == node) {
+            self.owner.remove(&block);
+            self.low = self.low.min(block);
+        }
+    }
+
+    /// Frees the blocks of nodes that are gone or now show another block.
+    fn sweep(&mut self, holds: &dyn Fn(&str, u64) -> bool) {
+        let stale: Vec<(u64, String)> = self
+            .owner
+            .iter()
+            .filter(|(b, n)| !holds(n, **b))
+            .map(|(b, n)| (*b, n.clone()))
+            .collect();
+        for (block, node) in stale {
+            self.free(block, &node);
+            if self.of_node.get(&node) == Some(&block) {
+                self.of_node.remove(&node);
+            }
+        }
+    }
+
+    /// The lowest free block for `node`, recorded as its own. `nodes` is how many
+    /// nodes exist: fewer than recorded means some were deleted, so their blocks are
+    /// swept free first (`holds` says whether a node still holds a block).
+    fn allocate(
+        &mut self,
+        blocks: &Blocks,
+        node: &str,
+        nodes: usize,
+        holds: &dyn Fn(&str, u64) -> bool,
+    ) -> Option<u64> {
+        if self.of_node.len() > nodes || self.owner.len() as u64 >= blocks.len() {
+            self.sweep(holds);
+        }
+        let mut i = self.low;
+        while i < blocks.len() {
+            if !self.owner.contains_key(&i) {
+                self.low = i + 1;
+                self.record(node, i);
+                return Some(i);
+            }
+            i += 1;
+        }
+        None
+    }
 }
 
 /// Runs the controller until aborted.
@@ -39,6 +116,14 @@ pub(crate) async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     let blocks = Blocks::new(&ctx.config.cluster_cidr, ctx.config.node_cidr_mask_size)
         .map_err(Error::Invalid)?;
     let nodes = ctx.informers.get::<Node>().await;
+    let store = nodes.store();
+    let mut allocations = Allocations::default();
+    for node in store.state() {
+        if let (Some(name), Some(block)) = (node.metadata.name.as_deref(), block_of(&blocks, &node))
+        {
+            allocations.record(name, block);
+        }
+    }
     let state = Arc::new(State {
         recorder: Recorder::new(
             ctx.client.clone(),
@@ -49,10 +134,9 @@ pub(crate) async fn run(ctx: Arc<Context>) -> Result<(), Error> {
         ),
         ctx,
         blocks,
-        nodes: nodes.store(),
-        pending: Mutex::new(HashMap::new()),
+        nodes: store.clone(),
+        allocations: Mutex::new(allocations),
     });
-    let store = state.nodes.clone();
     applier(
         |node, state| Box::pin(reconcile(node, state)),
         error_policy,
@@ -66,9 +150,10 @@ pub(crate) async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     Ok(())
 }
 
-/// The first free block given the used ones.
-fn first_free(blocks: &Blocks, used: &std::collections::HashSet<u64>) -> Option<u64> {
-    (0..blocks.len()).find(|i| !used.contains(i))
+/// The block a node shows in `spec.podCIDR`, when it is one of ours.
+fn block_of(blocks: &Blocks, node: &Node) -> Option<u64> {
+    let cidr = node.spec.as_ref()?.pod_cidr.as_deref()?;
+    blocks.index_of(cidr)
 }
 
 #[tracing::instrument(skip_all, fields(object = node.metadata.name.as_deref().unwrap_or_default()))]
@@ -79,34 +164,30 @@ async fn reconcile(node: Arc<Node>, state: Arc<State>) -> Result<Action, Error> 
         .as_ref()
         .and_then(|s| s.pod_cidr.as_deref())
         .is_some_and(|c| !c.is_empty());
-    let nodes = state.nodes.state();
     let chosen = {
-        let mut pending = state.pending.lock().unwrap_or_else(|e| e.into_inner());
-        // Forget pending blocks of nodes that are gone or now show their CIDR.
-        let waiting: std::collections::HashSet<&str> = nodes
-            .iter()
-            .filter(|x| x.spec.as_ref().and_then(|s| s.pod_cidr.as_ref()).is_none())
-            .filter_map(|x| x.metadata.name.as_deref())
-            .collect();
-        pending.retain(|n, _| waiting.contains(n.as_str()));
-        let mut used: std::collections::HashSet<u64> = nodes
-            .iter()
-            .filter_map(|n| n.spec.as_ref()?.pod_cidr.as_deref())
-            .filter_map(|c| state.blocks.index_of(c))
-            .collect();
-        if has_cidr || node.metadata.deletion_timestamp.is_some() {
+        let mut allocations = state.allocations.lock().unwrap_or_else(|e| e.into_inner());
+        if has_cidr {
+            if let Some(block) = block_of(&state.blocks, &node) {
+                allocations.record(&name, block);
+            }
             return Ok(Action::await_change());
         }
-        if pending.contains_key(&name) {
+        if node.metadata.deletion_timestamp.is_some() {
+            return Ok(Action::await_change());
+        }
+        if allocations.of_node.contains_key(&name) {
             // Written already; wait for the cache to show it.
             return Ok(Action::requeue(Duration::from_secs(5)));
         }
-        used.extend(pending.values().copied());
-        let free = first_free(&state.blocks, &used);
-        if let Some(i) = free {
-            pending.insert(name.clone(), i);
-        }
-        free
+        let holds = |owner: &str, block: u64| {
+            state.nodes.get(&ObjectRef::new(owner)).is_some_and(|n| {
+                match n.spec.as_ref().and_then(|s| s.pod_cidr.as_deref()) {
+                    None | Some("") => true,
+                    Some(_) => block_of(&state.blocks, &n) == Some(block),
+                }
+            })
+        };
+        allocations.allocate(&state.blocks, &name, state.nodes.len(), &holds)
     };
     let Some(index) = chosen else {
         return exhausted(&state, &node).await;
@@ -120,10 +201,10 @@ async fn reconcile(node: Arc<Node>, state: Arc<State>) -> Result<Action, Error> 
         .await
     {
         state
-            .pending
+            .allocations
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&name);
+            .release(&name);
         return Err(Error::Api {
             context: format!("setting podCIDR of node {name}"),
             source: e,
@@ -154,4 +235,43 @@ async fn exhausted(state: &State, node: &Node) -> Result<Action, Error> {
 fn error_policy(_node: Arc<Node>, err: &Error, _state: Arc<State>) -> Action {
     tracing::debug!(error = %err, "nodeipam reconcile failed; retrying");
     Action::requeue(Duration::from_secs(2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_go_out_lowest_first_and_a_deleted_nodes_block_comes_back() {
+        let blocks = Blocks::new("10.42.0.0/16", 24).expect("valid");
+        let mut a = Allocations::default();
+        let live = std::cell::RefCell::new(vec!["a", "b"]);
+        let holds = |n: &str, _: u64| live.borrow().contains(&n);
+        assert_eq!(a.allocate(&blocks, "a", 2, &holds), Some(0));
+        assert_eq!(a.allocate(&blocks, "b", 2, &holds), Some(1));
+        // Node a is deleted and c created: c gets a's block, not a new one.
+        live.borrow_mut().retain(|n| *n != "a");
+        live.borrow_mut().push("c");
+        assert_eq!(a.allocate(&blocks, "c", 1, &holds), Some(0));
+        assert_eq!(a.allocate(&blocks, "d", 3, &holds), Some(2));
+    }
+
+    #[test]
+    fn a_full_range_is_swept_before_giving_up() {
+        let blocks = Blocks::new("10.42.0.0/23", 24).expect("valid");
+        let mut a = Allocations::default();
+        let live = std::cell::RefCell::new(vec!["a", "b"]);
+        let holds = |n: &str, _: u64| live.borrow().contains(&n);
+        assert_eq!(a.allocate(&blocks, "a", 2, &holds), Some(0));
+        assert_eq!(a.allocate(&blocks, "b", 2, &holds), Some(1));
+        assert_eq!(
+            a.allocate(&blocks, "c", 3, &holds),
+            None,
+            "two blocks, both held"
+        );
+        // b leaves while c arrives (the node count alone does not show it).
+        live.borrow_mut().retain(|n| *n != "b");
+        live.borrow_mut().push("c");
+        assert_eq!(a.allocate(&blocks, "c", 2, &holds), Some(1));
+    }
 }

@@ -96,7 +96,8 @@ async fn reconcile(quota: Arc<ResourceQuota>, ctx: Arc<Context>) -> Result<Actio
             .iter()
             .filter(|o| api::quota::in_scope(&scope, group, &plural, o))
             .filter_map(|o| api::quota::usage(group, &plural, o, name))
-            .sum();
+            // Absurd requests must not wrap the total around to a small number.
+            .fold(0, i64::saturating_add);
         used.insert(
             name.clone(),
             Quantity(api::quantity::format_milli(

@@ -60,9 +60,11 @@ impl Blocks {
             return None;
         }
         let ip = u32::from(ip.parse::<Ipv4Addr>().ok()?);
-        let offset = ip.checked_sub(self.base)?;
-        let i = u64::from(offset) >> (32 - self.block_prefix);
-        (i < self.len() && self.block(i) == cidr).then_some(i)
+        let offset = u64::from(ip.checked_sub(self.base)?);
+        let shift = 32 - u32::from(self.block_prefix);
+        let i = offset >> shift;
+        // Only a block's own first address names it (`10.42.7.5/24` does not).
+        (i < self.len() && offset & ((1u64 << shift) - 1) == 0).then_some(i)
     }
 }
 
@@ -79,6 +81,9 @@ mod tests {
         assert_eq!(b.index_of("10.42.7.0/24"), Some(7));
         assert_eq!(b.index_of("10.43.0.0/24"), None);
         assert_eq!(b.index_of("10.42.7.0/25"), None);
+        assert_eq!(b.index_of("10.42.7.5/24"), None);
+        let whole = Blocks::new("10.0.0.0/8", 32).expect("valid");
+        assert_eq!(whole.index_of("10.0.1.2/32"), Some(258));
     }
 
     #[test]
