@@ -904,3 +904,82 @@ spec:
     .await;
     assert!(answer.contains("via host port"), "{answer}");
 }
+
+/// Volumes are mounted while the sandbox starts; when one cannot be mounted the pod
+/// keeps no sandbox (no IP, ContainerCreating, a FailedMount event) until it can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_with_a_missing_config_map_waits_without_a_sandbox_until_it_exists() {
+    let server = AgentServer::start();
+    let client = server.client().await;
+    ready_node(&client).await;
+    server.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: needs-config, namespace: default}
+spec:
+  restartPolicy: Never
+  volumes: [{name: cfg, configMap: {name: later}}]
+  containers:
+  - name: main
+    image: busybox
+    command: [sh, -c, 'cat /cfg/greeting > /dev/termination-log']
+    volumeMounts: [{name: cfg, mountPath: /cfg}]
+"#,
+    );
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), "default");
+    let failed = eventually(Duration::from_secs(60), "a FailedMount event", || async {
+        events
+            .list(&ListParams::default().fields("involvedObject.name=needs-config"))
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("FailedMount"))
+    })
+    .await;
+    assert!(
+        failed
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("later"),
+        "{failed:?}"
+    );
+    // Give the agent a few more attempts, then look: still no sandbox.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let waiting = pods.get("needs-config").await.expect("the pod");
+    assert_eq!(phase(&waiting), "Pending");
+    let status = waiting.status.clone().unwrap_or_default();
+    assert_eq!(status.pod_ip, None, "no sandbox, so no pod IP");
+    assert_eq!(
+        container_status(&waiting)
+            .state
+            .and_then(|s| s.waiting)
+            .and_then(|w| w.reason)
+            .as_deref(),
+        Some("ContainerCreating")
+    );
+    server.apply(
+        r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: later, namespace: default}
+data: {greeting: hello}
+"#,
+    );
+    let done = pod_where(
+        &pods,
+        "needs-config",
+        "needs-config Succeeded",
+        Duration::from_secs(60),
+        |p| phase(p) == "Succeeded",
+    )
+    .await;
+    let message = container_status(&done)
+        .state
+        .and_then(|s| s.terminated)
+        .and_then(|t| t.message);
+    assert_eq!(message.as_deref(), Some("hello"));
+}

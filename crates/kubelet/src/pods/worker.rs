@@ -233,7 +233,9 @@ impl Worker {
                     self.report(&containers).await?;
                     return Err(e);
                 }
-                containers = self.observe().await?;
+                // A new sandbox has no containers yet (observe lists the current
+                // sandbox's only): no need to ask the runtime.
+                containers.clear();
             }
             self.ensure_volumes().await?;
             if self.kill_unhealthy(&containers).await {
@@ -371,10 +373,11 @@ impl Worker {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         }
-        self.ensure_volumes().await?;
         let config = sandbox::config(&self.ctx.config, &self.pod, attempt)?;
         let started = Instant::now();
-        let response = {
+        // The sandbox does not use the volumes: mount them (token requests and
+        // object reads through the API included) while the runtime builds it.
+        let run = async {
             let _slot = self.ctx.sandbox_slots.acquire().await;
             self.ctx
                 .runtime
@@ -384,9 +387,19 @@ impl Worker {
                     runtime_handler: String::new(),
                 })
                 .await
-                .rpc("RunPodSandbox")?
+                .rpc("RunPodSandbox")
         };
-        let id = response.pod_sandbox_id;
+        let (response, volumes) = tokio::join!(run, self.setup_volumes());
+        let volumes = volumes.map(|v| self.adopt_volumes(v));
+        let id = response?.pod_sandbox_id;
+        if let Err(e) = volumes {
+            // As the kubelet, no sandbox while volumes cannot be mounted: the pod
+            // keeps no IP and the next sync starts over.
+            if let Err(rm) = self.ctx.runtime.remove_sandbox(&id).await {
+                tracing::warn!(pod = %self.key(), sandbox = %id, error = %rm, "cannot remove the sandbox of a pod whose volumes failed");
+            }
+            return Err(e);
+        }
         let ip = self.sandbox_ip(&id).await?;
         tracing::debug!(pod = %self.key(), sandbox = %id, ip = %ip, elapsed_ms = started.elapsed().as_millis() as u64, "sandbox running");
         self.write_hosts(&ip)?;
@@ -399,6 +412,36 @@ impl Worker {
         });
         self.sandbox_stopped = false;
         Ok(())
+    }
+
+    /// Mounts the pod's volumes unless that was done already (then `Ok(None)`).
+    async fn setup_volumes(&self) -> Result<Option<PodVolumes>, Error> {
+        if self.volumes.is_some() {
+            return Ok(None);
+        }
+        let started = Instant::now();
+        let volumes = PodVolumes::setup(
+            &self.ctx.client,
+            &self.pod,
+            &self.pod_dir,
+            &self.ctx.config.node_name,
+        )
+        .await;
+        match volumes {
+            Ok(v) => {
+                tracing::debug!(pod = %self.key(), elapsed_ms = started.elapsed().as_millis() as u64, "volumes mounted");
+                Ok(Some(v))
+            }
+            Err(e) => {
+                self.event(
+                    EventType::Warning,
+                    "FailedMount",
+                    format!("Unable to attach or mount volumes: {e}"),
+                    None,
+                );
+                Err(e)
+            }
+        }
     }
 
     /// Sets up the pod's volumes once per worker (again after an agent restart, which
@@ -414,28 +457,14 @@ impl Worker {
             }
             return Ok(());
         }
-        match PodVolumes::setup(
-            &self.ctx.client,
-            &self.pod,
-            &self.pod_dir,
-            &self.ctx.config.node_name,
-        )
-        .await
-        {
-            Ok(v) => {
-                self.volumes = Some(v);
-                self.volumes_refreshed = Instant::now();
-                Ok(())
-            }
-            Err(e) => {
-                self.event(
-                    EventType::Warning,
-                    "FailedMount",
-                    format!("Unable to attach or mount volumes: {e}"),
-                    None,
-                );
-                Err(e)
-            }
+        self.adopt_volumes(self.setup_volumes().await?);
+        Ok(())
+    }
+
+    fn adopt_volumes(&mut self, volumes: Option<PodVolumes>) {
+        if let Some(v) = volumes {
+            self.volumes = Some(v);
+            self.volumes_refreshed = Instant::now();
         }
     }
 
