@@ -81,13 +81,18 @@ impl Plugin for TaintToleration {
         }
     }
 
+    /// Skips when no feasible node has a taint: every node would score the same,
+    /// which cannot change the choice.
     fn pre_score(
         &self,
         state: &mut CycleState,
         pod: &PodInfo,
         _: &Cache,
-        _: &[&NodeInfo],
+        nodes: &[&NodeInfo],
     ) -> Status {
+        if nodes.iter().all(|n| n.taints.is_empty()) {
+            return Status::skip();
+        }
         let prefer_no_schedule: Vec<Toleration> = tolerations(pod)
             .iter()
             .filter(|t| {
