@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod, PreferredSchedulingTerm,
+    NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSpec, PreferredSchedulingTerm,
 };
 
 use crate::cache::{Cache, NodeInfo};
@@ -82,15 +82,18 @@ pub fn pod_matches_node(pod: &Pod, node: &NodeInfo) -> bool {
     {
         return false;
     }
-    let required = spec
-        .affinity
+    required_selector(spec).is_none_or(|r| selector_matches(r, labels, &node.name))
+}
+
+/// The pod's required node affinity (`requiredDuringSchedulingIgnoredDuringExecution`).
+pub fn required_selector(spec: &PodSpec) -> Option<&NodeSelector> {
+    spec.affinity
         .as_ref()
         .and_then(|a| a.node_affinity.as_ref())
         .and_then(|na| {
             na.required_during_scheduling_ignored_during_execution
                 .as_ref()
-        });
-    required.is_none_or(|r| selector_matches(r, labels, &node.name))
+        })
 }
 
 /// The pod's preferred node affinity terms.
@@ -126,15 +129,7 @@ impl Plugin for NodeAffinity {
         let Some(spec) = pod.pod.spec.as_ref() else {
             return Status::skip();
         };
-        let required = spec
-            .affinity
-            .as_ref()
-            .and_then(|a| a.node_affinity.as_ref())
-            .and_then(|na| {
-                na.required_during_scheduling_ignored_during_execution
-                    .as_ref()
-            });
-        if spec.node_selector.is_none() && required.is_none() {
+        if spec.node_selector.is_none() && required_selector(spec).is_none() {
             return Status::skip();
         }
         Status::success()
