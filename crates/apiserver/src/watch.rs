@@ -190,20 +190,16 @@ impl Ctx<'_> {
                 Err(e) => return Err(crate::storage::generic_store_error(e)),
             },
         };
+        // A watch without selectors sees every change under its prefix: no need to
+        // look at the object (or the previous one) per event.
+        let selects = q.labels.is_some() || q.fields.is_some();
         let ctx_matches = {
-            let labels = q.labels.clone();
-            let fields = q.fields.clone();
+            let query = ListQuery {
+                labels: q.labels.clone(),
+                fields: q.fields.clone(),
+            };
             let strategy = self.strategy.clone();
-            move |obj: &Value| {
-                crate::rest::matches_query(
-                    &*strategy,
-                    &ListQuery {
-                        labels: labels.clone(),
-                        fields: fields.clone(),
-                    },
-                    obj,
-                )
-            }
+            move |obj: &Value| crate::rest::matches_query(&*strategy, &query, obj)
         };
         let mut shutdown = self.state.shutdown.clone();
         let view = self.state.storage.view(&self.res);
@@ -254,9 +250,19 @@ impl Ctx<'_> {
                         let shown = |v: &Value| if converted { view.to_served(v.clone()) } else { v.clone() };
                         let obj_owned;
                         let obj: &Value = if converted { obj_owned = shown(&change.object); &obj_owned } else { &change.object };
-                        let prev = change.prev.as_ref().map(&shown);
-                        let now_matches = ctx_matches(obj);
-                        let was_matching = prev.as_ref().map(&ctx_matches);
+                        let (now_matches, was_matching) = if selects {
+                            let prev_owned;
+                            let prev = match change.prev() {
+                                Some(p) if converted => {
+                                    prev_owned = shown(p);
+                                    Some(&prev_owned)
+                                }
+                                other => other,
+                            };
+                            (ctx_matches(obj), prev.map(&ctx_matches))
+                        } else {
+                            (true, None)
+                        };
                         let ty = match (change.kind, was_matching, now_matches) {
                             (EventKind::Created, _, true) => "ADDED",
                             (EventKind::Deleted, Some(false), _) => continue,

@@ -25,8 +25,10 @@ pub(crate) struct Change {
     pub key: String,
     /// The object (as stored, with its resourceVersion).
     pub object: Value,
-    /// The object before this change, if known.
-    pub prev: Option<Value>,
+    /// The stored bytes of the object before this change, if known: decoded only
+    /// for watches with selectors (see [`Change::prev`]).
+    prev_raw: Option<Bytes>,
+    prev: OnceLock<Option<Value>>,
     json: OnceLock<Bytes>,
 }
 
@@ -34,18 +36,26 @@ impl Change {
     /// Decodes a store event (None when the stored bytes are not JSON).
     pub(crate) fn decode(ev: store::Event) -> Option<Arc<Self>> {
         let object = crate::storage::decode(&ev.kv).ok()?;
-        let prev = ev
-            .prev_value
-            .as_ref()
-            .and_then(|p| serde_json::from_slice::<Value>(p).ok());
         Some(Arc::new(Change {
             kind: ev.kind,
             revision: ev.kv.mod_revision,
             key: ev.kv.key,
             object,
-            prev,
+            prev_raw: ev.prev_value,
+            prev: OnceLock::new(),
             json: OnceLock::new(),
         }))
+    }
+
+    /// The object before this change, if known, decoded on first use.
+    pub(crate) fn prev(&self) -> Option<&Value> {
+        self.prev
+            .get_or_init(|| {
+                self.prev_raw
+                    .as_ref()
+                    .and_then(|p| serde_json::from_slice::<Value>(p).ok())
+            })
+            .as_ref()
     }
 
     /// The object's JSON, encoded on first use and shared afterwards.
