@@ -18,7 +18,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use serde_json::json;
 
-use crate::informers::itself;
+use crate::informers::{Change, itself};
 use crate::{Context, Error};
 
 mod cidr;
@@ -85,17 +85,16 @@ impl Allocations {
         }
     }
 
-    /// The lowest free block for `node`, recorded as its own. `nodes` is how many
-    /// nodes exist: fewer than recorded means some were deleted, so their blocks are
-    /// swept free first (`holds` says whether a node still holds a block).
+    /// The lowest free block for `node`, recorded as its own. When every block looks
+    /// taken, blocks whose node is gone or shows another block (`holds` says) are
+    /// swept free first, in case a deletion was missed.
     fn allocate(
         &mut self,
         blocks: &Blocks,
         node: &str,
-        nodes: usize,
         holds: &dyn Fn(&str, u64) -> bool,
     ) -> Option<u64> {
-        if self.of_node.len() > nodes || self.owner.len() as u64 >= blocks.len() {
+        if self.owner.len() as u64 >= blocks.len() {
             self.sweep(holds);
         }
         let mut i = self.low;
@@ -116,14 +115,8 @@ pub(crate) async fn run(ctx: Arc<Context>) -> Result<(), Error> {
     let blocks = Blocks::new(&ctx.config.cluster_cidr, ctx.config.node_cidr_mask_size)
         .map_err(Error::Invalid)?;
     let nodes = ctx.informers.get::<Node>().await;
+    nodes.synced().await;
     let store = nodes.store();
-    let mut allocations = Allocations::default();
-    for node in store.state() {
-        if let (Some(name), Some(block)) = (node.metadata.name.as_deref(), block_of(&blocks, &node))
-        {
-            allocations.record(name, block);
-        }
-    }
     let state = Arc::new(State {
         recorder: Recorder::new(
             ctx.client.clone(),
@@ -135,7 +128,28 @@ pub(crate) async fn run(ctx: Arc<Context>) -> Result<(), Error> {
         ctx,
         blocks,
         nodes: store.clone(),
-        allocations: Mutex::new(allocations),
+        allocations: Mutex::new(Allocations::default()),
+    });
+    // Every node seen (the cached ones first) records its block; a deleted node's
+    // block is free again at once, as in Kubernetes' range allocator.
+    let _follow = nodes.subscribe({
+        let state = state.clone();
+        move |change| {
+            let mut allocations = state.allocations.lock().unwrap_or_else(|e| e.into_inner());
+            match change {
+                Change::Applied { obj, .. } => {
+                    if let (Some(name), Some(block)) =
+                        (obj.metadata.name.as_deref(), block_of(&state.blocks, obj))
+                    {
+                        allocations.record(name, block);
+                    }
+                }
+                Change::Deleted(obj) => {
+                    allocations.release(obj.metadata.name.as_deref().unwrap_or_default());
+                }
+                Change::Resynced => {}
+            }
+        }
     });
     applier(
         |node, state| Box::pin(reconcile(node, state)),
@@ -187,7 +201,7 @@ async fn reconcile(node: Arc<Node>, state: Arc<State>) -> Result<Action, Error> 
                 }
             })
         };
-        allocations.allocate(&state.blocks, &name, state.nodes.len(), &holds)
+        allocations.allocate(&state.blocks, &name, &holds)
     };
     let Some(index) = chosen else {
         return exhausted(&state, &node).await;
@@ -247,13 +261,14 @@ mod tests {
         let mut a = Allocations::default();
         let live = std::cell::RefCell::new(vec!["a", "b"]);
         let holds = |n: &str, _: u64| live.borrow().contains(&n);
-        assert_eq!(a.allocate(&blocks, "a", 2, &holds), Some(0));
-        assert_eq!(a.allocate(&blocks, "b", 2, &holds), Some(1));
+        assert_eq!(a.allocate(&blocks, "a", &holds), Some(0));
+        assert_eq!(a.allocate(&blocks, "b", &holds), Some(1));
         // Node a is deleted and c created: c gets a's block, not a new one.
         live.borrow_mut().retain(|n| *n != "a");
+        a.release("a");
         live.borrow_mut().push("c");
-        assert_eq!(a.allocate(&blocks, "c", 1, &holds), Some(0));
-        assert_eq!(a.allocate(&blocks, "d", 3, &holds), Some(2));
+        assert_eq!(a.allocate(&blocks, "c", &holds), Some(0));
+        assert_eq!(a.allocate(&blocks, "d", &holds), Some(2));
     }
 
     #[test]
@@ -262,16 +277,16 @@ mod tests {
         let mut a = Allocations::default();
         let live = std::cell::RefCell::new(vec!["a", "b"]);
         let holds = |n: &str, _: u64| live.borrow().contains(&n);
-        assert_eq!(a.allocate(&blocks, "a", 2, &holds), Some(0));
-        assert_eq!(a.allocate(&blocks, "b", 2, &holds), Some(1));
+        assert_eq!(a.allocate(&blocks, "a", &holds), Some(0));
+        assert_eq!(a.allocate(&blocks, "b", &holds), Some(1));
         assert_eq!(
-            a.allocate(&blocks, "c", 3, &holds),
+            a.allocate(&blocks, "c", &holds),
             None,
             "two blocks, both held"
         );
-        // b leaves while c arrives (the node count alone does not show it).
+        // b is gone but its deletion was not seen: the full range is swept.
         live.borrow_mut().retain(|n| *n != "b");
         live.borrow_mut().push("c");
-        assert_eq!(a.allocate(&blocks, "c", 2, &holds), Some(1));
+        assert_eq!(a.allocate(&blocks, "c", &holds), Some(1));
     }
 }
