@@ -254,9 +254,7 @@ async fn logs_exec_and_port_forward(server: &AgentServer, name: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashing_container_backs_off_and_a_finished_pod_succeeds() {
-    let server = AgentServer::start();
-    let client = server.client().await;
-    ready_node(&client).await;
+    let (server, client) = AgentServer::ready().await;
     server.apply(
         r#"
 apiVersion: v1
@@ -461,9 +459,7 @@ fn record_requests(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn post_start_and_pre_stop_hooks_run_exec_and_http_get_before_sigterm() {
-    let server = AgentServer::start();
-    let client = server.client().await;
-    ready_node(&client).await;
+    let (server, client) = AgentServer::ready().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("a hook target on loopback");
@@ -536,9 +532,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pod_past_its_active_deadline_fails_and_its_containers_stop() {
-    let server = AgentServer::start();
-    let client = server.client().await;
-    ready_node(&client).await;
+    let (server, client) = AgentServer::ready().await;
     server.apply(
         r#"
 apiVersion: v1
@@ -605,9 +599,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn init_containers_run_in_order_before_the_main_container() {
-    let server = AgentServer::start();
-    let client = server.client().await;
-    ready_node(&client).await;
+    let (server, client) = AgentServer::ready().await;
     server.apply(
         r#"
 apiVersion: v1
@@ -678,9 +670,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_network_pod_listens_on_the_node_address() {
-    let server = AgentServer::start();
-    let client = server.client().await;
-    ready_node(&client).await;
+    let (server, client) = AgentServer::ready().await;
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
         l.local_addr().expect("addr").port()
@@ -724,9 +714,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sidecar_keeps_running_beside_the_main_container_and_post_start_runs() {
-    let server = AgentServer::start();
-    let client = server.client().await;
-    ready_node(&client).await;
+    let (server, client) = AgentServer::ready().await;
     server.apply(
         r#"
 apiVersion: v1
@@ -792,9 +780,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_containerd_is_restarted_and_pods_keep_running() {
-    let server = AgentServer::start();
-    let client = server.client().await;
-    ready_node(&client).await;
+    let (server, client) = AgentServer::ready().await;
     let pod_yaml = |name: &str| {
         format!(
             r#"
@@ -867,9 +853,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_port_forwards_to_the_pod() {
-    let server = AgentServer::start();
-    let client = server.client().await;
-    ready_node(&client).await;
+    let (server, client) = AgentServer::ready().await;
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
         l.local_addr().expect("addr").port()
@@ -909,9 +893,7 @@ spec:
 /// keeps no sandbox (no IP, ContainerCreating, a FailedMount event) until it can.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pod_with_a_missing_config_map_waits_without_a_sandbox_until_it_exists() {
-    let server = AgentServer::start();
-    let client = server.client().await;
-    ready_node(&client).await;
+    let (server, client) = AgentServer::ready().await;
     server.apply(
         r#"
 apiVersion: v1

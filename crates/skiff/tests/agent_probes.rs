@@ -10,7 +10,7 @@ mod agent;
 
 use std::time::{Duration, Instant};
 
-use agent::{AgentServer, container_status, eventually, phase, pod_where, ready_node};
+use agent::{AgentServer, container_status, eventually, phase, pod_where};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 
@@ -47,9 +47,7 @@ async fn events_with(server: &AgentServer, wanted: &[&str]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_liveness_probe_restarts_the_container_with_unhealthy_and_killing_events() {
-    let server = AgentServer::start();
-    let client = server.client().await;
-    ready_node(&client).await;
+    let (server, client) = AgentServer::ready().await;
     // httpd serves /index.html for 4 s after each start, then 404s.
     server.apply(
         r#"
@@ -139,9 +137,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exec_readiness_probe_makes_the_pod_ready_and_not_ready_again() {
-    let server = AgentServer::start();
-    let client = server.client().await;
-    ready_node(&client).await;
+    let (server, client) = AgentServer::ready().await;
     server.apply(
         r#"
 apiVersion: v1
@@ -217,9 +213,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_startup_probe_holds_liveness_and_readiness_back_and_tcp_readiness_waits_for_the_port() {
-    let server = AgentServer::start();
-    let client = server.client().await;
-    ready_node(&client).await;
+    let (server, client) = AgentServer::ready().await;
     // `slow` starts after 5 s; its liveness probe would kill it at the first failure
     // if the startup probe did not hold it back. `never` never starts. `tcp` listens
     // after 3 s.

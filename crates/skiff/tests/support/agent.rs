@@ -260,6 +260,14 @@ impl AgentServer {
         );
     }
 
+    /// Starts a server with its agent; returns it and a client once the node is Ready.
+    pub async fn ready() -> (AgentServer, kube::Client) {
+        let server = AgentServer::start();
+        let client = server.client().await;
+        ready_node(&client).await;
+        (server, client)
+    }
+
     /// A kube-rs client with the admin certificate.
     pub async fn client(&self) -> kube::Client {
         let kc = kube::config::Kubeconfig::read_from(self.kubeconfig()).expect("read kubeconfig");
