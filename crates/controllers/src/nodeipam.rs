@@ -179,16 +179,11 @@ async fn reconcile(node: Arc<Node>, state: Arc<State>) -> Result<Action, Error> 
         .and_then(|s| s.pod_cidr.as_deref())
         .is_some_and(|c| !c.is_empty());
     let chosen = {
+        // A node showing its block was recorded by the informer subscription.
+        if has_cidr || node.metadata.deletion_timestamp.is_some() {
+            return Ok(Action::await_change());
+        }
         let mut allocations = state.allocations.lock().unwrap_or_else(|e| e.into_inner());
-        if has_cidr {
-            if let Some(block) = block_of(&state.blocks, &node) {
-                allocations.record(&name, block);
-            }
-            return Ok(Action::await_change());
-        }
-        if node.metadata.deletion_timestamp.is_some() {
-            return Ok(Action::await_change());
-        }
         if allocations.of_node.contains_key(&name) {
             // Written already; wait for the cache to show it.
             return Ok(Action::requeue(Duration::from_secs(5)));

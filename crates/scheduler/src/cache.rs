@@ -80,9 +80,7 @@ impl NodeInfo {
 
     /// Adds a pod's requests and ports.
     pub fn add_pod(&mut self, pi: Arc<PodInfo>) {
-        self.requested.add(&pi.requests);
-        self.requested.allowed_pod_number += 1;
-        self.non_zero_requested.add(&pi.non_zero_requests);
+        count_requests(&mut self.requested, &mut self.non_zero_requested, &pi);
         self.used_ports.extend(pi.host_ports.iter().cloned());
         if pi.has_affinity() {
             self.pods_with_affinity += 1;
@@ -109,9 +107,7 @@ impl NodeInfo {
             // A saturated sum cannot be taken apart: add up the pods still here.
             let (mut requested, mut non_zero) = (Resource::default(), Resource::default());
             for p in self.pods.values() {
-                requested.add(&p.requests);
-                requested.allowed_pod_number += 1;
-                non_zero.add(&p.non_zero_requests);
+                count_requests(&mut requested, &mut non_zero, p);
             }
             self.requested = requested;
             self.non_zero_requested = non_zero;
@@ -132,6 +128,13 @@ impl NodeInfo {
             self.pods_with_required_anti_affinity -= 1;
         }
     }
+}
+
+/// Adds a pod's requests (and one pod) to a node's sums.
+fn count_requests(requested: &mut Resource, non_zero: &mut Resource, pi: &PodInfo) {
+    requested.add(&pi.requests);
+    requested.allowed_pod_number += 1;
+    non_zero.add(&pi.non_zero_requests);
 }
 
 #[derive(Debug, Clone)]
