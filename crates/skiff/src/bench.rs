@@ -55,6 +55,12 @@ pub struct BenchArgs {
     /// min(--objects, 1000) ConfigMaps each time).
     #[arg(long, default_value_t = 2_000)]
     pub flood: usize,
+    /// Run `skiff bench pods`'s node agent under this command (split at spaces),
+    /// with every wait ten times as long: `scripts/agent-code-order.sh` runs it
+    /// under callgrind to learn which functions the agent runs. Its figures are
+    /// then not the agent's own.
+    #[arg(long)]
+    pub agent_wrapper: Option<String>,
     /// Skip the etcd baseline (when /usr/bin/etcd is not installed).
     #[arg(long)]
     pub no_etcd: bool,
@@ -68,7 +74,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             crate::bench_scheduler::scheduler(args.nodes, args.pods, args.concurrency).await
         }
         "rollout" => crate::bench_scheduler::rollout(args.replicas).await,
-        "pods" => crate::bench_pods::pods(args.burst, args.sequential, args.floor_runs).await,
+        "pods" => {
+            crate::bench_pods::pods(
+                args.burst,
+                args.sequential,
+                args.floor_runs,
+                args.agent_wrapper.as_deref(),
+            )
+            .await
+        }
         "proxy" => crate::bench_proxy::proxy(args.runs).await,
         "dns" => crate::bench_dns::dns(args.runs).await,
         "apf" => crate::bench_apf::apf(args.objects.min(1_000), args.flood).await,

@@ -52,7 +52,12 @@ impl Networks {
 }
 
 /// Runs `skiff bench pods`.
-pub async fn pods(burst: usize, sequential: usize, floor_runs: usize) -> anyhow::Result<()> {
+pub async fn pods(
+    burst: usize,
+    sequential: usize,
+    floor_runs: usize,
+    agent_wrapper: Option<&str>,
+) -> anyhow::Result<()> {
     if !nix::unistd::geteuid().is_root() {
         bail!("skiff bench pods runs real containers: run it as root");
     }
@@ -89,7 +94,7 @@ pub async fn pods(burst: usize, sequential: usize, floor_runs: usize) -> anyhow:
     let images = srv.dir().join("agent").join("images");
     std::fs::create_dir_all(&images)?;
     std::fs::copy(&busybox, images.join("busybox.tar"))?;
-    let agent = AgentGuard::start(srv.dir(), &net)?;
+    let agent = AgentGuard::start(srv.dir(), &net, agent_wrapper)?;
     let client = srv.client.clone();
     let result = measure(&client, &agent, burst, sequential).await;
     drop(agent);
@@ -225,8 +230,9 @@ async fn measure(
     burst: usize,
     sequential: usize,
 ) -> anyhow::Result<Measured> {
-    wait_node_ready(client).await?;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let slow = agent.slow;
+    wait_node_ready(client, slow).await?;
+    tokio::time::sleep(Duration::from_secs(3) * slow).await;
     let rss_idle = rss_mib(agent.pid());
     let running = track_running(client);
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
@@ -246,11 +252,11 @@ async fn measure(
     for (name, t) in names.iter().zip(tasks) {
         created.insert(name.clone(), t.await??);
     }
-    wait_running(&running, &names, Duration::from_secs(300)).await?;
+    wait_running(&running, &names, Duration::from_secs(300) * slow).await?;
     let burst_wall = started.elapsed();
     let rss_burst = rss_mib(agent.pid());
     let burst_lat = latencies(&running, &created);
-    delete_all(&pods, &names).await?;
+    delete_all(&pods, &names, slow).await?;
 
     eprintln!("==> {sequential} pods one after another");
     let mut seq_lat = Vec::new();
@@ -262,7 +268,7 @@ async fn measure(
         wait_running(
             &running,
             std::slice::from_ref(&name),
-            Duration::from_secs(60),
+            Duration::from_secs(60) * slow,
         )
         .await?;
         let at = running
@@ -274,7 +280,7 @@ async fn measure(
         seq_lat.push(at.saturating_duration_since(t));
         // Removed before the next one starts, as the floor removes its pods: the
         // measurement is pod start, not start beside teardown.
-        delete_all(&pods, std::slice::from_ref(&name)).await?;
+        delete_all(&pods, std::slice::from_ref(&name), slow).await?;
         if i % 50 == 49 {
             eprintln!("    {} pods", i + 1);
         }
@@ -299,11 +305,11 @@ fn latencies(
         .collect()
 }
 
-async fn delete_all(pods: &Api<Pod>, names: &[String]) -> anyhow::Result<()> {
+async fn delete_all(pods: &Api<Pod>, names: &[String], slow: u32) -> anyhow::Result<()> {
     for n in names {
         pods.delete(n, &DeleteParams::default()).await?;
     }
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_secs(120) * slow;
     while Instant::now() < deadline {
         let left = pods
             .list(&kube::api::ListParams::default().labels("app=bench-pods"))
@@ -318,9 +324,9 @@ async fn delete_all(pods: &Api<Pod>, names: &[String]) -> anyhow::Result<()> {
     bail!("the burst's pods were not gone within 2 minutes")
 }
 
-async fn wait_node_ready(client: &kube::Client) -> anyhow::Result<()> {
+async fn wait_node_ready(client: &kube::Client, slow: u32) -> anyhow::Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(60) * slow;
     while Instant::now() < deadline {
         let ready = nodes
             .list(&Default::default())
@@ -346,11 +352,23 @@ async fn wait_node_ready(client: &kube::Client) -> anyhow::Result<()> {
 struct AgentGuard {
     child: Child,
     data_dir: PathBuf,
+    /// How many times longer than usual every wait is (10 under a wrapper).
+    slow: u32,
 }
 
 impl AgentGuard {
-    fn start(data_dir: &Path, net: &Networks) -> anyhow::Result<AgentGuard> {
-        let child = Command::new(std::env::current_exe()?)
+    fn start(data_dir: &Path, net: &Networks, wrapper: Option<&str>) -> anyhow::Result<AgentGuard> {
+        let mut words = wrapper.unwrap_or_default().split_whitespace();
+        let (mut command, slow) = match words.next() {
+            Some(program) => {
+                eprintln!("==> the agent runs under {program}: its figures are not its own");
+                let mut c = Command::new(program);
+                c.args(words).arg(std::env::current_exe()?);
+                (c, 10)
+            }
+            None => (Command::new(std::env::current_exe()?), 1),
+        };
+        let child = command
             .arg("agent")
             .arg("--kubeconfig")
             .arg(data_dir.join("kubeconfig.yaml"))
@@ -379,6 +397,7 @@ impl AgentGuard {
         Ok(AgentGuard {
             child,
             data_dir: data_dir.to_path_buf(),
+            slow,
         })
     }
 
@@ -393,7 +412,7 @@ impl Drop for AgentGuard {
             nix::unistd::Pid::from_raw(self.child.id() as i32),
             nix::sys::signal::Signal::SIGTERM,
         );
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(20) * self.slow;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
                 break;
