@@ -178,6 +178,10 @@ pub struct Cache {
     namespaces: crate::pod_info::NamespaceLabels,
     /// Claims, volumes and classes, for VolumeBinding (none in bare caches).
     volume_stores: Option<VolumeStoresSlot>,
+    /// Volumes chosen for claims by binds in flight, with the resourceVersion the
+    /// volume store showed then: until the store shows another version, the volume
+    /// is taken (Kubernetes' assume cache), so two pods cannot pick it.
+    assumed_volumes: HashMap<String, String>,
 }
 
 /// The volume stores, printed without their contents.
@@ -430,6 +434,35 @@ impl Cache {
     /// The claims, volumes and classes, when watched.
     pub fn volume_stores(&self) -> Option<&crate::plugins::volume_binding::VolumeStores> {
         self.volume_stores.as_ref().map(|s| &s.0)
+    }
+
+    /// Takes the volume `name`, seen at `resource_version`, for a bind in flight.
+    /// Assumptions the store has moved past (or whose volume is gone) are dropped.
+    pub fn assume_volume(&mut self, name: &str, resource_version: &str) {
+        if let Some(stores) = self.volume_stores.as_ref().map(|s| &s.0) {
+            self.assumed_volumes.retain(|n, rv| {
+                stores
+                    .volumes
+                    .get(&kube::runtime::reflector::ObjectRef::new(n))
+                    .is_some_and(|pv| pv.metadata.resource_version.as_deref() == Some(rv))
+            });
+        }
+        self.assumed_volumes
+            .insert(name.to_string(), resource_version.to_string());
+    }
+
+    /// Gives back a volume whose bind failed.
+    pub fn forget_volume(&mut self, name: &str) {
+        self.assumed_volumes.remove(name);
+    }
+
+    /// Whether `pv`, as the store shows it, is taken by a bind in flight.
+    pub fn volume_assumed(&self, pv: &k8s_openapi::api::core::v1::PersistentVolume) -> bool {
+        pv.metadata
+            .name
+            .as_ref()
+            .and_then(|n| self.assumed_volumes.get(n))
+            .is_some_and(|rv| pv.metadata.resource_version.as_deref() == Some(rv))
     }
 
     /// Labels of every namespace.

@@ -1,6 +1,8 @@
 //! Writes to the API: bindings, the PodScheduled condition and nominated node
 //! through `pods/status`, victim deletion, and events.
 
+use std::time::Duration;
+
 use events::{Event, EventType, Recorder};
 use k8s_openapi::api::core::v1::{Binding, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -33,12 +35,50 @@ pub async fn bind(client: &kube::Client, pod: &Pod, node: &str) -> Result<(), ku
     Ok(())
 }
 
+/// How long a pod's claims may take to be bound before the pod is (Kubernetes'
+/// `bindTimeoutSeconds`).
+pub const BIND_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Why a pod's claims could not be bound before the pod.
+#[derive(Debug, thiserror::Error)]
+pub enum PreBindError {
+    /// An API call failed (a Conflict: the volume was changed or taken meanwhile).
+    #[error("{0}")]
+    Api(#[from] kube::Error),
+    /// The claim was not bound in time.
+    #[error(
+        "binding volumes: persistentvolumeclaim {namespace}/{claim} was not bound within {waited:?}"
+    )]
+    Timeout {
+        /// Namespace of the claim.
+        namespace: String,
+        /// The claim.
+        claim: String,
+        /// How long the scheduler waited.
+        waited: Duration,
+    },
+    /// The claim's provisioner gave the node back (removed the selected-node
+    /// annotation), or the claim was deleted: schedule the pod again.
+    #[error("binding volumes: persistentvolumeclaim {namespace}/{claim} {what}")]
+    Rescheduled {
+        /// Namespace of the claim.
+        namespace: String,
+        /// The claim.
+        claim: String,
+        /// What happened to it.
+        what: &'static str,
+    },
+}
+
 /// What VolumeBinding asks before a pod is bound: claims annotated with the node
-/// to provision on, available volumes pre-bound to their claims.
+/// to provision on, available volumes pre-bound to their claims (refused if the
+/// volume changed since it was chosen). Then waits, as kube-scheduler's PreBind
+/// does, until every claim is bound, so the pod is bound only where its volumes are.
 pub async fn pre_bind(
     client: &kube::Client,
     actions: &[crate::plugins::volume_binding::PreBind],
-) -> Result<(), kube::Error> {
+    timeout: Duration,
+) -> Result<(), PreBindError> {
     use crate::plugins::volume_binding::{PreBind, SELECTED_NODE, STORAGE_PROVISIONER};
     use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
     for action in actions {
@@ -63,10 +103,14 @@ pub async fn pre_bind(
                 namespace,
                 claim,
                 uid,
+                resource_version,
             } => {
                 let api: Api<PersistentVolume> = Api::all(client.clone());
                 let patch = json!({
-                    "metadata": {"annotations": {"pv.kubernetes.io/bound-by-controller": "yes"}},
+                    "metadata": {
+                        "annotations": {"pv.kubernetes.io/bound-by-controller": "yes"},
+                        "resourceVersion": resource_version,
+                    },
                     "spec": {"claimRef": {
                     "apiVersion": "v1", "kind": "PersistentVolumeClaim",
                     "namespace": namespace, "name": claim, "uid": uid,
@@ -74,6 +118,50 @@ pub async fn pre_bind(
                 api.patch(volume, &PatchParams::default(), &Patch::Merge(&patch))
                     .await?;
             }
+        }
+    }
+    let started = tokio::time::Instant::now();
+    for action in actions {
+        let (namespace, claim) = action.claim();
+        let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
+        let gone = |what| PreBindError::Rescheduled {
+            namespace: namespace.to_string(),
+            claim: claim.to_string(),
+            what,
+        };
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let Some(c) = api.get_opt(claim).await? else {
+                return Err(gone("was deleted"));
+            };
+            let bound = c
+                .spec
+                .as_ref()
+                .and_then(|s| s.volume_name.as_deref())
+                .is_some_and(|v| !v.is_empty())
+                && c.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
+            if bound {
+                break;
+            }
+            let provisioned = matches!(action, PreBind::Provision { .. });
+            if provisioned
+                && !c
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .is_some_and(|a| a.contains_key(SELECTED_NODE))
+            {
+                return Err(gone("was given back by its provisioner"));
+            }
+            if started.elapsed() >= timeout {
+                return Err(PreBindError::Timeout {
+                    namespace: namespace.to_string(),
+                    claim: claim.to_string(),
+                    waited: started.elapsed(),
+                });
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
         }
     }
     Ok(())

@@ -11,7 +11,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
 
-use crate::plugins::volume_binding::{VolumeBinding, VolumeStores};
+use crate::plugins::volume_binding::{PreBind, VolumeBinding, VolumeStores};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use kube::Resource as _;
@@ -38,6 +38,8 @@ pub const SCHEDULER_NAME: &str = "default-scheduler";
 struct BindResult {
     key: PodKey,
     pod: Arc<Pod>,
+    /// Volumes the bind pre-bound (assumed taken until it is done).
+    volumes: Vec<String>,
     result: Result<(), String>,
 }
 
@@ -494,13 +496,27 @@ impl Session {
                     .node(&d.node)
                     .map(|n| VolumeBinding::pre_bind(&state, n))
                     .unwrap_or_default();
+                let mut volumes = Vec::new();
+                for action in &pre_bind {
+                    if let PreBind::BindVolume {
+                        volume,
+                        resource_version,
+                        ..
+                    } = action
+                    {
+                        self.cache.assume_volume(volume, resource_version);
+                        volumes.push(volume.clone());
+                    }
+                }
                 let (pod, key, node) = (pi.pod.clone(), pi.key.clone(), d.node);
                 tokio::spawn(async move {
-                    let result = match effects::pre_bind(&client, &pre_bind).await {
-                        Ok(()) => effects::bind(&client, &pod, &node).await,
-                        Err(e) => Err(e),
-                    }
-                    .map_err(|e| e.to_string());
+                    let result =
+                        match effects::pre_bind(&client, &pre_bind, effects::BIND_TIMEOUT).await {
+                            Ok(()) => effects::bind(&client, &pod, &node)
+                                .await
+                                .map_err(|e| e.to_string()),
+                            Err(e) => Err(e.to_string()),
+                        };
                     if result.is_ok() {
                         let note = format!("Successfully assigned {key} to {node}");
                         effects::event(
@@ -514,7 +530,12 @@ impl Session {
                         )
                         .await;
                     }
-                    let _ = tx.send(BindResult { key, pod, result });
+                    let _ = tx.send(BindResult {
+                        key,
+                        pod,
+                        volumes,
+                        result,
+                    });
                 });
             }
             Err((ScheduleError::NoNodes, _)) => {
@@ -622,6 +643,9 @@ impl Session {
             }
             Err(e) => {
                 tracing::debug!(pod = %r.key, error = %e, "binding failed");
+                for volume in &r.volumes {
+                    self.cache.forget_volume(volume);
+                }
                 if self.cache.is_assumed(&r.key) {
                     let change = self.cache.remove_pod(&r.key);
                     self.moved(change);

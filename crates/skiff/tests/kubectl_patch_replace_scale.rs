@@ -1,5 +1,5 @@
-//! Writes through kubectl: JSON, merge and strategic patches, replace with a stale
-//! resourceVersion (409), scale, label, annotate, dry-run, generateName.
+//! Writes through kubectl: JSON, merge and strategic patches, replace or patch with
+//! a stale resourceVersion (409), scale, label, annotate, dry-run, generateName.
 
 #[path = "support/server.rs"]
 mod support;
@@ -162,6 +162,29 @@ fn replace_with_a_stale_resource_version_conflicts() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert_eq!(jsonpath(&s, &["cm", "c"], "{.data.k}"), "w");
+}
+
+#[test]
+fn a_patch_naming_a_stale_resource_version_conflicts() {
+    let s = TestServer::start();
+    s.apply("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  k: v\n");
+    let seen = jsonpath(&s, &["cm", "c"], "{.metadata.resourceVersion}");
+    s.kubectl_ok(&["label", "cm", "c", "bump=1"]);
+    let stale = format!(r#"{{"metadata":{{"resourceVersion":"{seen}"}},"data":{{"k":"w"}}}}"#);
+    let out = s.kubectl(&["patch", "cm", "c", "--type", "merge", "-p", &stale]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "Operation cannot be fulfilled on configmaps \"c\": the object has been modified"
+        ),
+        "{err}"
+    );
+    assert_eq!(jsonpath(&s, &["cm", "c"], "{.data.k}"), "v");
+    let current = jsonpath(&s, &["cm", "c"], "{.metadata.resourceVersion}");
+    let fresh = format!(r#"{{"metadata":{{"resourceVersion":"{current}"}},"data":{{"k":"w"}}}}"#);
+    s.kubectl_ok(&["patch", "cm", "c", "--type", "merge", "-p", &fresh]);
     assert_eq!(jsonpath(&s, &["cm", "c"], "{.data.k}"), "w");
 }
 

@@ -465,21 +465,16 @@ metadata: {name: immediate}
 provisioner: example.com/immediate
 ---
 apiVersion: v1
-kind: PersistentVolume
-metadata: {name: local-n2}
+kind: PersistentVolumeClaim
+metadata: {name: static, namespace: default}
 spec:
-  capacity: {storage: 1Gi}
   accessModes: [ReadWriteOnce]
   storageClassName: manual
-  local: {path: /mnt/disk}
-  nodeAffinity:
-    required:
-      nodeSelectorTerms:
-      - matchExpressions: [{key: kubernetes.io/hostname, operator: In, values: [n2]}]
+  resources: {requests: {storage: 500Mi}}
 ---
 apiVersion: v1
 kind: PersistentVolumeClaim
-metadata: {name: static, namespace: default}
+metadata: {name: static-too, namespace: default}
 spec:
   accessModes: [ReadWriteOnce]
   storageClassName: manual
@@ -502,40 +497,145 @@ spec:
   resources: {requests: {storage: 1Gi}}
 "#,
     );
-    // A PV starts Available once created; the scheduler's cache sees it.
+    // The classes and claims reach the scheduler's cache.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let with_claim = |claim: &str| json!({"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]});
     create_pod(&client, "on-local", with_claim("static")).await;
+    create_pod(&client, "on-local-too", with_claim("static-too")).await;
     create_pod(&client, "anywhere", with_claim("provisioned")).await;
     create_pod(&client, "waits", with_claim("unbound-now")).await;
     create_pod(&client, "no-claim", with_claim("missing")).await;
-
-    // The static local volume exists only on n2: the pod goes there, and the volume
-    // is pre-bound to its claim.
-    assert_eq!(node_of(&client, "on-local").await, "n2");
-    let pv: k8s_openapi::api::core::v1::PersistentVolume =
-        Api::all(client.clone()).get("local-n2").await.expect("pv");
-    let claim_ref = pv.spec.and_then(|s| s.claim_ref).expect("claimRef");
-    assert_eq!(claim_ref.name.as_deref(), Some("static"));
-
-    // The dynamically provisioned claim names the pod's node for its provisioner.
-    let node = node_of(&client, "anywhere").await;
-    let pvc: k8s_openapi::api::core::v1::PersistentVolumeClaim =
-        Api::namespaced(client.clone(), "default")
-            .get("provisioned")
-            .await
-            .expect("pvc");
-    let annotations = pvc.metadata.annotations.unwrap_or_default();
-    assert_eq!(
-        annotations.get("volume.kubernetes.io/selected-node"),
-        Some(&node)
+    let no_volume = "0/2 nodes are available: 2 node(s) didn't find available persistent volumes to bind. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.";
+    for pod in ["on-local", "on-local-too"] {
+        expect_unschedulable(&client, pod, no_volume).await;
+    }
+    // One local volume that both claims fit: its arrival retries both pods at once,
+    // back to back. Exactly one gets it; the other cannot take it while the first
+    // bind is in flight, nor overwrite its claimRef afterwards.
+    s.apply(
+        r#"
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: local-n2}
+spec:
+  capacity: {storage: 1Gi}
+  accessModes: [ReadWriteOnce]
+  storageClassName: manual
+  local: {path: /mnt/disk}
+  nodeAffinity:
+    required:
+      nodeSelectorTerms:
+      - matchExpressions: [{key: kubernetes.io/hostname, operator: In, values: [n2]}]
+"#,
     );
+
+    // The static local volume exists only on n2: the pod goes there once the volume
+    // is pre-bound to its claim and the volume controller has bound the claim.
+    let pv: k8s_openapi::api::core::v1::PersistentVolume =
+        cluster::eventually(WAIT, "local-n2 to be pre-bound", || {
+            let pvs: Api<k8s_openapi::api::core::v1::PersistentVolume> = Api::all(client.clone());
+            async move {
+                pvs.get("local-n2")
+                    .await
+                    .ok()
+                    .filter(|pv| pv.spec.as_ref().is_some_and(|s| s.claim_ref.is_some()))
+            }
+        })
+        .await;
+    let winner = pv
+        .spec
+        .and_then(|s| s.claim_ref)
+        .and_then(|r| r.name)
+        .expect("claimRef name");
+    let (bound, left) = if winner == "static" {
+        ("on-local", "on-local-too")
+    } else {
+        ("on-local-too", "on-local")
+    };
+    assert_eq!(node_of(&client, bound).await, "n2");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    expect_unschedulable(&client, left, no_volume).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let left_pod = pods.get(left).await.expect("pod");
+    assert_eq!(
+        left_pod.spec.and_then(|s| s.node_name),
+        None,
+        "{left} bound too"
+    );
+    // A second volume, on n1, lets the other pod go there at once.
+    s.apply(
+        r#"
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: local-n1}
+spec:
+  capacity: {storage: 1Gi}
+  accessModes: [ReadWriteOnce]
+  storageClassName: manual
+  local: {path: /mnt/disk}
+  nodeAffinity:
+    required:
+      nodeSelectorTerms:
+      - matchExpressions: [{key: kubernetes.io/hostname, operator: In, values: [n1]}]
+"#,
+    );
+    assert_eq!(node_of(&client, left).await, "n1");
+    let claims: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        Api::namespaced(client.clone(), "default");
+    let claim = claims.get(&winner).await.expect("winning claim");
+    assert_eq!(
+        claim.spec.and_then(|s| s.volume_name).as_deref(),
+        Some("local-n2")
+    );
+
+    // The dynamically provisioned claim names a node for its provisioner; the pod
+    // is not bound before the claim is.
+    let node: String = cluster::eventually(WAIT, "the claim's selected node", || {
+        let claims = claims.clone();
+        async move {
+            claims.get("provisioned").await.ok().and_then(|c| {
+                c.metadata
+                    .annotations
+                    .and_then(|a| a.get("volume.kubernetes.io/selected-node").cloned())
+            })
+        }
+    })
+    .await;
+    let pvc = claims.get("provisioned").await.expect("pvc");
+    let annotations = pvc.metadata.annotations.clone().unwrap_or_default();
     assert_eq!(
         annotations
             .get("volume.kubernetes.io/storage-provisioner")
             .map(String::as_str),
         Some("example.com/dynamic")
     );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let waiting = pods.get("anywhere").await.expect("pod");
+    assert_eq!(
+        waiting.spec.and_then(|s| s.node_name),
+        None,
+        "bound before its claim"
+    );
+    // The test plays the provisioner: a volume on that node, made for the claim.
+    s.apply(&format!(
+        r#"
+apiVersion: v1
+kind: PersistentVolume
+metadata: {{name: made-for-provisioned}}
+spec:
+  capacity: {{storage: 1Gi}}
+  accessModes: [ReadWriteOnce]
+  storageClassName: dynamic
+  local: {{path: /mnt/made}}
+  claimRef: {{namespace: default, name: provisioned, uid: {uid}}}
+  nodeAffinity:
+    required:
+      nodeSelectorTerms:
+      - matchExpressions: [{{key: kubernetes.io/hostname, operator: In, values: [{node}]}}]
+"#,
+        uid = pvc.metadata.uid.as_deref().unwrap_or_default(),
+    ));
+    assert_eq!(node_of(&client, "anywhere").await, node);
 
     expect_unschedulable(
         &client,

@@ -88,7 +88,24 @@ pub enum PreBind {
         claim: String,
         /// The claim's UID.
         uid: String,
+        /// The volume's resourceVersion when it was chosen: the pre-bind is
+        /// refused (Conflict) when the volume changed since.
+        resource_version: String,
     },
+}
+
+impl PreBind {
+    /// The claim this asks about, as `(namespace, name)`.
+    pub fn claim(&self) -> (&str, &str) {
+        match self {
+            PreBind::Provision {
+                namespace, claim, ..
+            }
+            | PreBind::BindVolume {
+                namespace, claim, ..
+            } => (namespace, claim),
+        }
+    }
 }
 
 /// The names of the claims a pod uses (generic ephemeral volumes included).
@@ -184,6 +201,7 @@ impl VolumeBinding {
                         namespace,
                         claim,
                         uid: d.claim.metadata.uid.clone().unwrap_or_default(),
+                        resource_version: pv.metadata.resource_version.clone().unwrap_or_default(),
                     });
                 }
             } else {
@@ -280,6 +298,7 @@ impl Plugin for VolumeBinding {
                             .and_then(|s| s.storage_class_name.as_deref())
                             == Some(class_name.as_str())
                     })
+                    .filter(|pv| !cache.volume_assumed(pv))
                     .map(|pv| (*pv).clone())
                     .collect();
                 s.available.insert(class_name.clone(), pvs);
@@ -357,7 +376,7 @@ mod tests {
     }
 
     fn local_pv(name: &str, node: &str, class: &str, phase: &str, size: &str) -> serde_json::Value {
-        json!({"metadata": {"name": name}, "spec": {
+        json!({"metadata": {"name": name, "resourceVersion": "7"}, "spec": {
             "capacity": {"storage": size}, "accessModes": ["ReadWriteOnce"],
             "storageClassName": class, "local": {"path": "/x"},
             "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
@@ -436,12 +455,14 @@ mod tests {
                 claim("later", "local-path", None),
                 claim("now", "fast", None),
                 claim("static", "manual", None),
+                claim("static-too", "manual", None),
             ],
             vec![
                 local_pv("small-n1", "n1", "manual", "Available", "100Mi"),
                 local_pv("big-n2", "n2", "manual", "Available", "2Gi"),
             ],
         );
+        let mut c = c;
         let err = schedule(&c, "now").expect_err("immediate and unbound");
         assert!(err.contains(UNBOUND_IMMEDIATE), "{err}");
         let err = schedule(&c, "missing").expect_err("no claim");
@@ -460,8 +481,19 @@ mod tests {
                 namespace: "ns".into(),
                 claim: "static".into(),
                 uid: "uid-static".into(),
+                resource_version: "7".into(),
             }]
         );
+        // While that bind is in flight the volume is taken: another claim that
+        // only it could hold finds none, until the bind fails and gives it back.
+        c.assume_volume("big-n2", "7");
+        let err = schedule(&c, "static-too").expect_err("the only fitting volume is taken");
+        assert!(err.contains(NO_VOLUME), "{err}");
+        c.forget_volume("big-n2");
+        assert_eq!(schedule(&c, "static-too").as_deref(), Ok("n2"));
+        // An assumption the store has already moved past takes nothing.
+        c.assume_volume("big-n2", "6");
+        assert_eq!(schedule(&c, "static-too").as_deref(), Ok("n2"));
         // A provisioner can make one anywhere: the claim gets the chosen node.
         let (chosen, state) = schedule_with_state(&c, "later").expect("schedulable");
         let node = c.node(&chosen).expect("node");
