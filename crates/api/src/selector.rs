@@ -6,6 +6,7 @@
 //!   `metav1.LabelSelector` conversion.
 //! - [`FieldSelector`]: `f=v`, `f==v`, `f!=v` with `\,` `\=` `\\` escapes
 //!   (apimachinery `pkg/fields`).
+//! - [`node`]: node selector terms (node affinity, volume node affinity).
 //! - [`validation`]: `is_dns1123_subdomain` and friends with Kubernetes' messages.
 //!
 //! Error messages are Kubernetes' own, so the API server can return them as the
@@ -13,6 +14,7 @@
 
 mod field;
 mod label;
+pub mod node;
 pub mod validation;
 
 pub use field::{FieldOperator, FieldRequirement, FieldSelector, escape_value, unescape_value};

@@ -86,47 +86,6 @@ fn tolerates(t: &Toleration, taint: &Taint) -> bool {
     }
 }
 
-fn requirement_matches(r: &NodeSelectorRequirement, value: Option<&str>) -> bool {
-    let values = r.values.as_deref().unwrap_or(&[]);
-    match r.operator.as_str() {
-        "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
-        "NotIn" => value.is_none_or(|v| !values.iter().any(|x| x == v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        "Gt" | "Lt" => {
-            let (Some(v), Some(bound)) = (
-                value.and_then(|v| v.parse::<i64>().ok()),
-                values.first().and_then(|b| b.parse::<i64>().ok()),
-            ) else {
-                return false;
-            };
-            if r.operator == "Gt" {
-                v > bound
-            } else {
-                v < bound
-            }
-        }
-        _ => false,
-    }
-}
-
-fn term_matches(term: &NodeSelectorTerm, node: &Node) -> bool {
-    let exprs = term.match_expressions.as_deref().unwrap_or(&[]);
-    let fields = term.match_fields.as_deref().unwrap_or(&[]);
-    if exprs.is_empty() && fields.is_empty() {
-        return false;
-    }
-    let labels = node.labels();
-    let name = node.name_any();
-    exprs
-        .iter()
-        .all(|r| requirement_matches(r, labels.get(&r.key).map(String::as_str)))
-        && fields.iter().all(|r| {
-            let v = (r.key == "metadata.name").then_some(name.as_str());
-            requirement_matches(r, v)
-        })
-}
-
 /// Decides whether a daemon pod with `spec` (tolerations already added) belongs on
 /// `node`.
 pub(crate) fn fit(spec: &PodSpec, node: &Node) -> Fit {
@@ -156,10 +115,7 @@ pub(crate) fn fit(spec: &PodSpec, node: &Node) -> Fit {
             na.required_during_scheduling_ignored_during_execution
                 .as_ref()
         })
-        && !sel
-            .node_selector_terms
-            .iter()
-            .any(|t| term_matches(t, node))
+        && !api::selector::node::selector_matches(sel, node.labels(), &node.name_any())
     {
         return no;
     }
