@@ -8,11 +8,14 @@
 
 use api::resource::ResourceInfo;
 use api::status::{ApiError, StatusDetails};
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 use crate::serve::State;
 
 pub(crate) mod node_restriction;
+pub(crate) mod objects;
 mod per_server;
 pub(crate) mod policy;
 mod service_account;
@@ -111,6 +114,22 @@ async fn stored(state: &State, plural: &str, ns: Option<&str>, name: &str) -> Op
     state.storage.get(res, ns, name).await.ok()
 }
 
+/// The namespace `name` as of now (`None`: it does not exist), from the in-memory
+/// index, or from storage when the index is behind.
+async fn namespace(state: &State, name: &str) -> Result<Option<Arc<Value>>, ApiError> {
+    if let Some(found) = state.admission_objects.namespace(name).await {
+        return Ok(found);
+    }
+    let Some(res) = state.registry.lookup("", "v1", "namespaces") else {
+        return Ok(None);
+    };
+    match state.storage.get(res, None, name).await {
+        Ok(o) => Ok(Some(Arc::new(o))),
+        Err(e) if e.code == 404 => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// NodeRestriction for writes by node identities (see [`node_restriction`]).
 async fn node_restriction(state: &State, w: &Write<'_>) -> Result<(), ApiError> {
     let Some(node) = node_restriction::node_name(w.who) else {
@@ -195,7 +214,7 @@ async fn pod_security(
     } else {
         w.namespace
     };
-    let namespace = stored(state, "namespaces", None, namespace_name).await;
+    let ns_obj = namespace(state, namespace_name).await.ok().flatten();
     let request = pod_security::Request {
         operation,
         group: &w.res.group,
@@ -208,7 +227,7 @@ async fn pod_security(
         old_object: w.old,
     };
     let admission = pod_security_admission();
-    let decision = admission.validate(&request, namespace.as_ref());
+    let decision = admission.validate(&request, ns_obj.as_deref());
     warnings.extend(decision.warnings.iter().cloned());
     if let Some(denial) = decision.denial {
         return Err(match denial {
@@ -348,13 +367,8 @@ async fn namespace_lifecycle(
     let Some(ns) = crate::object::namespace(obj) else {
         return Ok(());
     };
-    let Some(ns_res) = state.registry.lookup("", "v1", "namespaces") else {
-        return Ok(());
-    };
-    let ns_obj = match state.storage.get(ns_res, None, ns).await {
-        Ok(o) => o,
-        Err(e) if e.code == 404 => return Err(ApiError::not_found("", "namespaces", ns)),
-        Err(e) => return Err(e),
+    let Some(ns_obj) = namespace(state, ns).await? else {
+        return Err(ApiError::not_found("", "namespaces", ns));
     };
     if ns_obj
         .pointer("/metadata/deletionTimestamp")
@@ -395,9 +409,16 @@ async fn service_account(state: &State, obj: &mut Value) -> Result<(), ApiError>
         if attempt > 0 {
             tokio::time::sleep(pause).await;
         }
+        if let Some(found) = state.admission_objects.service_account(&ns, &name).await {
+            if found.is_some() {
+                account = found;
+                break;
+            }
+            continue;
+        }
         match state.storage.get(sa_res, Some(&ns), &name).await {
             Ok(a) => {
-                account = Some(a);
+                account = Some(Arc::new(a));
                 break;
             }
             Err(e) if e.code == 404 => {}

@@ -35,6 +35,8 @@ pub(crate) struct State {
     pub authorizer: Box<dyn Authorizer>,
     /// The RBAC index (roles and bindings), fed by the watch cache.
     pub rbac: Arc<crate::rbac::RbacCache>,
+    /// Namespaces and service accounts for admission, fed by the watch cache.
+    pub admission_objects: Arc<crate::admission::objects::AdmissionObjects>,
     pub inflight: Arc<Semaphore>,
     /// API Priority and Fairness, unless switched off.
     pub flow_control: Option<Arc<crate::flowcontrol::FlowControl>>,
@@ -187,6 +189,16 @@ impl ApiServer {
         let rbac =
             crate::rbac::RbacCache::start(store.clone(), watch_cache.clone(), shutdown_rx.clone())
                 .await?;
+        let written = Arc::new(crate::storage::WriteMark::new(
+            crate::admission::objects::AdmissionObjects::PREFIXES,
+        ));
+        let admission_objects = crate::admission::objects::AdmissionObjects::start(
+            store.clone(),
+            watch_cache.clone(),
+            written.clone(),
+            shutdown_rx.clone(),
+        )
+        .await?;
         let registry = Arc::new(crate::crd::ServedResources::new());
         let node_authorizer = if config
             .authorization_modes
@@ -229,11 +241,13 @@ impl ApiServer {
             token_issuer,
             authorizer: Box::new(authorizer),
             rbac,
+            admission_objects,
             inflight: Arc::new(Semaphore::new(config.max_requests_inflight)),
             flow_control,
             storage: Storage {
                 store,
                 served: registry.clone(),
+                written,
             },
             registry,
             shutdown: shutdown_rx,

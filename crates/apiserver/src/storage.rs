@@ -3,6 +3,7 @@
 //! paginated lists with continue tokens.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use api::resource::ResourceInfo;
 use api::status::ApiError;
@@ -19,6 +20,40 @@ pub(crate) struct Storage {
     pub store: Arc<dyn Store>,
     /// What is served (custom resources are converted on the way in and out).
     pub served: Arc<crate::crd::ServedResources>,
+    /// Acknowledged writes an in-memory index must have seen before it answers.
+    pub written: Arc<WriteMark>,
+}
+
+/// The highest store revision of a write this server acknowledged under some key
+/// prefixes: an index fed by the watch cache that has seen this revision has seen
+/// every such write (of this server; other API servers' writes reach it through
+/// the watch only, as Kubernetes' informers do).
+#[derive(Debug, Default)]
+pub(crate) struct WriteMark {
+    prefixes: &'static [&'static str],
+    revision: AtomicI64,
+}
+
+impl WriteMark {
+    /// A mark for writes under `prefixes`.
+    pub(crate) fn new(prefixes: &'static [&'static str]) -> Self {
+        Self {
+            prefixes,
+            revision: AtomicI64::new(0),
+        }
+    }
+
+    /// Records an acknowledged write of `key` at `revision`.
+    pub(crate) fn record(&self, key: &str, revision: Revision) {
+        if self.prefixes.iter().any(|p| key.starts_with(p)) {
+            self.revision.fetch_max(revision, Ordering::AcqRel);
+        }
+    }
+
+    /// The highest revision recorded.
+    pub(crate) fn get(&self) -> Revision {
+        self.revision.load(Ordering::Acquire)
+    }
 }
 
 /// Maps a store failure about one object to its Kubernetes error.
@@ -140,6 +175,7 @@ impl Storage {
             .create(&info.key(ns, name), encode(&view, obj))
             .await
             .map_err(|e| store_error(info, name, e))?;
+        self.written.record(&kv.key, kv.mod_revision);
         view.decode(&kv)
     }
 
@@ -157,6 +193,7 @@ impl Storage {
             .update(&info.key(ns, name), encode(&view, obj), expected)
             .await
             .map_err(|e| store_error(info, name, e))?;
+        self.written.record(&kv.key, kv.mod_revision);
         view.decode(&kv)
     }
 
@@ -172,6 +209,7 @@ impl Storage {
             .delete(&info.key(ns, name), expected)
             .await
             .map_err(|e| store_error(info, name, e))?;
+        self.written.record(&kv.key, kv.mod_revision);
         self.view(info).decode(&kv)
     }
 

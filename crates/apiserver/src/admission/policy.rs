@@ -53,10 +53,7 @@ async fn policy_cache(state: &State) -> Result<Arc<PolicyCache>, cache::CacheErr
                 .registry
                 .lookup(GROUP, "v1", "validatingadmissionpolicies")
                 .map(|resource| StatusWriter {
-                    storage: crate::storage::Storage {
-                        store: state.storage.store.clone(),
-                        served: state.storage.served.clone(),
-                    },
+                    storage: state.storage.clone(),
                     resource: resource.clone(),
                 });
             PolicyCache::start(
