@@ -41,6 +41,26 @@ fn container(cpu: &str) -> Value {
     json!([{"name": "c", "image": "registry.k8s.io/pause:3.9", "resources": {"requests": {"cpu": cpu}}}])
 }
 
+/// A 1Gi `manual` local PersistentVolume named `local-<node>` on `node`.
+fn manual_local_volume(node: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: PersistentVolume
+metadata: {{name: local-{node}}}
+spec:
+  capacity: {{storage: 1Gi}}
+  accessModes: [ReadWriteOnce]
+  storageClassName: manual
+  local: {{path: /mnt/disk}}
+  nodeAffinity:
+    required:
+      nodeSelectorTerms:
+      - matchExpressions: [{{key: kubernetes.io/hostname, operator: In, values: [{node}]}}]
+"#
+    )
+}
+
 async fn node_of(client: &kube::Client, name: &str) -> String {
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     cluster::eventually(WAIT, &format!("pod {name} to be bound"), || {
@@ -512,22 +532,7 @@ spec:
     // One local volume that both claims fit: its arrival retries both pods at once,
     // back to back. Exactly one gets it; the other cannot take it while the first
     // bind is in flight, nor overwrite its claimRef afterwards.
-    s.apply(
-        r#"
-apiVersion: v1
-kind: PersistentVolume
-metadata: {name: local-n2}
-spec:
-  capacity: {storage: 1Gi}
-  accessModes: [ReadWriteOnce]
-  storageClassName: manual
-  local: {path: /mnt/disk}
-  nodeAffinity:
-    required:
-      nodeSelectorTerms:
-      - matchExpressions: [{key: kubernetes.io/hostname, operator: In, values: [n2]}]
-"#,
-    );
+    s.apply(&manual_local_volume("n2"));
 
     // The static local volume exists only on n2: the pod goes there once the volume
     // is pre-bound to its claim and the volume controller has bound the claim.
@@ -563,22 +568,7 @@ spec:
         "{left} bound too"
     );
     // A second volume, on n1, lets the other pod go there at once.
-    s.apply(
-        r#"
-apiVersion: v1
-kind: PersistentVolume
-metadata: {name: local-n1}
-spec:
-  capacity: {storage: 1Gi}
-  accessModes: [ReadWriteOnce]
-  storageClassName: manual
-  local: {path: /mnt/disk}
-  nodeAffinity:
-    required:
-      nodeSelectorTerms:
-      - matchExpressions: [{key: kubernetes.io/hostname, operator: In, values: [n1]}]
-"#,
-    );
+    s.apply(&manual_local_volume("n1"));
     assert_eq!(node_of(&client, left).await, "n1");
     let claims: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
         Api::namespaced(client.clone(), "default");
