@@ -396,67 +396,80 @@ impl Ctx<'_> {
             ));
         }
         let dry_run = self.dry_run()?;
-        let old = self
-            .state
-            .storage
-            .get(&self.res, self.namespace(), self.name())
-            .await?;
-        if let Some(n) = old
-            .pointer("/spec/nodeName")
-            .and_then(Value::as_str)
-            .filter(|n| !n.is_empty())
-        {
-            return Err(ApiError::conflict_message(
-                "",
-                "pods",
-                self.name(),
-                &format!("pod {} is already assigned to node {n:?}", self.name()),
-            ));
-        }
-        if old
-            .pointer("/metadata/deletionTimestamp")
-            .is_some_and(|v| !v.is_null())
-        {
-            return Err(ApiError::conflict_message(
-                "",
-                "pods",
-                self.name(),
-                "pod is being deleted, cannot be assigned to a host",
-            ));
-        }
-        let mut new = old.clone();
-        crate::object::set(&mut new, "spec.nodeName", node.into());
-        if let Some(ann) = binding
-            .pointer("/metadata/annotations")
-            .and_then(Value::as_object)
-        {
-            let m = object::meta_mut(&mut new);
-            let target = m.entry("annotations").or_insert_with(|| json!({}));
-            if !target.is_object() {
-                *target = json!({});
+        // As kube-apiserver's GuaranteedUpdate: a write that raced ours (a status
+        // update, a label) makes us read the pod again, not fail the binding.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let old = self
+                .state
+                .storage
+                .get(&self.res, self.namespace(), self.name())
+                .await?;
+            if let Some(n) = old
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+            {
+                return Err(ApiError::conflict_message(
+                    "",
+                    "pods",
+                    self.name(),
+                    &format!("pod {} is already assigned to node {n:?}", self.name()),
+                ));
             }
-            if let Some(t) = target.as_object_mut() {
-                for (k, v) in ann {
-                    t.insert(k.clone(), v.clone());
+            if old
+                .pointer("/metadata/deletionTimestamp")
+                .is_some_and(|v| !v.is_null())
+            {
+                return Err(ApiError::conflict_message(
+                    "",
+                    "pods",
+                    self.name(),
+                    "pod is being deleted, cannot be assigned to a host",
+                ));
+            }
+            let mut new = old.clone();
+            crate::object::set(&mut new, "spec.nodeName", node.as_str().into());
+            if let Some(ann) = binding
+                .pointer("/metadata/annotations")
+                .and_then(Value::as_object)
+            {
+                let m = object::meta_mut(&mut new);
+                let target = m.entry("annotations").or_insert_with(|| json!({}));
+                if !target.is_object() {
+                    *target = json!({});
+                }
+                if let Some(t) = target.as_object_mut() {
+                    for (k, v) in ann {
+                        t.insert(k.clone(), v.clone());
+                    }
                 }
             }
-        }
-        let conds = new.pointer_mut("/status/conditions");
-        let cond = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": object::now_rfc3339()});
-        match conds.and_then(Value::as_array_mut) {
-            Some(list) => {
-                list.retain(|c| c["type"] != "PodScheduled");
-                list.push(cond);
+            let conds = new.pointer_mut("/status/conditions");
+            let cond = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": object::now_rfc3339()});
+            match conds.and_then(Value::as_array_mut) {
+                Some(list) => {
+                    list.retain(|c| c["type"] != "PodScheduled");
+                    list.push(cond);
+                }
+                None => crate::object::set(&mut new, "status.conditions", json!([cond])),
             }
-            None => crate::object::set(&mut new, "status.conditions", json!([cond])),
-        }
-        if !dry_run {
+            if dry_run {
+                break;
+            }
             let expected =
                 crate::storage::parse_rv(object::meta_str(&old, "resourceVersion").unwrap_or("0"))?;
-            self.state
+            match self
+                .state
                 .storage
                 .update(&self.res, self.namespace(), self.name(), &new, expected)
-                .await?;
+                .await
+            {
+                Ok(_) => break,
+                Err(e) if e.reason == "Conflict" && attempts < super::write::RETRIES => continue,
+                Err(e) => return Err(e),
+            }
         }
         Ok(Reply::Json(201, api::status::success_status(None)))
     }
